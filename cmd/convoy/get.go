@@ -1,0 +1,107 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/units"
+)
+
+func getCommand(stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "download URL to a file",
+		ArgsUsage: "URL",
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (default: the server's name for it)"},
+			&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "save into `DIR`", Value: "."},
+			&cli.IntFlag{Name: "connections", Aliases: []string{"n"}, Usage: "parallel connections", Value: 8},
+			&cli.StringFlag{Name: "min-split-size", Usage: "smallest range worth its own connection (K, M, G suffixes)", Value: "1M"},
+			&cli.BoolFlag{Name: "restart", Usage: "discard a partial download and start over"},
+			&cli.BoolFlag{Name: "overwrite", Usage: "replace an existing output file"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header `'Name: value'` (repeatable)"},
+			&cli.StringFlag{Name: "user-agent", Usage: "User-Agent header", Value: "convoy/" + convoy.Version},
+			&cli.BoolFlag{Name: "insecure", Usage: "do NOT verify TLS certificates (anyone on the path can then forge the file)"},
+			&cli.DurationFlag{Name: "stall-timeout", Usage: "retry a connection that receives nothing for this long", Value: 20 * time.Second},
+			&cli.IntFlag{Name: "max-tries", Usage: "tries of one range without progress before giving up", Value: 10},
+			&cli.DurationFlag{Name: "checkpoint-interval", Usage: "how often progress is made durable", Value: time.Second},
+		},
+		Action: func(c *cli.Context) error { return get(c, stderr) },
+	}
+}
+
+func get(c *cli.Context, stderr io.Writer) error {
+	if c.NArg() != 1 {
+		return usagef("get takes exactly one URL (got %d arguments); see 'convoy get --help'", c.NArg())
+	}
+	minSplit, err := units.ParseSize(c.String("min-split-size"))
+	if err != nil {
+		return usagef("--min-split-size: %v", err)
+	}
+	header, err := parseHeaders(c.StringSlice("header"))
+	if err != nil {
+		return err
+	}
+	if n := c.Int("connections"); n < 1 || n > convoy.MaxConnections {
+		return usagef("--connections must be between 1 and %d", convoy.MaxConnections)
+	}
+	quiet := c.Bool("quiet")
+	out := newReporter(stderr, quiet, isTerminal(stderr))
+	if c.Bool("insecure") && !quiet {
+		out.logf("warning: --insecure: TLS certificates are not verified; a man in the middle can forge what you download")
+	}
+	cfg := convoy.Config{
+		URL:                c.Args().First(),
+		Output:             c.String("output"),
+		Dir:                c.String("dir"),
+		Connections:        c.Int("connections"),
+		MinSplitSize:       minSplit,
+		Header:             header,
+		UserAgent:          c.String("user-agent"),
+		Insecure:           c.Bool("insecure"),
+		Restart:            c.Bool("restart"),
+		Overwrite:          c.Bool("overwrite"),
+		StallTimeout:       c.Duration("stall-timeout"),
+		MaxTries:           c.Int("max-tries"),
+		CheckpointInterval: c.Duration("checkpoint-interval"),
+		Logf:               out.logf,
+		OnProgress:         out.progress,
+	}
+	res, err := convoy.Download(c.Context, cfg)
+	out.finish()
+	if err != nil {
+		return err
+	}
+	out.summary(res)
+	return nil
+}
+
+// parseHeaders reads "Name: value" strings.
+func parseHeaders(lines []string) (http.Header, error) {
+	h := http.Header{}
+	for _, l := range lines {
+		name, value, ok := strings.Cut(l, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(value, "\r\n") {
+			return nil, usagef("--header %q: want 'Name: value'", l)
+		}
+		h.Add(name, strings.TrimSpace(value))
+	}
+	return h, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

@@ -1,0 +1,74 @@
+// Command convoy downloads files over many HTTP connections at once, resumes
+// after any interruption, and never leaves a corrupt file under the final
+// name.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/redact"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func main() {
+	os.Exit(run(os.Args, os.Stderr))
+}
+
+// run executes the command line args and returns the exit code.
+func run(args []string, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := newApp(stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	code := exitFailure
+	var ue usageError
+	if errors.As(err, &ue) || errors.Is(err, convoy.ErrUsage) {
+		code = exitUsage
+	}
+	fmt.Fprintf(stderr, "convoy: %s\n", redact.Text(err.Error()))
+	return code
+}
+
+// usageError marks a mistake on the command line.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+func newApp(stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:            "convoy",
+		Usage:           "download one file over many connections, resumable and crash-safe",
+		Version:         convoy.Version,
+		Writer:          stderr,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {}, // run prints errors and picks the code
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		Commands: []*cli.Command{getCommand(stderr)},
+	}
+}

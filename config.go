@@ -1,0 +1,155 @@
+package convoy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/convoy-dl/convoy/internal/redact"
+)
+
+// Config describes one download. The zero value of every field but URL is a
+// sensible default.
+type Config struct {
+	// URL of the file; http or https.
+	URL string
+	// Output is the path to write. Empty: a name from the server
+	// (Content-Disposition, else the URL path), sanitised, inside Dir.
+	Output string
+	// Dir is the folder for Output when Output is relative (default ".").
+	Dir string
+	// Connections is the number of parallel connections (default 8).
+	Connections int
+	// MinSplitSize is the smallest range worth a connection of its own
+	// (default 1 MiB).
+	MinSplitSize int64
+	// Header holds extra request headers, e.g. Authorization or Cookie. They
+	// are not sent to a host other than the one in URL after a redirect.
+	Header http.Header
+	// UserAgent replaces the default "convoy/VERSION".
+	UserAgent string
+	// Insecure skips TLS certificate verification.
+	Insecure bool
+	// Restart discards a partial download instead of resuming it.
+	Restart bool
+	// Overwrite replaces an existing Output; without it an existing file is an
+	// error.
+	Overwrite bool
+	// StallTimeout turns a connection that receives nothing for this long into
+	// a retry (default 20s).
+	StallTimeout time.Duration
+	// MaxTries bounds the consecutive attempts of one range that make no
+	// progress (default 10).
+	MaxTries int
+	// RetryInitial and RetryMax shape the exponential backoff between tries
+	// (defaults 500ms and 30s).
+	RetryInitial, RetryMax time.Duration
+	// CheckpointInterval is how often progress is made durable (default 1s).
+	CheckpointInterval time.Duration
+	// Client replaces the HTTP client convoy builds (for tests and embedding).
+	Client *http.Client
+	// OnProgress, if set, is called from one goroutine every
+	// ProgressInterval (default 250ms) and once at the end.
+	OnProgress       func(Progress)
+	ProgressInterval time.Duration
+	// Logf, if set, receives notices meant for people: retries, restarts,
+	// resumes. Secrets are already redacted.
+	Logf func(format string, args ...any)
+}
+
+// Progress is a snapshot of a running download.
+type Progress struct {
+	// Size is the file size, -1 when unknown.
+	Size int64
+	// Done counts bytes on disk, including those from earlier runs.
+	Done int64
+	// Elapsed is the time since Download started.
+	Elapsed time.Duration
+}
+
+// Result describes a finished download.
+type Result struct {
+	// Path is the final file.
+	Path string
+	// Size is its length in bytes.
+	Size int64
+	// Resumed counts bytes that were already on disk from earlier runs.
+	Resumed int64
+	// Fetched counts bytes received and written by this run.
+	Fetched int64
+	// Retries counts failed attempts that were tried again.
+	Retries int64
+	// Restarts counts the times the download started over because the file
+	// changed on the server.
+	Restarts int
+	// AlreadyComplete is set when an earlier run had finished the file and
+	// only its bookkeeping was left.
+	AlreadyComplete bool
+	// Elapsed is the wall time of Download.
+	Elapsed time.Duration
+}
+
+// Version is convoy's version, sent in the default User-Agent.
+var Version = "0.1.0-dev"
+
+// MaxConnections bounds Config.Connections.
+const MaxConnections = 128
+
+// ErrUsage marks errors in the Config itself.
+var ErrUsage = errors.New("invalid configuration")
+
+func (c Config) withDefaults() (Config, error) {
+	u, err := url.Parse(c.URL)
+	if err != nil || c.URL == "" {
+		return c, fmt.Errorf("%w: %q is not a URL", ErrUsage, redact.URL(c.URL))
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return c, fmt.Errorf("%w: %s: only http and https URLs are supported", ErrUsage, redact.URL(c.URL))
+	}
+	if u.Host == "" {
+		return c, fmt.Errorf("%w: %s has no host", ErrUsage, redact.URL(c.URL))
+	}
+	if c.Connections == 0 {
+		c.Connections = 8
+	}
+	if c.Connections < 1 || c.Connections > MaxConnections {
+		return c, fmt.Errorf("%w: connections must be between 1 and %d, not %d", ErrUsage, MaxConnections, c.Connections)
+	}
+	if c.MinSplitSize == 0 {
+		c.MinSplitSize = 1 << 20
+	}
+	if c.MinSplitSize < 0 {
+		return c, fmt.Errorf("%w: negative minimum split size", ErrUsage)
+	}
+	if c.Dir == "" {
+		c.Dir = "."
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 20 * time.Second
+	}
+	if c.MaxTries <= 0 {
+		c.MaxTries = 10
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = time.Second
+	}
+	if c.ProgressInterval <= 0 {
+		c.ProgressInterval = 250 * time.Millisecond
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	h := c.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if c.UserAgent != "" {
+		h.Set("User-Agent", c.UserAgent)
+	} else if h.Get("User-Agent") == "" {
+		h.Set("User-Agent", "convoy/"+Version)
+	}
+	c.Header = h
+	return c, nil
+}

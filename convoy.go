@@ -1,0 +1,517 @@
+package convoy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/internal/units"
+	"github.com/convoy-dl/convoy/manifest"
+	"github.com/convoy-dl/convoy/merge"
+	"github.com/convoy-dl/convoy/segment"
+)
+
+// maxRestarts bounds how often one Download starts over because the file
+// changed on the server while it ran.
+const maxRestarts = 2
+
+// writebackEvery is how many written bytes make the part file start
+// writeback, so that a checkpoint's fdatasync has little left to do.
+const writebackEvery = 8 << 20
+
+// Suffixes of the files kept beside the output while a download runs.
+const (
+	PartSuffix     = ".part"
+	ManifestSuffix = ".convoy"
+)
+
+// ErrInterrupted reports a download stopped by its context (Ctrl-C); its
+// progress is saved and the same call resumes it.
+var ErrInterrupted = errors.New("interrupted")
+
+// ErrExists reports an output file that is already there.
+var ErrExists = errors.New("output file already exists")
+
+// ErrNotResumable marks a manifest that cannot be used; Restart discards it.
+var ErrNotResumable = errors.New("cannot resume")
+
+// Download fetches cfg.URL into a file and returns when the file is complete
+// under its final name, or with the error that stopped it. Progress is kept
+// in a manifest beside the output, so that calling Download again with the
+// same Config continues where it stopped. No goroutine outlives the call.
+func Download(ctx context.Context, cfg Config) (Result, error) {
+	start := time.Now()
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return Result{}, err
+	}
+	d := &download{cfg: cfg, start: start}
+	d.client = cfg.Client
+	if d.client == nil {
+		d.client = segment.NewClient(segment.ClientOptions{
+			Connections:   cfg.Connections,
+			HeaderTimeout: cfg.StallTimeout,
+			Insecure:      cfg.Insecure,
+		})
+		defer d.client.CloseIdleConnections()
+	}
+	res, err := d.run(ctx)
+	res.Elapsed = time.Since(start)
+	res.Retries = d.retries.Load()
+	return res, err
+}
+
+// download is the state of one Download call.
+type download struct {
+	cfg     Config
+	client  *http.Client
+	start   time.Time
+	retries atomic.Int64
+}
+
+// files names the three paths of one download.
+type files struct {
+	out, part, manifest string
+}
+
+func (d *download) run(ctx context.Context) (Result, error) {
+	remote, err := d.probe(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	f, err := d.outputPaths(remote)
+	if err != nil {
+		return Result{}, err
+	}
+	if done, res, err := d.checkExisting(f); done || err != nil {
+		return res, err
+	}
+	lock, err := manifest.Acquire(f.part)
+	if err != nil {
+		return Result{}, describeFileError(err, f.part)
+	}
+	res, err := d.fetchWithRestarts(ctx, remote, f)
+	if rerr := lock.Release(); rerr != nil && err == nil {
+		err = rerr
+	}
+	return res, err
+}
+
+func (d *download) probe(ctx context.Context) (segment.Remote, error) {
+	p := &segment.Prober{
+		Client:       d.client,
+		Header:       d.cfg.Header,
+		MaxTries:     d.cfg.MaxTries,
+		RetryInitial: d.cfg.RetryInitial,
+		RetryMax:     d.cfg.RetryMax,
+		OnRetry:      d.onRetry,
+	}
+	r, err := p.Probe(ctx, d.cfg.URL)
+	if err != nil {
+		return r, interrupted(ctx, err)
+	}
+	return r, nil
+}
+
+// outputPaths decides where the file goes. A name from the server is
+// sanitised to one path element inside cfg.Dir.
+func (d *download) outputPaths(r segment.Remote) (files, error) {
+	out := d.cfg.Output
+	if out == "" {
+		out = RemoteName(r.ContentDisposition, r.URL)
+	}
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(d.cfg.Dir, out)
+	}
+	dir := filepath.Dir(out)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return files{}, fmt.Errorf("folder %s does not exist", dir)
+	case err != nil:
+		return files{}, err
+	case !st.IsDir():
+		return files{}, fmt.Errorf("%s is not a folder", dir)
+	}
+	return files{out: out, part: out + PartSuffix, manifest: out + ManifestSuffix}, nil
+}
+
+// checkExisting handles an output that is already there: a folder is an
+// error; a file left by a run that crashed after its rename is finished
+// here; any other file needs Overwrite.
+func (d *download) checkExisting(f files) (done bool, res Result, err error) {
+	st, err := os.Stat(f.out)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, Result{}, nil
+	}
+	if err != nil {
+		return false, Result{}, err
+	}
+	if st.IsDir() {
+		return false, Result{}, fmt.Errorf("output %s is a folder", f.out)
+	}
+	if _, perr := os.Stat(f.part); errors.Is(perr, fs.ErrNotExist) {
+		if m, merr := manifest.Load(f.manifest); merr == nil && m.Complete() && m.Size == st.Size() {
+			if err := manifest.Remove(f.manifest); err != nil {
+				return false, Result{}, err
+			}
+			return true, Result{Path: f.out, Size: st.Size(), Resumed: st.Size(), AlreadyComplete: true}, nil
+		}
+	}
+	if d.cfg.Overwrite {
+		return false, Result{}, nil
+	}
+	return false, Result{}, fmt.Errorf("%w: %s (use --overwrite to replace it)", ErrExists, f.out)
+}
+
+// fetchWithRestarts runs passes until the file is complete, starting over
+// (bounded) when the file changes on the server.
+func (d *download) fetchWithRestarts(ctx context.Context, remote segment.Remote, f files) (Result, error) {
+	fresh := d.cfg.Restart
+	for restarts := 0; ; restarts++ {
+		res, err := d.pass(ctx, remote, f, fresh)
+		res.Restarts = restarts
+		if err == nil || restarts == maxRestarts || !changedRemote(err) || ctx.Err() != nil {
+			if err != nil {
+				d.cleanupUnresumable(f)
+			}
+			return res, err
+		}
+		d.cfg.Logf("%v; starting over from zero", err)
+		if remote, err = d.probe(ctx); err != nil {
+			return res, err
+		}
+		fresh = true
+	}
+}
+
+func changedRemote(err error) bool {
+	return errors.Is(err, segment.ErrRemoteChanged) || errors.Is(err, segment.ErrRangeIgnored)
+}
+
+// cleanupUnresumable removes a part file that no manifest describes: its
+// bytes cannot be trusted by a later run anyway.
+func (d *download) cleanupUnresumable(f files) {
+	if _, err := os.Stat(f.manifest); errors.Is(err, fs.ErrNotExist) {
+		_ = os.Remove(f.part)
+	}
+}
+
+// pass is one attempt at the whole file.
+func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fresh bool) (Result, error) {
+	if !remote.Ranges || remote.Size < 0 {
+		return d.stream(ctx, remote, f)
+	}
+	segs, resumed, err := d.resumeState(remote, f, fresh)
+	if err != nil {
+		return Result{}, err
+	}
+	part, err := merge.Open(f.part, remote.Size)
+	if err != nil {
+		return Result{}, describeFileError(err, f.part)
+	}
+	base := manifest.Manifest{
+		URL:          redact.URL(remote.URL),
+		FinalURL:     redact.URL(remote.FinalURL),
+		Size:         remote.Size,
+		ETag:         remote.ETag,
+		LastModified: remote.LastModified,
+	}
+	plan, err := segment.NewPlan(remote.Size, segs, d.cfg.Connections, d.cfg.MinSplitSize)
+	if err != nil {
+		return Result{}, errors.Join(err, part.Close())
+	}
+	cp := &checkpointer{plan: plan, part: part, path: f.manifest, base: base}
+	if err := cp.save(); err != nil {
+		return Result{}, errors.Join(describeFileError(err, f.manifest), part.Close())
+	}
+
+	var fetched, dirty atomic.Int64
+	fetcher := d.newFetcher(remote)
+	fetcher.OnWrite = func(_, n int64) {
+		fetched.Add(n)
+		if dirty.Add(n) >= writebackEvery {
+			dirty.Store(0)
+			part.StartWriteback()
+		}
+	}
+	res := Result{Path: f.out, Size: remote.Size, Resumed: resumed}
+	runErr := d.withCheckpoints(ctx, cp, plan.Written, func(ctx context.Context) error {
+		return fetcher.Run(ctx, plan, part, d.cfg.Connections)
+	})
+	res.Fetched = fetched.Load()
+	if runErr != nil {
+		if changedRemote(runErr) {
+			// The bytes on disk may belong to another version of the file.
+			return res, errors.Join(runErr, part.Close(), manifest.Remove(f.manifest))
+		}
+		return res, errors.Join(interrupted(ctx, describeFileError(runErr, f.part)), part.Close())
+	}
+	if err := part.Commit(f.out, remote.Size, lastModified(remote)); err != nil {
+		return res, describeFileError(err, f.out)
+	}
+	return res, describeFileError(manifest.Remove(f.manifest), f.manifest)
+}
+
+// resumeState returns the segments of an earlier run that still match the
+// remote file and the part file, with the bytes they hold; nil to start
+// fresh. A manifest that cannot be read is an error: its download is neither
+// reused nor silently thrown away.
+func (d *download) resumeState(remote segment.Remote, f files, fresh bool) ([]segment.Segment, int64, error) {
+	if fresh {
+		return nil, 0, nil
+	}
+	m, err := manifest.Load(f.manifest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v; run again with --restart to discard it and start over", ErrNotResumable, err)
+	}
+	if why := mismatch(m, remote); why != "" {
+		d.cfg.Logf("cannot resume %s: %s; starting over from zero", f.out, why)
+		return nil, 0, nil
+	}
+	segs := m.Segments
+	if st, err := os.Stat(f.part); err != nil || st.Size() < m.Size {
+		have := int64(0)
+		if err == nil {
+			have = st.Size()
+		}
+		d.cfg.Logf("%s is shorter than its manifest says (%d of %d bytes); fetching the missing bytes again", f.part, have, m.Size)
+		segs = clampWritten(segs, have)
+	}
+	var done int64
+	for _, s := range segs {
+		done += s.Written
+	}
+	if done > 0 {
+		d.cfg.Logf("resuming %s: %s of %s already on disk", f.out, units.FormatBytes(done), units.FormatBytes(m.Size))
+	}
+	return segs, done, nil
+}
+
+// mismatch says why a manifest does not describe the remote file, or "".
+// A resume needs a validator that If-Range can carry: without one a changed
+// file could not be told from the old one.
+func mismatch(m *manifest.Manifest, r segment.Remote) string {
+	switch {
+	case m.Size != r.Size:
+		return fmt.Sprintf("the file on the server is now %d bytes, was %d", r.Size, m.Size)
+	case r.Validator() == "":
+		return "the server sends no strong ETag or Last-Modified to prove the file is unchanged"
+	case m.ETag != r.ETag:
+		return fmt.Sprintf("the file changed on the server (ETag %s, was %s)", r.ETag, m.ETag)
+	case m.LastModified != r.LastModified:
+		return fmt.Sprintf("the file changed on the server (Last-Modified %s, was %s)", r.LastModified, m.LastModified)
+	}
+	return ""
+}
+
+// clampWritten drops the written bytes that lie at or past have, the length
+// of a part file that was truncated behind convoy's back.
+func clampWritten(segs []segment.Segment, have int64) []segment.Segment {
+	out := make([]segment.Segment, len(segs))
+	for i, s := range segs {
+		s.Written = max(0, min(s.Written, have-s.Start))
+		out[i] = s
+	}
+	return out
+}
+
+// stream downloads with one plain GET, for servers without ranges or size.
+// Such a download cannot resume, so it keeps no manifest.
+func (d *download) stream(ctx context.Context, remote segment.Remote, f files) (Result, error) {
+	if _, err := os.Stat(f.manifest); err == nil {
+		d.cfg.Logf("the server no longer supports ranges; starting over from zero")
+		if err := manifest.Remove(f.manifest); err != nil {
+			return Result{}, err
+		}
+	}
+	part, err := merge.Open(f.part, remote.Size)
+	if err != nil {
+		return Result{}, describeFileError(err, f.part)
+	}
+	var at atomic.Int64
+	fetcher := d.newFetcher(remote)
+	fetcher.IfRange = ""
+	fetcher.OnWrite = func(off, n int64) { at.Store(off + n) }
+	var size int64
+	err = d.withCheckpoints(ctx, nil, at.Load, func(ctx context.Context) error {
+		var err error
+		size, err = fetcher.Stream(ctx, part)
+		return err
+	})
+	res := Result{Path: f.out, Size: size, Fetched: at.Load()}
+	if err != nil {
+		return res, errors.Join(interrupted(ctx, describeFileError(err, f.part)), part.Close())
+	}
+	want := remote.Size
+	if want < 0 {
+		want = size
+	}
+	if err := part.Commit(f.out, want, lastModified(remote)); err != nil {
+		return res, describeFileError(err, f.out)
+	}
+	return res, nil
+}
+
+func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
+	return &segment.Fetcher{
+		Client:       d.client,
+		URL:          r.FinalURL,
+		Header:       headersFor(d.cfg.Header, r.URL, r.FinalURL),
+		Size:         r.Size,
+		IfRange:      r.Validator(),
+		StallTimeout: d.cfg.StallTimeout,
+		MaxTries:     d.cfg.MaxTries,
+		RetryInitial: d.cfg.RetryInitial,
+		RetryMax:     d.cfg.RetryMax,
+		OnRetry:      d.onRetry,
+	}
+}
+
+func (d *download) onRetry(err error, wait time.Duration) {
+	d.retries.Add(1)
+	d.cfg.Logf("retrying in %s: %v", wait.Round(time.Millisecond), err)
+}
+
+// withCheckpoints runs fetch while saving cp every CheckpointInterval and
+// reporting progress every ProgressInterval; after fetch returns it saves a
+// last checkpoint, whatever the outcome. A failed checkpoint stops the
+// fetch. cp may be nil (nothing to save).
+func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done func() int64, fetch func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	size := int64(-1)
+	if cp != nil {
+		size = cp.base.Size
+	}
+	report := func() {
+		if d.cfg.OnProgress != nil {
+			d.cfg.OnProgress(Progress{Size: size, Done: done(), Elapsed: time.Since(d.start)})
+		}
+	}
+	stopped := make(chan struct{})
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		checkpoints := time.NewTicker(d.cfg.CheckpointInterval)
+		defer checkpoints.Stop()
+		progress := time.NewTicker(d.cfg.ProgressInterval)
+		defer progress.Stop()
+		for {
+			select {
+			case <-stopped:
+				return
+			case <-progress.C:
+				report()
+			case <-checkpoints.C:
+				if cp == nil {
+					continue
+				}
+				if err := cp.save(); err != nil {
+					cancel(fmt.Errorf("saving progress: %w", describeFileError(err, cp.path)))
+					return
+				}
+			}
+		}
+	}()
+	err := fetch(ctx)
+	close(stopped)
+	<-loopDone
+	if cause := context.Cause(ctx); err != nil && ctx.Err() != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause // a failed checkpoint stopped the fetch
+	}
+	if cp != nil {
+		if cerr := cp.save(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("saving progress: %w", describeFileError(cerr, cp.path)))
+		}
+	}
+	report()
+	return err
+}
+
+// checkpointer makes the progress of a plan durable.
+type checkpointer struct {
+	plan *segment.Plan
+	part *merge.PartFile
+	path string
+	base manifest.Manifest
+}
+
+// save snapshots the plan, makes the part file durable, and only then
+// replaces the manifest with the snapshot: the manifest never claims a byte
+// that is not on disk.
+func (c *checkpointer) save() error {
+	segs := c.plan.Snapshot()
+	if err := c.part.Sync(); err != nil {
+		return err
+	}
+	m := c.base
+	m.Segments = segs
+	return manifest.Save(c.path, &m)
+}
+
+// headersFor drops credentials from the request headers when redirects led
+// to another host than the one the user named, as net/http does for the
+// redirect itself.
+func headersFor(h http.Header, original, final string) http.Header {
+	ou, err1 := url.Parse(original)
+	fu, err2 := url.Parse(final)
+	if err1 == nil && err2 == nil && sameOrSubdomain(fu.Hostname(), ou.Hostname()) {
+		return h
+	}
+	h = h.Clone()
+	for _, k := range []string{"Authorization", "Cookie", "Proxy-Authorization", "Www-Authenticate"} {
+		h.Del(k)
+	}
+	return h
+}
+
+func sameOrSubdomain(host, parent string) bool {
+	host, parent = strings.ToLower(host), strings.ToLower(parent)
+	return host == parent || strings.HasSuffix(host, "."+parent)
+}
+
+func lastModified(r segment.Remote) time.Time {
+	t, err := http.ParseTime(r.LastModified)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// interrupted marks an error caused by the caller's cancellation.
+func interrupted(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w: progress is saved, run the same command to resume", ErrInterrupted)
+	}
+	return err
+}
+
+// describeFileError adds the path and a plain cause to errors of the disk
+// side.
+func describeFileError(err error, path string) error {
+	var pe *fs.PathError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, merge.ErrNoSpace), errors.Is(err, manifest.ErrLocked):
+		return err
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("cannot write %s: permission denied", path)
+	case errors.As(err, &pe) && errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("cannot write %s: folder does not exist", path)
+	}
+	return err
+}

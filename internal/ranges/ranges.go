@@ -1,0 +1,42 @@
+// Package ranges defines the byte range record that the planner and the
+// manifest share, and the rule every list of them obeys.
+package ranges
+
+import "fmt"
+
+// Segment is the state of one byte range [Start, End): the prefix
+// [Start, Start+Written) is on disk, the rest is not.
+type Segment struct {
+	Start   int64 `json:"start"`
+	End     int64 `json:"end"`
+	Written int64 `json:"written"`
+}
+
+// Remaining is the number of bytes of s not yet written.
+func (s Segment) Remaining() int64 { return s.End - s.Start - s.Written }
+
+// CheckCover reports whether segs, in order, cover [0, size) exactly with no
+// gap and no overlap, every segment non-empty (a single [0,0) for an empty
+// file) and every written count within its segment.
+func CheckCover(segs []Segment, size int64) error {
+	if len(segs) == 0 {
+		return fmt.Errorf("no segments")
+	}
+	var at int64
+	for i, s := range segs {
+		if s.Start != at {
+			return fmt.Errorf("segment %d starts at %d, want %d", i, s.Start, at)
+		}
+		if s.End < s.Start || (s.End == s.Start && size != 0) {
+			return fmt.Errorf("segment %d is empty or reversed: [%d,%d)", i, s.Start, s.End)
+		}
+		if s.Written < 0 || s.Written > s.End-s.Start {
+			return fmt.Errorf("segment %d claims %d bytes written of %d", i, s.Written, s.End-s.Start)
+		}
+		at = s.End
+	}
+	if at != size {
+		return fmt.Errorf("segments end at %d, size is %d", at, size)
+	}
+	return nil
+}

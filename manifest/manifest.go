@@ -1,0 +1,171 @@
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/convoy-dl/convoy/internal/fsx"
+	"github.com/convoy-dl/convoy/internal/ranges"
+)
+
+// Version is the format version this package writes and reads.
+const Version = 1
+
+// kind marks a file as a convoy manifest, so a foreign JSON file is never
+// mistaken for one.
+const kind = "convoy-manifest"
+
+// maxSize bounds the manifest file read from disk.
+const maxSize = 16 << 20
+
+// Manifest is the durable state of one download. Every byte it counts as
+// written is on disk in the part file; nothing else is claimed.
+type Manifest struct {
+	Version int    `json:"version"`
+	Kind    string `json:"kind"`
+	// URL is the address the user gave and FinalURL where redirects ended,
+	// both with secrets redacted: they are for people, not for requests.
+	URL      string `json:"url"`
+	FinalURL string `json:"final_url,omitempty"`
+	// Size of the remote file; ETag and LastModified as the server sent them.
+	Size         int64  `json:"size"`
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
+	// Segments cover [0, Size) in order, without gap or overlap.
+	Segments []Segment `json:"segments"`
+}
+
+// Segment records that [Start, Start+Written) of [Start, End) is on disk.
+type Segment = ranges.Segment
+
+// Done returns the number of bytes the manifest counts as written.
+func (m *Manifest) Done() int64 {
+	var n int64
+	for _, s := range m.Segments {
+		n += s.Written
+	}
+	return n
+}
+
+// Complete reports whether every byte is written.
+func (m *Manifest) Complete() bool { return m.Done() == m.Size }
+
+// CorruptError is a manifest file that cannot be trusted: unreadable,
+// truncated, of another version or another program, or inconsistent.
+type CorruptError struct {
+	Path   string
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("manifest %s is unusable: %s", e.Path, e.Reason)
+}
+
+// Decode parses and checks a manifest: known version and kind, no unknown
+// fields, segments that cover [0, Size) exactly with written counts inside
+// their segments.
+func Decode(data []byte) (*Manifest, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("not valid JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	if m.Kind != kind {
+		return nil, errors.New("not a convoy manifest")
+	}
+	if m.Version != Version {
+		return nil, fmt.Errorf("format version %d, this convoy reads version %d", m.Version, Version)
+	}
+	if m.Size < 0 {
+		return nil, fmt.Errorf("negative size %d", m.Size)
+	}
+	if err := ranges.CheckCover(m.Segments, m.Size); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Encode returns m as JSON, stamped with the current version and kind.
+func Encode(m *Manifest) ([]byte, error) {
+	c := *m
+	c.Version, c.Kind = Version, kind
+	if err := ranges.CheckCover(c.Segments, c.Size); err != nil {
+		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
+	}
+	return json.MarshalIndent(&c, "", "  ")
+}
+
+// Load reads the manifest at path. A missing file gives an error satisfying
+// errors.Is(err, fs.ErrNotExist); anything unusable gives a *CorruptError.
+func Load(path string) (*Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
+	if err != nil {
+		return nil, &CorruptError{Path: path, Reason: err.Error()}
+	}
+	if len(data) > maxSize {
+		return nil, &CorruptError{Path: path, Reason: "larger than any manifest convoy writes"}
+	}
+	m, err := Decode(data)
+	if err != nil {
+		return nil, &CorruptError{Path: path, Reason: err.Error()}
+	}
+	return m, nil
+}
+
+// Save replaces the manifest at path atomically and durably: it writes a
+// temporary file in the same folder (mode 0600), fsyncs and closes it,
+// renames it over path and fsyncs the folder. A crash at any point leaves
+// either the old manifest or the new one, never a mix.
+func Save(path string, m *Manifest) (err error) {
+	data, err := Encode(m)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return fsx.SyncDir(dir)
+}
+
+// Remove deletes the manifest at path durably; a missing file is not an
+// error.
+func Remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return fsx.SyncDir(filepath.Dir(path))
+}

@@ -1,0 +1,169 @@
+package merge
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/convoy-dl/convoy/internal/fsx"
+	"github.com/convoy-dl/convoy/internal/units"
+)
+
+// ErrNoSpace reports that the folder cannot hold the file.
+var ErrNoSpace = errors.New("not enough free space")
+
+// PartFile is the file a download writes into before it is complete. WriteAt
+// may be called from many goroutines at once for non-overlapping ranges.
+type PartFile struct {
+	f    *os.File
+	path string
+	size int64
+}
+
+// Open opens or creates the part file at path for a file of size bytes. With
+// a known size it checks the free space of the folder first, then
+// preallocates the file (fallocate, or a sparse Truncate where the file
+// system does not support it); bytes already in the file are kept. With size
+// < 0 (unknown) the file is emptied and grows as it is written.
+func Open(path string, size int64) (p *PartFile, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer fsx.CloseOnError(f, &err)
+	if size < 0 {
+		if err := f.Truncate(0); err != nil {
+			return nil, err
+		}
+		return &PartFile{f: f, path: path, size: size}, nil
+	}
+	if err := checkSpace(f, path, size); err != nil {
+		return nil, err
+	}
+	if err := preallocate(f, size); err != nil {
+		return nil, fmt.Errorf("preallocating %s: %w", path, err)
+	}
+	return &PartFile{f: f, path: path, size: size}, nil
+}
+
+// checkSpace fails with ErrNoSpace when the blocks the file still needs are
+// more than the folder has free for this user.
+func checkSpace(f *os.File, path string, size int64) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
+		return err
+	}
+	need := size - st.Blocks*512
+	free := int64(fs.Bavail) * fs.Bsize
+	if need > free {
+		return fmt.Errorf("%w for %s: need %s more, %s free", ErrNoSpace, path, units.FormatBytes(need), units.FormatBytes(free))
+	}
+	return nil
+}
+
+// preallocate makes f exactly size bytes long, reserving its blocks where
+// the file system can.
+func preallocate(f *os.File, size int64) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() > size {
+		if err := f.Truncate(size); err != nil {
+			return err
+		}
+	}
+	if size == 0 {
+		return nil
+	}
+	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) {
+		return f.Truncate(size)
+	}
+	return err
+}
+
+// WriteAt writes b at off. It never writes past a known size.
+func (p *PartFile) WriteAt(b []byte, off int64) (int, error) {
+	if p.size >= 0 && off+int64(len(b)) > p.size {
+		return 0, fmt.Errorf("write of %d bytes at %d passes the end of %s (%d bytes)", len(b), off, p.path, p.size)
+	}
+	n, err := p.f.WriteAt(b, off)
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return n, fmt.Errorf("%w: disk full writing %s", ErrNoSpace, p.path)
+	}
+	return n, err
+}
+
+// Sync makes every byte written so far durable (fdatasync).
+func (p *PartFile) Sync() error {
+	return unix.Fdatasync(int(p.f.Fd()))
+}
+
+// StartWriteback asks the kernel to start writing dirty pages of the file to
+// disk without waiting, so that the next Sync has little left to do. It is a
+// hint; failures are ignored.
+func (p *PartFile) StartWriteback() {
+	_ = unix.SyncFileRange(int(p.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+}
+
+// Path is the part file's path.
+func (p *PartFile) Path() string { return p.path }
+
+// Size returns the current length of the file on disk.
+func (p *PartFile) Size() (int64, error) {
+	st, err := p.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// Close closes the file without committing it.
+func (p *PartFile) Close() error {
+	return p.f.Close()
+}
+
+// Commit turns the part file into final: it checks the length against want
+// (when want >= 0), sets the modification time (unless zero), fsyncs, closes,
+// renames and fsyncs the folder. The PartFile is closed afterwards, whatever
+// the outcome.
+func (p *PartFile) Commit(final string, want int64, mtime time.Time) (err error) {
+	defer func() {
+		if p.f != nil {
+			err = errors.Join(err, p.f.Close())
+		}
+	}()
+	st, err := p.f.Stat()
+	if err != nil {
+		return err
+	}
+	if want >= 0 && st.Size() != want {
+		return fmt.Errorf("%s holds %d bytes, expected %d", p.path, st.Size(), want)
+	}
+	if !mtime.IsZero() {
+		if err := os.Chtimes(p.path, mtime, mtime); err != nil {
+			return err
+		}
+	}
+	if err := p.f.Sync(); err != nil {
+		return err
+	}
+	f := p.f
+	p.f = nil
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(p.path, final); err != nil {
+		return err
+	}
+	return fsx.SyncDir(filepath.Dir(final))
+}

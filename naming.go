@@ -1,0 +1,65 @@
+package convoy
+
+import (
+	"mime"
+	"net/url"
+	"path"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// maxNameBytes bounds a file name taken from the server (most file systems
+// allow 255 bytes; room is left for ".convoy").
+const maxNameBytes = 240
+
+// fallbackName is used when neither the server nor the URL offers a name.
+const fallbackName = "download"
+
+// RemoteName picks a local file name for a download: the filename of the
+// Content-Disposition header, else the last segment of the URL path. The
+// result is a single, printable path element: no folder, no "..", no control
+// characters, at most 240 bytes.
+func RemoteName(contentDisposition, rawURL string) string {
+	if contentDisposition != "" {
+		if _, params, err := mime.ParseMediaType(contentDisposition); err == nil {
+			if n := sanitizeName(params["filename"]); n != "" {
+				return n
+			}
+		}
+	}
+	if u, err := url.Parse(rawURL); err == nil {
+		if n := sanitizeName(path.Base(u.Path)); n != "" {
+			return n
+		}
+	}
+	return fallbackName
+}
+
+// sanitizeName reduces name to a safe base name, or "" when nothing usable
+// is left.
+func sanitizeName(name string) string {
+	name = strings.ReplaceAll(name, "\\", "/")
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r == utf8.RuneError, unicode.IsControl(r), !unicode.IsPrint(r) && r != ' ':
+			b.WriteRune('_')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	name = strings.TrimSpace(b.String())
+	name = strings.TrimLeft(name, ".") // no hidden files, no "." or ".."
+	if len(name) > maxNameBytes {
+		cut := maxNameBytes
+		for cut > 0 && !utf8.RuneStart(name[cut]) {
+			cut--
+		}
+		name = name[:cut]
+	}
+	return name
+}

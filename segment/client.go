@@ -1,0 +1,90 @@
+package segment
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/convoy-dl/convoy/internal/redact"
+)
+
+// MaxRedirects bounds a redirect chain.
+const MaxRedirects = 10
+
+// ClientOptions shapes the HTTP client used for probes and segments.
+type ClientOptions struct {
+	// Connections is the number of parallel connections; the transport keeps
+	// at least that many per host.
+	Connections int
+	// HeaderTimeout bounds the wait for response headers (0: 30s).
+	HeaderTimeout time.Duration
+	// Insecure skips TLS certificate verification.
+	Insecure bool
+	// RootCAs, when set, replaces the system roots.
+	RootCAs *x509.CertPool
+	// AllowDowngrade permits a redirect from https to http.
+	AllowDowngrade bool
+}
+
+// NewClient returns a client for segment traffic: HTTP/1.1 only, so every
+// connection is its own TCP connection; no transparent compression, which
+// would break range arithmetic; proxies from the environment; no overall
+// timeout, since that would bound a whole body; redirects limited to
+// MaxRedirects, to http and https, and never from https to http unless
+// allowed.
+func NewClient(o ClientOptions) *http.Client {
+	conns := max(o.Connections, 1)
+	headerTimeout := o.HeaderTimeout
+	if headerTimeout <= 0 {
+		headerTimeout = 30 * time.Second
+	}
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		TLSHandshakeTimeout:   15 * time.Second,
+		ResponseHeaderTimeout: headerTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		MaxIdleConns:          conns * 2,
+		MaxIdleConnsPerHost:   conns * 2,
+		IdleConnTimeout:       90 * time.Second,
+		ReadBufferSize:        64 << 10,
+		WriteBufferSize:       16 << 10,
+		TLSClientConfig: &tls.Config{
+			InsecureSkipVerify: o.Insecure, //nolint:gosec // the user asked for it with --insecure
+			RootCAs:            o.RootCAs,
+		},
+	}
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP1(true)
+	return &http.Client{
+		Transport:     t,
+		CheckRedirect: checkRedirect(o.AllowDowngrade),
+	}
+}
+
+func checkRedirect(allowDowngrade bool) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= MaxRedirects {
+			return &RedirectError{fmt.Sprintf("stopped after %d redirects (last to %s)", MaxRedirects, redact.Parsed(req.URL))}
+		}
+		switch req.URL.Scheme {
+		case "http", "https":
+		default:
+			return &RedirectError{fmt.Sprintf("refusing redirect to %s: only http and https are followed", redact.Parsed(req.URL))}
+		}
+		if prev := via[len(via)-1]; prev.URL.Scheme == "https" && req.URL.Scheme == "http" && !allowDowngrade {
+			return &RedirectError{fmt.Sprintf("refusing redirect from https to plain http (%s)", redact.Parsed(req.URL))}
+		}
+		return nil
+	}
+}
+
+// RedirectError is a redirect the client refused to follow; it is final.
+type RedirectError struct{ Reason string }
+
+func (e *RedirectError) Error() string { return e.Reason }

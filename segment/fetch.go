@@ -1,0 +1,471 @@
+package segment
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/convoy-dl/convoy/internal/redact"
+)
+
+// ErrRangeIgnored reports a 200 answer to a ranged request sent without
+// If-Range: the server stopped honouring ranges, or the file changed and the
+// server had no validator to tell. Like ErrRemoteChanged, the bytes on disk
+// can no longer be trusted to belong with what comes next.
+var ErrRangeIgnored = errors.New("the server ignored the range request")
+
+// DefaultBufferSize is the copy buffer of one connection.
+const DefaultBufferSize = 256 << 10
+
+// Fetcher fetches byte ranges of one remote file into an io.WriterAt. Its
+// fields are read-only once a fetch has started.
+type Fetcher struct {
+	Client *http.Client
+	// URL is where requests go: the final URL after redirects.
+	URL string
+	// Header holds extra request headers (User-Agent, credentials).
+	Header http.Header
+	// Size is the file size; every 206 must report it as its total.
+	Size int64
+	// IfRange is sent as If-Range with every ranged request ("" for none): a
+	// strong ETag or a Last-Modified date.
+	IfRange string
+	// StallTimeout turns a body that sends nothing for this long into a
+	// retry (0: 20s).
+	StallTimeout time.Duration
+	// MaxTries bounds the consecutive attempts without progress (0: 10).
+	MaxTries int
+	// RetryInitial and RetryMax shape the exponential backoff between
+	// attempts (0: 500ms and 30s).
+	RetryInitial, RetryMax time.Duration
+	// BufferSize is the copy buffer of each connection (0: DefaultBufferSize).
+	BufferSize int
+	// OnWrite, if set, is called after every successful WriteAt, from the
+	// fetching goroutines concurrently.
+	OnWrite func(offset, n int64)
+	// OnRetry, if set, is called before each wait for another attempt, from
+	// the fetching goroutines concurrently.
+	OnRetry func(err error, wait time.Duration)
+}
+
+// Run fetches every span of plan into w over up to connections parallel
+// connections and returns when the plan is done, ctx ends, or one connection
+// meets a permanent error; then every other connection stops too. No
+// goroutine started by Run outlives it.
+func (f *Fetcher) Run(ctx context.Context, plan *Plan, w io.WriterAt, connections int) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for range max(connections, 1) {
+		g.Go(func() error {
+			buf := make([]byte, f.bufferSize())
+			for {
+				span, ok := plan.Next()
+				if !ok {
+					return nil
+				}
+				if err := f.fetchSpan(ctx, span, w, buf); err != nil {
+					return err
+				}
+			}
+		})
+	}
+	return g.Wait()
+}
+
+// fetchSpan fetches s until its last byte is written, retrying transient
+// failures from the current offset.
+func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, buf []byte) error {
+	defer s.finish()
+	pol := f.newPolicy()
+	op := func() error {
+		progressed, err := f.fetchOnce(ctx, s, w, buf)
+		if progressed {
+			pol.Reset()
+		}
+		return f.classify(ctx, err, pol)
+	}
+	err := backoff.RetryNotify(op, backoff.WithContext(pol, ctx), f.OnRetry)
+	return pol.wrap(ctx, err)
+}
+
+// fetchOnce sends one ranged GET for what is left of s and copies the answer
+// into w. It reports whether any byte was written.
+func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, buf []byte) (progressed bool, err error) {
+	off, end := s.next()
+	if off >= end {
+		return false, nil
+	}
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := f.newRequest(rctx)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end-1))
+	if f.IfRange != "" {
+		req.Header.Set("If-Range", f.IfRange)
+	}
+	resp, err := f.Client.Do(req)
+	if err != nil {
+		return false, transportError(rctx, err)
+	}
+	defer resp.Body.Close()
+	if err := f.checkRange(resp, off, end); err != nil {
+		return false, err
+	}
+	body := newStallReader(resp.Body, f.stallTimeout(), cancel)
+	defer body.stop()
+
+	left := end - off
+	for left > 0 {
+		n, rerr := io.ReadFull(body, buf[:min(int64(len(buf)), left)])
+		if n > 0 {
+			at, granted := s.reserve(int64(n))
+			if granted > 0 {
+				if _, werr := w.WriteAt(buf[:granted], at); werr != nil {
+					s.release()
+					return progressed, &WriteError{Offset: at, Err: werr}
+				}
+				s.commit(granted)
+				progressed = true
+				if f.OnWrite != nil {
+					f.OnWrite(at, granted)
+				}
+			}
+			if granted < int64(n) {
+				return progressed, nil // another connection took the rest
+			}
+			left -= int64(n)
+		}
+		if rerr != nil && left > 0 {
+			return progressed, bodyError(rctx, rerr, end-off-left, end-off, req)
+		}
+	}
+	return progressed, nil
+}
+
+// checkRange accepts only a 206 for exactly [off, end) of a file of f.Size
+// bytes, uncompressed.
+func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
+	u := redact.Parsed(resp.Request.URL)
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+	case http.StatusOK:
+		if f.IfRange != "" {
+			return fmt.Errorf("%w: %s answered a resumed range (If-Range) with the whole file", ErrRemoteChanged, u)
+		}
+		return fmt.Errorf("%w: %s answered 200 instead of 206", ErrRangeIgnored, u)
+	case http.StatusRequestedRangeNotSatisfiable:
+		return fmt.Errorf("%w: %s says bytes %d-%d are past its end (416)", ErrRemoteChanged, u, off, end-1)
+	default:
+		return newStatusError(resp, time.Now())
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return &ProtocolError{URL: u, Reason: fmt.Sprintf("range answered with Content-Encoding %q", ce)}
+	}
+	cr, err := ParseContentRange(resp.Header.Get("Content-Range"))
+	if err != nil {
+		return &ProtocolError{URL: u, Reason: err.Error()}
+	}
+	if cr.Total != f.Size {
+		if cr.Total < 0 {
+			return &ProtocolError{URL: u, Reason: "Content-Range does not state the file size"}
+		}
+		return fmt.Errorf("%w: %s now reports %d bytes, expected %d", ErrRemoteChanged, u, cr.Total, f.Size)
+	}
+	if cr.First != off || cr.Last != end-1 {
+		return &ProtocolError{URL: u, Reason: fmt.Sprintf("asked for bytes %d-%d, got %s", off, end-1, cr)}
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength != end-off {
+		return &ProtocolError{URL: u, Reason: fmt.Sprintf("Content-Length %d does not match the range's %d bytes", resp.ContentLength, end-off)}
+	}
+	return nil
+}
+
+// Stream fetches the whole file with one plain GET into w from offset 0, for
+// servers without range support or without a known size. A failed attempt
+// starts again from offset 0. It returns the number of bytes in the file.
+func (f *Fetcher) Stream(ctx context.Context, w io.WriterAt) (int64, error) {
+	pol := f.newPolicy()
+	buf := make([]byte, f.bufferSize())
+	var size int64
+	op := func() error {
+		n, err := f.streamOnce(ctx, w, buf)
+		size = n
+		return f.classify(ctx, err, pol)
+	}
+	err := backoff.RetryNotify(op, backoff.WithContext(pol, ctx), f.OnRetry)
+	return size, pol.wrap(ctx, err)
+}
+
+func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, buf []byte) (int64, error) {
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := f.newRequest(rctx)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := f.Client.Do(req)
+	if err != nil {
+		return 0, transportError(rctx, err)
+	}
+	defer resp.Body.Close()
+	u := redact.Parsed(resp.Request.URL)
+	if resp.StatusCode != http.StatusOK {
+		return 0, newStatusError(resp, time.Now())
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return 0, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered with Content-Encoding %q", ce)}
+	}
+	want := f.Size
+	if want >= 0 && resp.ContentLength >= 0 && resp.ContentLength != want {
+		return 0, fmt.Errorf("%w: %s now sends %d bytes, expected %d", ErrRemoteChanged, u, resp.ContentLength, want)
+	}
+	if want < 0 {
+		want = resp.ContentLength // may still be -1: read to EOF
+	}
+	body := newStallReader(resp.Body, f.stallTimeout(), cancel)
+	defer body.stop()
+	var at int64
+	for want < 0 || at < want {
+		chunk := buf
+		if want >= 0 {
+			chunk = buf[:min(int64(len(buf)), want-at)]
+		}
+		n, rerr := io.ReadFull(body, chunk)
+		if n > 0 {
+			if _, werr := w.WriteAt(buf[:n], at); werr != nil {
+				return at, &WriteError{Offset: at, Err: werr}
+			}
+			if f.OnWrite != nil {
+				f.OnWrite(at, int64(n))
+			}
+			at += int64(n)
+		}
+		if rerr != nil {
+			if want < 0 && (rerr == io.EOF || rerr == io.ErrUnexpectedEOF) && rctx.Err() == nil {
+				return at, nil // a body of unknown length ends at EOF
+			}
+			if want >= 0 && at == want {
+				break
+			}
+			return at, bodyError(rctx, rerr, at, want, req)
+		}
+	}
+	return at, nil
+}
+
+func (f *Fetcher) newRequest(ctx context.Context) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.URL, nil)
+	if err != nil {
+		return nil, backoff.Permanent(fmt.Errorf("bad URL %s: %w", redact.URL(f.URL), err))
+	}
+	for k, vs := range f.Header {
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	req.Header.Set("Accept-Encoding", "identity")
+	return req, nil
+}
+
+func (f *Fetcher) bufferSize() int {
+	if f.BufferSize > 0 {
+		return f.BufferSize
+	}
+	return DefaultBufferSize
+}
+
+func (f *Fetcher) stallTimeout() time.Duration {
+	if f.StallTimeout > 0 {
+		return f.StallTimeout
+	}
+	return 20 * time.Second
+}
+
+// classify turns an attempt's error into what backoff expects: nil, a
+// permanent error, or a transient one (noting any Retry-After in pol).
+func (f *Fetcher) classify(ctx context.Context, err error, pol *retryPolicy) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return backoff.Permanent(context.Cause(ctx))
+	}
+	if IsPermanent(err) {
+		return backoff.Permanent(err)
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		pol.retryAfter = se.RetryAfter
+	}
+	return err
+}
+
+// IsPermanent reports whether err cannot be cured by trying again: a refused
+// status, a broken range answer, a changed file, a failed write, a refused
+// redirect, a bad certificate or an unknown host.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var (
+		pe  *backoff.PermanentError
+		se  *StatusError
+		pre *ProtocolError
+		we  *WriteError
+		re  *RedirectError
+		dns *net.DNSError
+		cv  *tls.CertificateVerificationError
+		ua  x509.UnknownAuthorityError
+		hn  x509.HostnameError
+		ci  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, ErrRemoteChanged), errors.Is(err, ErrRangeIgnored):
+		return true
+	case errors.As(err, &se):
+		return !se.Temporary()
+	case errors.As(err, &pe), errors.As(err, &pre), errors.As(err, &we), errors.As(err, &re):
+		return true
+	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci):
+		return true
+	case errors.As(err, &dns):
+		return dns.IsNotFound
+	}
+	return false
+}
+
+// transportError describes a failed round trip, naming a stall when the
+// stall timer cut it.
+func transportError(rctx context.Context, err error) error {
+	if errors.Is(context.Cause(rctx), ErrStalled) {
+		return ErrStalled
+	}
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			if _, ok := inner.(*RedirectError); ok {
+				return inner
+			}
+		}
+	}
+	return redactedError{err}
+}
+
+// bodyError describes a body that ended after got of want bytes.
+func bodyError(rctx context.Context, err error, got, want int64, req *http.Request) error {
+	if errors.Is(context.Cause(rctx), ErrStalled) {
+		return fmt.Errorf("%w: no data for the stall timeout after %d of %d bytes", ErrStalled, got, want)
+	}
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return fmt.Errorf("%s closed the connection after %d of %d bytes", redact.Parsed(req.URL), got, want)
+	}
+	return fmt.Errorf("reading from %s after %d of %d bytes: %w", redact.Parsed(req.URL), got, want, redactedError{err})
+}
+
+// redactedError hides secrets in the message of a wrapped net/http error
+// while keeping it inspectable with errors.Is and errors.As.
+type redactedError struct{ err error }
+
+func (e redactedError) Error() string { return redact.Text(e.err.Error()) }
+func (e redactedError) Unwrap() error { return e.err }
+
+// retryPolicy is the backoff of one span: exponential, no time limit, at most
+// maxTries attempts without progress, stretched to any Retry-After. Not safe
+// for concurrent use; each span has its own.
+type retryPolicy struct {
+	exp        *backoff.ExponentialBackOff
+	maxTries   int
+	tries      int
+	retryAfter time.Duration
+	gaveUp     bool
+}
+
+// maxRetryAfter caps a server's Retry-After.
+const maxRetryAfter = 5 * time.Minute
+
+func (f *Fetcher) newPolicy() *retryPolicy {
+	exp := backoff.NewExponentialBackOff()
+	exp.InitialInterval = 500 * time.Millisecond
+	if f.RetryInitial > 0 {
+		exp.InitialInterval = f.RetryInitial
+	}
+	exp.MaxInterval = 30 * time.Second
+	if f.RetryMax > 0 {
+		exp.MaxInterval = f.RetryMax
+	}
+	exp.MaxElapsedTime = 0
+	exp.Reset()
+	tries := f.MaxTries
+	if tries <= 0 {
+		tries = 10
+	}
+	return &retryPolicy{exp: exp, maxTries: tries}
+}
+
+func (p *retryPolicy) NextBackOff() time.Duration {
+	p.tries++
+	if p.tries >= p.maxTries {
+		p.gaveUp = true
+		return backoff.Stop
+	}
+	d := p.exp.NextBackOff()
+	if ra := min(p.retryAfter, maxRetryAfter); ra > d {
+		d = ra
+	}
+	p.retryAfter = 0
+	return d
+}
+
+func (p *retryPolicy) Reset() {
+	p.exp.Reset()
+	p.tries = 0
+}
+
+// wrap names the attempts when the policy gave up, and the cause when ctx
+// ended the wait.
+func (p *retryPolicy) wrap(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	case p.gaveUp:
+		return fmt.Errorf("giving up after %s without progress: %w", plural(p.tries, "try", "tries"), err)
+	}
+	return err
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// stallReader cancels its request when a Read waits longer than d.
+type stallReader struct {
+	r     io.Reader
+	d     time.Duration
+	timer *time.Timer
+}
+
+func newStallReader(r io.Reader, d time.Duration, cancel context.CancelCauseFunc) *stallReader {
+	return &stallReader{r: r, d: d, timer: time.AfterFunc(d, func() { cancel(ErrStalled) })}
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	s.timer.Reset(s.d)
+	return s.r.Read(p)
+}
+
+func (s *stallReader) stop() { s.timer.Stop() }

@@ -1,0 +1,158 @@
+package segment
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/convoy-dl/convoy/internal/redact"
+)
+
+// Remote is what a probe learned about a remote file.
+type Remote struct {
+	// URL is the address as given; FinalURL is where redirects ended.
+	URL, FinalURL string
+	// Size is the file size in bytes, or -1 when the server does not say.
+	Size int64
+	// Ranges is true only when the server answered a range request with a
+	// 206 whose Content-Range matched.
+	Ranges bool
+	// ETag and LastModified are the validators as the server sent them.
+	ETag, LastModified string
+	// ContentDisposition is the raw header, for naming the output.
+	ContentDisposition string
+}
+
+// StrongETag reports whether the ETag can be sent with If-Range: present and
+// not weak.
+func (r Remote) StrongETag() bool {
+	return r.ETag != "" && !strings.HasPrefix(r.ETag, "W/")
+}
+
+// Validator is the value to send as If-Range: the strong ETag, else
+// Last-Modified, else "".
+func (r Remote) Validator() string {
+	if r.StrongETag() {
+		return r.ETag
+	}
+	return r.LastModified
+}
+
+// Prober learns size, range support and validators of a remote file.
+type Prober struct {
+	Client *http.Client
+	Header http.Header
+	// MaxTries, RetryInitial and RetryMax bound retries of transient
+	// failures as for Fetcher.
+	MaxTries               int
+	RetryInitial, RetryMax time.Duration
+	OnRetry                func(err error, wait time.Duration)
+}
+
+// Probe asks HEAD for the size and validators, then proves range support
+// with a GET for "bytes=0-0". A refused or odd HEAD is not an error: the GET
+// answer is authoritative. Transient failures are retried.
+func (p *Prober) Probe(ctx context.Context, rawURL string) (Remote, error) {
+	f := &Fetcher{MaxTries: p.MaxTries, RetryInitial: p.RetryInitial, RetryMax: p.RetryMax}
+	pol := f.newPolicy()
+	var r Remote
+	op := func() error {
+		var err error
+		r, err = p.probeOnce(ctx, rawURL)
+		return f.classify(ctx, err, pol)
+	}
+	err := backoff.RetryNotify(op, backoff.WithContext(pol, ctx), p.OnRetry)
+	return r, pol.wrap(ctx, err)
+}
+
+func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
+	head, headErr := p.head(ctx, rawURL)
+	r := Remote{URL: rawURL, Size: -1}
+
+	req, err := p.newRequest(ctx, http.MethodGet, rawURL)
+	if err != nil {
+		return r, err
+	}
+	req.Header.Set("Range", "bytes=0-0")
+	resp, err := p.Client.Do(req)
+	if err != nil {
+		return r, transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	r.FinalURL = resp.Request.URL.String()
+	r.ETag = resp.Header.Get("ETag")
+	r.LastModified = resp.Header.Get("Last-Modified")
+	r.ContentDisposition = resp.Header.Get("Content-Disposition")
+	u := redact.Parsed(resp.Request.URL)
+
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		cr, err := ParseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil {
+			return r, &ProtocolError{URL: u, Reason: err.Error()}
+		}
+		if cr.First != 0 || cr.Last != 0 {
+			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("asked for bytes 0-0, got %s", cr)}
+		}
+		if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("range answered with Content-Encoding %q", ce)}
+		}
+		// Read the one byte so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 2))
+		r.Size = cr.Total
+		r.Ranges = cr.Total >= 0
+		if cr.Total < 0 && headErr == nil && head.ContentLength >= 0 {
+			r.Size = head.ContentLength
+		}
+	case http.StatusOK:
+		r.Size = resp.ContentLength
+		if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			r.Size = -1 // the length is of the encoded body
+		}
+	case http.StatusRequestedRangeNotSatisfiable:
+		// "bytes=0-0" is unsatisfiable only for an empty file.
+		total, ok := ParseUnsatisfiedTotal(resp.Header.Get("Content-Range"))
+		if !ok || total != 0 {
+			return r, newStatusError(resp, time.Now())
+		}
+		r.Size, r.Ranges = 0, true
+	default:
+		return r, newStatusError(resp, time.Now())
+	}
+	return r, nil
+}
+
+// head sends HEAD and returns the answer when it is a 2xx; its body is
+// closed.
+func (p *Prober) head(ctx context.Context, rawURL string) (*http.Response, error) {
+	req, err := p.newRequest(ctx, http.MethodHead, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, newStatusError(resp, time.Now())
+	}
+	return resp, nil
+}
+
+func (p *Prober) newRequest(ctx context.Context, method, rawURL string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
+	if err != nil {
+		return nil, backoff.Permanent(fmt.Errorf("bad URL %s: %w", redact.URL(rawURL), err))
+	}
+	for k, vs := range p.Header {
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	req.Header.Set("Accept-Encoding", "identity")
+	return req, nil
+}
