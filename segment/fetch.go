@@ -28,6 +28,11 @@ var ErrRangeIgnored = errors.New("the server ignored the range request")
 // DefaultBufferSize is the copy buffer of one connection.
 const DefaultBufferSize = 256 << 10
 
+// flushAfter bounds how long received bytes wait in a connection's buffer
+// before they are written: on a slow link a full buffer would take long, and
+// bytes not yet written are not in the next checkpoint.
+const flushAfter = 100 * time.Millisecond
+
 // Fetcher fetches byte ranges of one remote file into an io.WriterAt. Its
 // fields are read-only once a fetch has started.
 type Fetcher struct {
@@ -67,13 +72,13 @@ func (f *Fetcher) Run(ctx context.Context, plan *Plan, w io.WriterAt, connection
 	g, ctx := errgroup.WithContext(ctx)
 	for range max(connections, 1) {
 		g.Go(func() error {
-			buf := make([]byte, f.bufferSize())
+			c := &conn{buf: make([]byte, f.bufferSize()), chunk: minChunk}
 			for {
 				span, ok := plan.Next()
 				if !ok {
 					return nil
 				}
-				if err := f.fetchSpan(ctx, span, w, buf); err != nil {
+				if err := f.fetchSpan(ctx, span, w, c); err != nil {
 					return err
 				}
 			}
@@ -82,26 +87,60 @@ func (f *Fetcher) Run(ctx context.Context, plan *Plan, w io.WriterAt, connection
 	return g.Wait()
 }
 
+// Request sizing: a connection asks for at most chunk bytes at a time, so
+// that the rest of its span stays free for other connections to take
+// without cutting an answer short (whose bytes already on the wire would be
+// wasted). The chunk grows with the connection's throughput and the latency
+// of a request, so that the pause between two requests stays a few percent
+// of the transfer.
+const (
+	minChunk         = 4 << 20
+	maxChunk         = 1 << 30
+	requestsPerPause = 20
+)
+
+// conn is the state one connection keeps across requests.
+type conn struct {
+	buf   []byte
+	chunk int64
+}
+
+// learn adapts the chunk to a request that took latency to answer and then
+// moved n bytes in transfer.
+func (c *conn) learn(latency, transfer time.Duration, n int64) {
+	if transfer <= 0 || n < minChunk/4 {
+		return
+	}
+	rate := float64(n) / transfer.Seconds()
+	want := int64(rate * latency.Seconds() * requestsPerPause)
+	c.chunk = min(max(want, minChunk), maxChunk)
+}
+
 // fetchSpan fetches s until its last byte is written, retrying transient
 // failures from the current offset.
-func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, buf []byte) error {
+func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn) error {
 	defer s.finish()
 	pol := f.newPolicy()
 	op := func() error {
-		progressed, err := f.fetchOnce(ctx, s, w, buf)
-		if progressed {
-			pol.Reset()
+		for !s.done() {
+			progressed, err := f.fetchOnce(ctx, s, w, c)
+			if progressed {
+				pol.Reset()
+			}
+			if err != nil {
+				return f.classify(ctx, err, pol)
+			}
 		}
-		return f.classify(ctx, err, pol)
+		return nil
 	}
 	err := backoff.RetryNotify(op, backoff.WithContext(pol, ctx), f.OnRetry)
 	return pol.wrap(ctx, err)
 }
 
-// fetchOnce sends one ranged GET for what is left of s and copies the answer
-// into w. It reports whether any byte was written.
-func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, buf []byte) (progressed bool, err error) {
-	off, end := s.next()
+// fetchOnce sends one ranged GET for the next chunk of s and copies the
+// answer into w. It reports whether any byte was written.
+func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn) (progressed bool, err error) {
+	off, end := s.request(c.chunk)
 	if off >= end {
 		return false, nil
 	}
@@ -115,6 +154,7 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, buf []b
 	if f.IfRange != "" {
 		req.Header.Set("If-Range", f.IfRange)
 	}
+	sent := time.Now()
 	resp, err := f.Client.Do(req)
 	if err != nil {
 		return false, transportError(rctx, err)
@@ -123,14 +163,28 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, buf []b
 	if err := f.checkRange(resp, off, end); err != nil {
 		return false, err
 	}
+	answered := time.Now()
 	body := newStallReader(resp.Body, f.stallTimeout(), cancel)
 	defer body.stop()
 
-	left := end - off
-	for left > 0 {
-		n, rerr := io.ReadFull(body, buf[:min(int64(len(buf)), left)])
+	buf := c.buf
+	want := end - off
+	var (
+		got     int64     // bytes of the answer read so far
+		filled  int       // bytes in buf not yet written
+		firstAt time.Time // when the oldest byte in buf arrived
+	)
+	for got < want {
+		n, rerr := body.Read(buf[filled : filled+int(min(int64(len(buf)-filled), want-got))])
 		if n > 0 {
-			at, granted := s.reserve(int64(n))
+			if filled == 0 {
+				firstAt = time.Now()
+			}
+			filled += n
+			got += int64(n)
+		}
+		if filled > 0 && (filled == len(buf) || got == want || rerr != nil || time.Since(firstAt) >= flushAfter) {
+			at, granted := s.reserve(int64(filled))
 			if granted > 0 {
 				if _, werr := w.WriteAt(buf[:granted], at); werr != nil {
 					s.release()
@@ -142,15 +196,19 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, buf []b
 					f.OnWrite(at, granted)
 				}
 			}
-			if granted < int64(n) {
+			if granted < int64(filled) {
 				return progressed, nil // another connection took the rest
 			}
-			left -= int64(n)
+			filled = 0
+			if d := time.Since(answered); d > 0 {
+				s.observe(float64(got) / d.Seconds())
+			}
 		}
-		if rerr != nil && left > 0 {
-			return progressed, bodyError(rctx, rerr, end-off-left, end-off, req)
+		if rerr != nil && got < want {
+			return progressed, bodyError(rctx, rerr, got, want, req)
 		}
 	}
+	c.learn(answered.Sub(sent), time.Since(answered), got)
 	return progressed, nil
 }
 

@@ -2,8 +2,10 @@ package segment
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/convoy-dl/convoy/internal/ranges"
 )
@@ -32,7 +34,12 @@ type Span struct {
 	end      int64
 	reserved int64 // bytes from start handed to the writer
 	written  int64 // bytes from start written; written <= reserved
-	active   bool  // a connection is fetching it
+	// requested is the file offset where the request in flight ends, or 0.
+	// Bytes past it are not on their way yet, so taking them wastes nothing.
+	requested int64
+	askedAt   time.Time // when the request in flight was sent
+	rate      float64   // bytes per second of the request in flight, 0 before its first bytes
+	active    bool      // a connection is fetching it
 }
 
 // NewPlan builds a plan for a file of size bytes from the state of earlier
@@ -73,26 +80,68 @@ func (p *Plan) pending() int {
 	return n
 }
 
-// splitLargest cuts the span with the most unreserved bytes in two and
-// returns the new back half; the back half is marked active when take is set.
-// It fails when no span has at least twice minSplit left.
+// splitLargest cuts a span in two and returns the new back half, marked
+// active when take is set. It prefers the span with the most bytes that no
+// request in flight covers, and splits those, so the owner's answer is never
+// cut short; only when no span has enough of them does it split a request in
+// flight, and then the owner stops reading at the new end. No split leaves
+// either half with fewer than minSplit bytes to fetch.
 func (p *Plan) splitLargest(take bool) (*Span, bool) {
-	var victim *Span
-	var most int64
-	for _, s := range p.spans {
-		if left := s.end - s.start - s.reserved; left > most {
-			victim, most = s, left
+	victim, from, most := p.largest(func(s *Span) int64 { return max(s.start+s.reserved, s.requested) })
+	if most < 2*p.minSplit {
+		if victim, from, most = p.slowest(); victim == nil {
+			return nil, false
 		}
 	}
-	if victim == nil || most < 2*p.minSplit {
-		return nil, false
-	}
-	mid := victim.start + victim.reserved + most/2
+	mid := from + most/2
 	back := &Span{plan: p, start: mid, end: victim.end, active: take}
 	victim.end = mid
 	i := slices.Index(p.spans, victim)
 	p.spans = slices.Insert(p.spans, i+1, back)
 	return back, true
+}
+
+// largest finds the span with the most bytes between from(span) and its end.
+func (p *Plan) largest(from func(*Span) int64) (victim *Span, at, most int64) {
+	for _, s := range p.spans {
+		f := from(s)
+		if left := s.end - f; left > most {
+			victim, at, most = s, f, left
+		}
+	}
+	return victim, at, most
+}
+
+// stealAfter is how long the slowest answer in flight must still need
+// before its back half is worth a new request: cutting an answer short wastes
+// the bytes already on the wire, so only a connection that would hold the
+// tail for a while is split.
+const stealAfter = time.Second
+
+// slowest finds the span whose answer in flight would finish last, if it
+// still needs more than stealAfter and has at least twice minSplit bytes
+// left.
+func (p *Plan) slowest() (victim *Span, at, left int64) {
+	now := time.Now()
+	var worst time.Duration
+	for _, s := range p.spans {
+		from := s.start + s.reserved
+		n := s.end - from
+		if n < 2*p.minSplit || s.askedAt.IsZero() {
+			continue
+		}
+		var need time.Duration
+		switch {
+		case s.rate > 0:
+			need = time.Duration(float64(n) / s.rate * float64(time.Second))
+		case now.Sub(s.askedAt) > stealAfter:
+			need = time.Duration(math.MaxInt64) // nothing arrived for a while
+		}
+		if need > stealAfter && need > worst {
+			victim, at, left, worst = s, from, n, need
+		}
+	}
+	return victim, at, left
 }
 
 // Next hands the caller a span to fetch: one nobody is fetching, else the
@@ -151,6 +200,25 @@ func (s *Span) next() (offset, end int64) {
 	return s.start + s.reserved, s.end
 }
 
+// request starts a request of at most chunk bytes at the next byte to fetch
+// and returns its range [offset, end).
+func (s *Span) request(chunk int64) (offset, end int64) {
+	s.plan.mu.Lock()
+	defer s.plan.mu.Unlock()
+	offset = s.start + s.reserved
+	end = min(s.end, offset+chunk)
+	s.requested = end
+	s.askedAt, s.rate = time.Now(), 0
+	return offset, end
+}
+
+// observe records the throughput of the answer in flight.
+func (s *Span) observe(bytesPerSecond float64) {
+	s.plan.mu.Lock()
+	s.rate = bytesPerSecond
+	s.plan.mu.Unlock()
+}
+
 // reserve hands the writer up to n bytes starting at the returned offset;
 // fewer (possibly none) when the span's end has moved down.
 func (s *Span) reserve(n int64) (offset, granted int64) {
@@ -175,6 +243,7 @@ func (s *Span) commit(n int64) {
 func (s *Span) release() {
 	s.plan.mu.Lock()
 	s.reserved = s.written
+	s.requested, s.askedAt, s.rate = 0, time.Time{}, 0
 	s.plan.mu.Unlock()
 }
 
@@ -198,5 +267,6 @@ func (s *Span) finish() {
 	s.plan.mu.Lock()
 	s.active = false
 	s.reserved = s.written
+	s.requested, s.askedAt, s.rate = 0, time.Time{}, 0
 	s.plan.mu.Unlock()
 }

@@ -1,0 +1,791 @@
+package convoy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/testserver"
+	"github.com/convoy-dl/convoy/manifest"
+	"github.com/convoy-dl/convoy/segment"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fastConfig returns a Config for url writing into dir with short retry
+// waits, so fault tests run quickly.
+func fastConfig(url, dir string) convoy.Config {
+	return convoy.Config{
+		URL:                url,
+		Dir:                dir,
+		Output:             "out.bin",
+		Connections:        4,
+		MinSplitSize:       64 << 10,
+		RetryInitial:       time.Millisecond,
+		RetryMax:           20 * time.Millisecond,
+		StallTimeout:       2 * time.Second,
+		CheckpointInterval: 50 * time.Millisecond,
+	}
+}
+
+// onlyOutput fails t unless dir holds exactly the named files.
+func onlyOutput(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	slices.Sort(got)
+	slices.Sort(names)
+	if !slices.Equal(got, names) {
+		t.Fatalf("folder holds %v, want %v", got, names)
+	}
+}
+
+func TestDownloadSizes(t *testing.T) {
+	tests := []struct {
+		size     int64
+		conns    int
+		minSplit int64
+	}{
+		{size: 0, conns: 4, minSplit: 1 << 10},
+		{size: 1, conns: 4, minSplit: 1 << 10},
+		{size: 1000, conns: 8, minSplit: 1 << 20},        // smaller than one segment
+		{size: 1<<20 + 7, conns: 3, minSplit: 16 << 10},  // not divisible by the connections
+		{size: 3 << 20, conns: 16, minSplit: 64 << 10},   // many connections
+		{size: 2<<20 - 1, conns: 1, minSplit: 128 << 10}, // one connection
+		{size: 4 << 20, conns: 8, minSplit: 4 << 20},     // no split allowed
+		{size: 5<<20 + 123, conns: 7, minSplit: 1 << 10}, // small splits
+		{size: 256 << 10, conns: 128, minSplit: 1 << 10}, // more connections than worth it
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("size=%d/conns=%d/minsplit=%d", tt.size, tt.conns, tt.minSplit), func(t *testing.T) {
+			srv := testserver.New(t, testserver.Size(tt.size), testserver.Seed(uint64(tt.size)))
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			cfg.Connections, cfg.MinSplitSize = tt.conns, tt.minSplit
+			res, err := convoy.Download(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.Verify(t, filepath.Join(dir, "out.bin"))
+			if res.Size != tt.size || res.Fetched != tt.size {
+				t.Errorf("result size %d fetched %d, want %d", res.Size, res.Fetched, tt.size)
+			}
+			onlyOutput(t, dir, "out.bin")
+			if sent := srv.Stats().BodyBytes; sent > tt.size+1 { // +1: the probe's byte
+				t.Errorf("server sent %d body bytes for a %d-byte file", sent, tt.size)
+			}
+		})
+	}
+}
+
+func TestDownloadSetsModificationTime(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(100<<10))
+	dir := t.TempDir()
+	if _, err := convoy.Download(context.Background(), fastConfig(srv.URL, dir)); err != nil {
+		t.Fatal(err)
+	}
+	want, err := http.ParseTime(srv.LastModified())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "out.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.ModTime().Equal(want) {
+		t.Errorf("mtime %v, want %v", st.ModTime(), want)
+	}
+}
+
+func TestDownloadFallbacks(t *testing.T) {
+	const size = 1<<20 + 333
+	tests := []struct {
+		name string
+		opts []testserver.Option
+	}{
+		{"no-ranges", []testserver.Option{testserver.NoRanges()}},
+		{"no-content-length", []testserver.Option{testserver.NoContentLength()}},
+		{"head-405", []testserver.Option{testserver.HeadStatus(http.StatusMethodNotAllowed)}},
+		{"head-403", []testserver.Option{testserver.HeadStatus(http.StatusForbidden)}},
+		{"no-validators", []testserver.Option{testserver.NoETag(), testserver.NoLastModified()}},
+		{"weak-etag", []testserver.Option{testserver.ETagValue(`W/"weak"`)}},
+		{"redirects-relative", []testserver.Option{testserver.Redirects(3, true)}},
+		{"redirects-absolute", []testserver.Option{testserver.Redirects(2, false)}},
+		{"gzip-offered", []testserver.Option{testserver.Gzip()}},
+		{"cut-connections", []testserver.Option{testserver.CutAfter(100<<10, 6)}},
+		{"503-then-ok", []testserver.Option{testserver.Statuses(503, 503, 0), testserver.RetryAfter("0")}},
+		{"stalls", []testserver.Option{testserver.StallAfter(10<<10, time.Minute, 2)}},
+		{"no-ranges-cut", []testserver.Option{testserver.NoRanges(), testserver.CutAfter(300<<10, 2)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testserver.New(t, append([]testserver.Option{testserver.Size(size)}, tt.opts...)...)
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			cfg.StallTimeout = 300 * time.Millisecond
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			srv.Verify(t, filepath.Join(dir, "out.bin"))
+			onlyOutput(t, dir, "out.bin")
+		})
+	}
+}
+
+func TestPermanentErrorsStopAtOnce(t *testing.T) {
+	for _, code := range []int{http.StatusNotFound, http.StatusForbidden, http.StatusGone, http.StatusUnauthorized} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			srv := testserver.New(t, testserver.Statuses(code, code, code, code, code, code))
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			cfg.RetryInitial = time.Second // a retry would show in the elapsed time
+			start := time.Now()
+			_, err := convoy.Download(context.Background(), cfg)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprint(code)) || !strings.Contains(err.Error(), srv.URL) {
+				t.Fatalf("error %v, want one naming HTTP %d and the URL", err, code)
+			}
+			if d := time.Since(start); d > 900*time.Millisecond {
+				t.Errorf("took %v: a permanent error was retried", d)
+			}
+			if n := srv.Stats().Gets; n != 1 {
+				t.Errorf("%d GETs, want 1", n)
+			}
+			onlyOutput(t, dir)
+		})
+	}
+}
+
+// A permanent error on one connection mid-download stops all the others.
+func TestPermanentErrorMidDownloadStopsEveryConnection(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(8<<20), testserver.Rate(256<<10))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.Connections = 8
+	ctx := context.Background()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		srv.SetOption(testserver.Statuses(404, 404, 404, 404, 404, 404, 404, 404, 404))
+	}()
+	// Cut every answer so each connection comes back for another request.
+	srv.SetOption(testserver.CutAfter(64<<10, -1))
+	start := time.Now()
+	_, err := convoy.Download(ctx, cfg)
+	var se *segment.StatusError
+	if !errors.As(err, &se) || se.Code != 404 {
+		t.Fatalf("error %v, want HTTP 404", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stopping took %v", d)
+	}
+	// Progress is kept for a later run.
+	if _, err := manifest.Load(filepath.Join(dir, "out.bin.convoy")); err != nil {
+		t.Errorf("manifest after failure: %v", err)
+	}
+}
+
+func TestGivesUpAfterMaxTries(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(1<<20))
+	srv.SetOption(testserver.Statuses(0, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.Connections, cfg.MaxTries = 1, 3
+	_, err := convoy.Download(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "giving up after 3 tries") {
+		t.Fatalf("error %v, want giving up after 3 tries", err)
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(64<<10), testserver.Statuses(0, 503), testserver.RetryAfter("1"))
+	cfg := fastConfig(srv.URL, t.TempDir())
+	cfg.Connections = 1
+	start := time.Now()
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("finished after %v, before the 1s Retry-After", d)
+	}
+	if res.Retries != 1 {
+		t.Errorf("%d retries, want 1", res.Retries)
+	}
+}
+
+func TestStrictRangeChecksRefuseBadAnswers(t *testing.T) {
+	tests := []struct {
+		name string
+		cr   func(start, end, total int64) string
+	}{
+		{"other-start", func(s, e, n int64) string { return fmt.Sprintf("bytes %d-%d/%d", s+1, e, n) }},
+		{"other-end", func(s, e, n int64) string { return fmt.Sprintf("bytes %d-%d/%d", s, e-1, n) }},
+		{"malformed", func(s, e, n int64) string { return "bytes nonsense" }},
+		{"star-total", func(s, e, n int64) string { return fmt.Sprintf("bytes %d-%d/*", s, e) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testserver.New(t, testserver.Size(1<<20))
+			// The probe's answer is honest; the segments' are not.
+			srv.SetOption(testserver.OnRequest(func(r *http.Request) {
+				if rg := r.Header.Get("Range"); rg != "" && rg != "bytes=0-0" {
+					srv.SetOption(testserver.ContentRangeFunc(tt.cr))
+				}
+			}))
+			dir := t.TempDir()
+			_, err := convoy.Download(context.Background(), fastConfig(srv.URL, dir))
+			var pe *segment.ProtocolError
+			if !errors.As(err, &pe) {
+				t.Fatalf("error %v, want a protocol error", err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "out.bin")); err == nil {
+				t.Error("a file was committed from bad answers")
+			}
+		})
+	}
+}
+
+func TestGzipRangeRefused(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(1<<20), testserver.Gzip())
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.Header = http.Header{"Accept-Encoding": {"gzip"}}
+	// convoy asks for identity whatever the caller's headers say.
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+}
+
+func TestHeadersAndUserAgent(t *testing.T) {
+	var mu sync.Mutex
+	var seen []http.Header
+	srv := testserver.New(t, testserver.Size(300<<10),
+		testserver.RequireHeader("Authorization", "Bearer s3cret"),
+		testserver.OnRequest(func(r *http.Request) {
+			mu.Lock()
+			seen = append(seen, r.Header.Clone())
+			mu.Unlock()
+		}))
+	cfg := fastConfig(srv.URL, t.TempDir())
+	cfg.Header = http.Header{"Authorization": {"Bearer s3cret"}, "X-Extra": {"1"}}
+	cfg.UserAgent = "tester/1"
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, h := range seen {
+		if h.Get("User-Agent") != "tester/1" || h.Get("X-Extra") != "1" {
+			t.Errorf("request headers %v lack the configured ones", h)
+		}
+		if r := h.Get("Range"); r != "" && r != "bytes=0-0" && h.Get("If-Range") != srv.ETag() {
+			t.Errorf("ranged request %q without If-Range %q", r, srv.ETag())
+		}
+	}
+}
+
+func TestCredentialsStayWithTheirHost(t *testing.T) {
+	var mu sync.Mutex
+	leaked := 0
+	target := testserver.New(t, testserver.Size(200<<10), testserver.OnRequest(func(r *http.Request) {
+		if r.Header.Get("Authorization") != "" || r.Header.Get("Cookie") != "" {
+			mu.Lock()
+			leaked++
+			mu.Unlock()
+		}
+	}))
+	// "localhost" and "127.0.0.1" are different hosts to the client.
+	front := testserver.New(t, testserver.RedirectTo(strings.Replace(target.URL, "127.0.0.1", "localhost", 1)))
+	cfg := fastConfig(front.URL, t.TempDir())
+	cfg.Header = http.Header{"Authorization": {"Bearer s3cret"}, "Cookie": {"a=b"}}
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if leaked > 0 {
+		t.Errorf("%d requests to another host carried credentials", leaked)
+	}
+}
+
+func TestOutputNameFromServer(t *testing.T) {
+	tests := []struct {
+		name        string
+		disposition string
+		path        string
+		want        string
+	}{
+		{"disposition", `attachment; filename="report.pdf"`, "/file.bin", "report.pdf"},
+		{"disposition-traversal", `attachment; filename="../../etc/passwd"`, "/file.bin", "passwd"},
+		{"url-path", "", "/dir/image.iso", "image.iso"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := []testserver.Option{testserver.Size(1000), testserver.Path(tt.path)}
+			if tt.disposition != "" {
+				opts = append(opts, testserver.ContentDisposition(tt.disposition))
+			}
+			srv := testserver.New(t, opts...)
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			cfg.Output = ""
+			res, err := convoy.Download(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Path != filepath.Join(dir, tt.want) {
+				t.Errorf("saved as %s, want %s", res.Path, filepath.Join(dir, tt.want))
+			}
+			onlyOutput(t, dir, tt.want)
+		})
+	}
+}
+
+func TestExistingOutput(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(10<<10))
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.bin")
+	if err := os.WriteFile(out, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fastConfig(srv.URL, dir)
+	if _, err := convoy.Download(context.Background(), cfg); !errors.Is(err, convoy.ErrExists) {
+		t.Fatalf("error %v, want ErrExists", err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "precious" {
+		t.Fatal("existing file was touched")
+	}
+	cfg.Overwrite = true
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, out)
+}
+
+func TestBadOutputPlaces(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(10<<10))
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, output, want string
+	}{
+		{"missing-folder", "nowhere/out.bin", "does not exist"},
+		{"output-is-folder", "sub", "is a folder"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := fastConfig(srv.URL, dir)
+			cfg.Output = tt.output
+			_, err := convoy.Download(context.Background(), cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one saying %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, u := range []string{"", "ftp://host/x", "file:///etc/passwd", "http://", "::"} {
+		_, err := convoy.Download(context.Background(), convoy.Config{URL: u, Dir: t.TempDir()})
+		if !errors.Is(err, convoy.ErrUsage) {
+			t.Errorf("URL %q: error %v, want ErrUsage", u, err)
+		}
+	}
+	_, err := convoy.Download(context.Background(), convoy.Config{URL: "http://127.0.0.1:1/x", Connections: 1000})
+	if !errors.Is(err, convoy.ErrUsage) {
+		t.Errorf("1000 connections: error %v, want ErrUsage", err)
+	}
+}
+
+// interruptAfter cancels a download once done bytes are on disk and returns
+// the error Download gave.
+func interruptAfter(t *testing.T, cfg convoy.Config, done int64) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg.ProgressInterval = 10 * time.Millisecond
+	cfg.OnProgress = func(p convoy.Progress) {
+		if p.Done >= done {
+			cancel()
+		}
+	}
+	_, err := convoy.Download(ctx, cfg)
+	return err
+}
+
+func TestInterruptAndResume(t *testing.T) {
+	const size = 4 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	err := interruptAfter(t, cfg, size/3)
+	if !errors.Is(err, convoy.ErrInterrupted) {
+		t.Fatalf("error %v, want ErrInterrupted", err)
+	}
+	m, err := manifest.Load(filepath.Join(dir, "out.bin.convoy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Done() < size/4 {
+		t.Fatalf("manifest records %d bytes after an interrupt past %d", m.Done(), size/3)
+	}
+	sentBefore := srv.Stats().BodyBytes
+	srv.SetOption(testserver.Rate(0))
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+	onlyOutput(t, dir, "out.bin")
+	if res.Resumed != m.Done() {
+		t.Errorf("resumed %d bytes, manifest had %d", res.Resumed, m.Done())
+	}
+	// The second run fetches only what the manifest lacked (plus the probe).
+	if second := srv.Stats().BodyBytes - sentBefore; second > size-m.Done()+1 {
+		t.Errorf("second run fetched %d bytes, %d were missing", second, size-m.Done())
+	}
+}
+
+// The checkpoint ordering: every byte a manifest counts is already in the
+// part file, at every checkpoint seen during a download.
+func TestManifestNeverClaimsMissingBytes(t *testing.T) {
+	const size = 3 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(768<<10))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.CheckpointInterval = 20 * time.Millisecond
+	want := srv.Content()
+	mpath := filepath.Join(dir, "out.bin.convoy")
+	ppath := filepath.Join(dir, "out.bin.part")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := convoy.Download(ctx, cfg)
+		errc <- err
+	}()
+	checked, claimed := 0, int64(0)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if checked < 5 || claimed == 0 {
+				t.Fatalf("only %d manifests with %d bytes claimed were checked", checked, claimed)
+			}
+			srv.Verify(t, filepath.Join(dir, "out.bin"))
+			return
+		default:
+		}
+		m, err := manifest.Load(mpath)
+		if err != nil {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		// Read the part file after the manifest: whatever the manifest
+		// claims must already be there.
+		got, err := os.ReadFile(ppath)
+		if err != nil {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		for _, s := range m.Segments {
+			if s.Written > 0 && !bytes.Equal(got[s.Start:s.Start+s.Written], want[s.Start:s.Start+s.Written]) {
+				t.Fatalf("manifest claims [%d,%d) but the part file differs there", s.Start, s.Start+s.Written)
+			}
+		}
+		checked++
+		claimed = max(claimed, m.Done())
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-errc
+	t.Fatal("download did not finish")
+}
+
+func TestChangedFileBetweenRunsStartsOver(t *testing.T) {
+	tests := []struct {
+		name   string
+		change testserver.Option
+		opts   []testserver.Option
+	}{
+		{"etag", testserver.Seed(99), nil},
+		{"size", testserver.Size(3 << 20), nil},
+		{"last-modified-only", testserver.Seed(99), []testserver.Option{testserver.NoETag()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const size = 2 << 20
+			srv := testserver.New(t, append([]testserver.Option{testserver.Size(size), testserver.Rate(1 << 20)}, tt.opts...)...)
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			if err := interruptAfter(t, cfg, size/2); !errors.Is(err, convoy.ErrInterrupted) {
+				t.Fatalf("error %v, want ErrInterrupted", err)
+			}
+			srv.SetOption(tt.change, testserver.Rate(0))
+			var notices []string
+			cfg.Logf = func(f string, a ...any) { notices = append(notices, fmt.Sprintf(f, a...)) }
+			res, err := convoy.Download(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.Verify(t, filepath.Join(dir, "out.bin"))
+			if res.Resumed != 0 {
+				t.Errorf("resumed %d bytes of a changed file", res.Resumed)
+			}
+			if !slices.ContainsFunc(notices, func(s string) bool { return strings.Contains(s, "starting over") }) {
+				t.Errorf("no notice said it started over: %q", notices)
+			}
+		})
+	}
+}
+
+func TestChangedFileDuringDownloadStartsOver(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(2<<20), testserver.ChangeAfter(3))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	var notices []string
+	var mu sync.Mutex
+	cfg.Logf = func(f string, a ...any) {
+		mu.Lock()
+		notices = append(notices, fmt.Sprintf(f, a...))
+		mu.Unlock()
+	}
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin")) // the new content only
+	if res.Restarts != 1 {
+		t.Errorf("%d restarts, want 1 (notices %q)", res.Restarts, notices)
+	}
+}
+
+func TestCorruptManifest(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+	}{
+		{"garbage", "\x00\x01garbage"},
+		{"truncated", `{"version":1,"kind":"convoy-manifest","url":"x","size":10,"segm`},
+		{"foreign", `{"name":"something else"}`},
+		{"future-version", `{"version":9,"kind":"convoy-manifest","url":"x","size":0,"segments":[{"start":0,"end":0,"written":0}]}`},
+		{"empty", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testserver.New(t, testserver.Size(100<<10))
+			dir := t.TempDir()
+			mpath := filepath.Join(dir, "out.bin.convoy")
+			if err := os.WriteFile(mpath, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := fastConfig(srv.URL, dir)
+			_, err := convoy.Download(context.Background(), cfg)
+			if !errors.Is(err, convoy.ErrNotResumable) || !strings.Contains(err.Error(), mpath) || !strings.Contains(err.Error(), "--restart") {
+				t.Fatalf("error %v, want one naming %s and suggesting --restart", err, mpath)
+			}
+			if b, _ := os.ReadFile(mpath); string(b) != tt.content {
+				t.Error("the unusable manifest was changed")
+			}
+			cfg.Restart = true
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			srv.Verify(t, filepath.Join(dir, "out.bin"))
+			onlyOutput(t, dir, "out.bin")
+		})
+	}
+}
+
+func TestSecondDownloadOfSameOutputFailsFast(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(4<<20), testserver.Rate(2<<20))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	var once sync.Once
+	first := cfg
+	first.OnProgress = func(p convoy.Progress) { once.Do(func() { close(started) }) }
+	first.ProgressInterval = 10 * time.Millisecond
+	errc := make(chan error, 1)
+	go func() {
+		_, err := convoy.Download(ctx, first)
+		errc <- err
+	}()
+	<-started
+	start := time.Now()
+	_, err := convoy.Download(context.Background(), cfg)
+	if !errors.Is(err, manifest.ErrLocked) {
+		t.Errorf("second download: error %v, want ErrLocked", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("second download took %v to fail", d)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, convoy.ErrInterrupted) {
+		t.Errorf("first download: %v", err)
+	}
+}
+
+func TestTruncatedPartFileIsRefetched(t *testing.T) {
+	const size = 2 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	if err := interruptAfter(t, cfg, size/2); !errors.Is(err, convoy.ErrInterrupted) {
+		t.Fatalf("error %v, want ErrInterrupted", err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "out.bin.part"), size/8); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetOption(testserver.Rate(0))
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+}
+
+func TestMissingPartFileIsRefetched(t *testing.T) {
+	const size = 2 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	if err := interruptAfter(t, cfg, size/2); !errors.Is(err, convoy.ErrInterrupted) {
+		t.Fatalf("error %v, want ErrInterrupted", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "out.bin.part")); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetOption(testserver.Rate(0))
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+	if res.Resumed != 0 {
+		t.Errorf("resumed %d bytes from a missing file", res.Resumed)
+	}
+}
+
+// A crash after the rename but before the manifest was removed leaves the
+// final file and a manifest that says it is complete: the next run only
+// tidies up.
+func TestCompleteManifestBesideFinalFile(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(100<<10))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	m := &manifest.Manifest{URL: srv.URL, Size: 100 << 10, Segments: []manifest.Segment{{Start: 0, End: 100 << 10, Written: 100 << 10}}}
+	if err := manifest.Save(filepath.Join(dir, "out.bin.convoy"), m); err != nil {
+		t.Fatal(err)
+	}
+	gets := srv.Stats().Gets
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.AlreadyComplete {
+		t.Error("not reported as already complete")
+	}
+	if srv.Stats().Gets != gets+1 { // the probe only
+		t.Errorf("%d GETs after completion, want only the probe", srv.Stats().Gets-gets)
+	}
+	onlyOutput(t, dir, "out.bin")
+}
+
+// A part file whose download finished but was not yet renamed is committed
+// without fetching anything.
+func TestCompletePartIsCommittedWithoutFetching(t *testing.T) {
+	const size = 300 << 10
+	srv := testserver.New(t, testserver.Size(size))
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "out.bin.part"), srv.Content(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &manifest.Manifest{URL: srv.URL, Size: size, ETag: srv.ETag(), LastModified: srv.LastModified(),
+		Segments: []manifest.Segment{{Start: 0, End: size, Written: size}}}
+	if err := manifest.Save(filepath.Join(dir, "out.bin.convoy"), m); err != nil {
+		t.Fatal(err)
+	}
+	res, err := convoy.Download(context.Background(), fastConfig(srv.URL, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Fetched != 0 || res.Resumed != size {
+		t.Errorf("fetched %d resumed %d, want 0 and %d", res.Fetched, res.Resumed, size)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+	onlyOutput(t, dir, "out.bin")
+}
+
+func TestStalledServerIsRetried(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(1<<20), testserver.StallHeaders(time.Minute, 2))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.StallTimeout = 200 * time.Millisecond
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+	if res.Retries < 1 {
+		t.Errorf("%d retries, want at least 1", res.Retries)
+	}
+}
+
+func TestErrorMessagesRedactSecrets(t *testing.T) {
+	srv := testserver.New(t, testserver.Statuses(404))
+	dir := t.TempDir()
+	u := strings.Replace(srv.URL, "http://", "http://user:pa55word@", 1) + "?X-Amz-Signature=topsecret&token=hunter22"
+	_, err := convoy.Download(context.Background(), fastConfig(u, dir))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, secret := range []string{"pa55word", "topsecret", "hunter22"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error %q shows %q", err, secret)
+		}
+	}
+}
+
+func TestTLSDownload(t *testing.T) {
+	h := testserver.NewHandler(testserver.Size(512 << 10))
+	ts := httptest.NewTLSServer(h)
+	t.Cleanup(func() { h.Close(); ts.Close() })
+	dir := t.TempDir()
+	cfg := fastConfig(ts.URL+h.FilePath(), dir)
+	if _, err := convoy.Download(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("untrusted certificate: error %v, want a certificate error", err)
+	}
+	cfg.Insecure = true
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.Verify(t, filepath.Join(dir, "out.bin"))
+}
