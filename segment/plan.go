@@ -192,14 +192,6 @@ func (p *Plan) Written() int64 {
 // Size is the file size the plan covers.
 func (p *Plan) Size() int64 { return p.size }
 
-// next returns the file offset of the next byte to fetch and the span's
-// current end (exclusive).
-func (s *Span) next() (offset, end int64) {
-	s.plan.mu.Lock()
-	defer s.plan.mu.Unlock()
-	return s.start + s.reserved, s.end
-}
-
 // request starts a request of at most chunk bytes at the next byte to fetch
 // and returns its range [offset, end).
 func (s *Span) request(chunk int64) (offset, end int64) {
@@ -244,14 +236,6 @@ func (s *Span) release() {
 	s.plan.mu.Lock()
 	s.reserved = s.written
 	s.requested, s.askedAt, s.rate = 0, time.Time{}, 0
-	s.plan.mu.Unlock()
-}
-
-// rewind forgets everything written to the span (a stream that cannot
-// resume starts again from its first byte).
-func (s *Span) rewind() {
-	s.plan.mu.Lock()
-	s.reserved, s.written = 0, 0
 	s.plan.mu.Unlock()
 }
 

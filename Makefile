@@ -1,0 +1,52 @@
+# convoy: build, test, lint, demo. Tools are installed at pinned versions
+# into bin/ by the targets that need them.
+
+GO            ?= go
+BIN           := $(CURDIR)/bin
+STATICCHECK   := $(BIN)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME      ?= 30s
+
+.PHONY: all build test test-short lint fmt-check vet staticcheck demo fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/convoy ./cmd/convoy
+
+# The default test run: formatting, vet, staticcheck, then every test with the
+# race detector (fuzz seed corpora run as ordinary tests).
+test: lint
+	$(GO) test -race -count=1 -timeout 8m ./...
+
+# Unit and integration tests without the process tests that build the binary.
+test-short:
+	$(GO) test -race -count=1 -short ./...
+
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+$(STATICCHECK):
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+# Builds convoy and a local test server, downloads a 256 MiB file from it over
+# 8 connections, and checks the SHA-256.
+demo: build
+	$(GO) build -o $(BIN)/testserver ./internal/cmd/testserver
+	./scripts/demo.sh $(BIN)/convoy $(BIN)/testserver
+
+# Runs every fuzz target for FUZZTIME each.
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/convoy-dl/convoy/internal/testserver"
+	"github.com/convoy-dl/convoy/manifest"
+)
+
+// buildBinary compiles convoy once for the process tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "convoy")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startGet starts "convoy get" as a child process.
+func startGet(t *testing.T, bin string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(bin, append([]string{"get"}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &out
+}
+
+// TestCrashAndResume SIGKILLs a download at several moments, runs the same
+// command again each time, and checks the final file byte for byte and the
+// bytes the server had to send twice.
+func TestCrashAndResume(t *testing.T) {
+	bin := buildBinary(t)
+	const (
+		size     = 24 << 20
+		conns    = 8
+		rate     = 768 << 10 // per answer, so about 6 MiB/s in all
+		interval = time.Second
+	)
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(rate))
+	dir := t.TempDir()
+	args := []string{"-q", "-n", fmt.Sprint(conns), "-d", dir, "-o", "big.bin", "--checkpoint-interval", interval.String(), srv.URL}
+	kills := []time.Duration{5 * time.Millisecond, 700 * time.Millisecond, 1300 * time.Millisecond, 1900 * time.Millisecond}
+	mpath := filepath.Join(dir, "big.bin.convoy")
+	var lastDone int64
+	for i, after := range kills {
+		cmd, out := startGet(t, bin, args...)
+		time.Sleep(after)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("kill %d: the run ended on its own (%v): %s", i, err, out)
+		}
+		m, err := manifest.Load(mpath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && i == 0:
+			continue // killed before the first checkpoint
+		case err != nil:
+			t.Fatalf("kill %d: manifest: %v", i, err)
+		}
+		if m.Done() < lastDone {
+			t.Fatalf("kill %d: manifest went back from %d to %d bytes", i, lastDone, m.Done())
+		}
+		lastDone = m.Done()
+		t.Logf("kill %d after %v: %d of %d bytes recorded", i, after, m.Done(), int64(size))
+	}
+	if lastDone == 0 {
+		t.Fatal("no run recorded any progress before it was killed")
+	}
+	srv.SetOption(testserver.Rate(0))
+	cmd, out := startGet(t, bin, args...)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("final run: %v\n%s", err, out)
+	}
+	srv.Verify(t, filepath.Join(dir, "big.bin"))
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("left beside the file: %v", names)
+	}
+	// Each kill may lose what arrived since the last checkpoint: one
+	// interval of every connection's throughput, plus the 100 ms a received
+	// byte may wait in a buffer before it is written.
+	twice := srv.Stats().BodyBytes - size - int64(len(kills)+1) // one probe byte per run
+	perKill := int64(float64(conns*rate) * (interval + 100*time.Millisecond).Seconds())
+	t.Logf("bytes fetched twice: %d over %d kills (bound %d per kill)", twice, len(kills), perKill)
+	if twice > int64(len(kills))*perKill {
+		t.Errorf("fetched %d bytes twice over %d kills, more than %d per kill", twice, len(kills), perKill)
+	}
+}
+
+// TestSignalsCheckpointAndExit sends SIGINT and SIGTERM to a running
+// download: it must stop within a second, say how to resume, exit non-zero,
+// and the next run must finish the file.
+func TestSignalsCheckpointAndExit(t *testing.T) {
+	bin := buildBinary(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			const size = 8 << 20
+			srv := testserver.New(t, testserver.Size(size), testserver.Rate(512<<10))
+			dir := t.TempDir()
+			args := []string{"-n", "4", "-d", dir, "-o", "f.bin", srv.URL}
+			cmd, out := startGet(t, bin, args...)
+			time.Sleep(700 * time.Millisecond)
+			sent := time.Now()
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			if d := time.Since(sent); d > time.Second {
+				t.Errorf("took %v to stop", d)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+				t.Fatalf("exit %v, want code %d: %s", err, exitFailure, out)
+			}
+			if !strings.Contains(out.String(), "interrupted") || !strings.Contains(out.String(), "run the same command to resume") {
+				t.Errorf("output does not say how to resume: %s", out)
+			}
+			m, err := manifest.Load(filepath.Join(dir, "f.bin.convoy"))
+			if err != nil || m.Done() == 0 {
+				t.Fatalf("manifest after %v: %v (done %v)", sig, err, m)
+			}
+			srv.SetOption(testserver.Rate(0))
+			cmd, out = startGet(t, bin, args...)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("resume: %v\n%s", err, out)
+			}
+			srv.Verify(t, filepath.Join(dir, "f.bin"))
+			if !strings.Contains(out.String(), "resuming") {
+				t.Errorf("second run did not say it resumed: %s", out)
+			}
+		})
+	}
+}
+
+// TestSecondProcessFailsFast runs two processes on one output.
+func TestSecondProcessFailsFast(t *testing.T) {
+	bin := buildBinary(t)
+	srv := testserver.New(t, testserver.Size(8<<20), testserver.Rate(1<<20))
+	dir := t.TempDir()
+	args := []string{"-q", "-d", dir, "-o", "f.bin", srv.URL}
+	first, _ := startGet(t, bin, args...)
+	defer func() {
+		_ = first.Process.Kill()
+		_ = first.Wait()
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "f.bin.convoy")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first download never wrote its manifest")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	second, out := startGet(t, bin, args...)
+	err := second.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+		t.Fatalf("second run: %v, want exit %d: %s", err, exitFailure, out)
+	}
+	if !strings.Contains(out.String(), "already downloading") {
+		t.Errorf("second run says %q", out)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("second run took %v to fail", d)
+	}
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/convoy-dl/convoy/internal/testserver"
+)
+
+// runCLI runs the command line in-process and returns its exit code and
+// what it printed.
+func runCLI(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	code := run(append([]string{"convoy"}, args...), &out)
+	return code, out.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(200<<10))
+	missing := testserver.New(t, testserver.Statuses(404))
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		code int
+		says string
+	}{
+		{"no-url", []string{"get"}, exitUsage, "exactly one URL"},
+		{"two-urls", []string{"get", "http://a/x", "http://b/y"}, exitUsage, "exactly one URL"},
+		{"unknown-flag", []string{"get", "--bogus", srv.URL}, exitUsage, "bogus"},
+		{"bad-connections", []string{"get", "-n", "0", srv.URL}, exitUsage, "connections"},
+		{"bad-min-split", []string{"get", "--min-split-size", "lots", srv.URL}, exitUsage, "min-split-size"},
+		{"bad-header", []string{"get", "-H", "NoColon", srv.URL}, exitUsage, "header"},
+		{"bad-scheme", []string{"get", "ftp://example.com/x"}, exitUsage, "only http and https"},
+		{"not-found", []string{"get", "-q", "-d", dir, "-o", "nf.bin", missing.URL}, exitFailure, "404"},
+		{"ok", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitOK, ""},
+		{"exists", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitFailure, "--overwrite"},
+		{"flags-after-url", []string{"get", srv.URL, "-q", "-d", dir, "-o", "after.bin", "--overwrite"}, exitOK, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runCLI(t, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; output:\n%s", code, tt.code, out)
+			}
+			if tt.says != "" && !strings.Contains(out, tt.says) {
+				t.Errorf("output %q does not mention %q", out, tt.says)
+			}
+			if tt.code != exitOK && strings.Count(strings.TrimSpace(out), "\n") > 0 && tt.code != exitUsage {
+				t.Errorf("error output is more than one line:\n%s", out)
+			}
+			if tt.code == exitOK && out != "" {
+				t.Errorf("-q printed %q", out)
+			}
+		})
+	}
+	srv.Verify(t, filepath.Join(dir, "ok.bin"))
+	srv.Verify(t, filepath.Join(dir, "after.bin"))
+}
+
+func TestSummaryAndHeaders(t *testing.T) {
+	var gotUA, gotX string
+	srv := testserver.New(t, testserver.Size(100<<10), testserver.OnRequest(func(r *http.Request) {
+		gotUA, gotX = r.Header.Get("User-Agent"), r.Header.Get("X-Token")
+	}))
+	dir := t.TempDir()
+	code, out := runCLI(t, "get", "-d", dir, "--user-agent", "agent/2", "-H", "X-Token: abc", srv.URL)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if !strings.Contains(out, "saved") || !strings.Contains(out, "file.bin") {
+		t.Errorf("summary %q does not name the saved file", out)
+	}
+	if gotUA != "agent/2" || gotX != "abc" {
+		t.Errorf("server saw User-Agent %q and X-Token %q", gotUA, gotX)
+	}
+	srv.Verify(t, filepath.Join(dir, "file.bin"))
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	srv := testserver.New(t, testserver.Statuses(403))
+	u := strings.Replace(srv.URL, "http://", "http://me:pa55word@", 1) + "?sig=s1gn4ture&page=2"
+	code, out := runCLI(t, "get", "-d", t.TempDir(), u)
+	if code != exitFailure {
+		t.Fatalf("exit %d, want %d", code, exitFailure)
+	}
+	for _, secret := range []string{"pa55word", "s1gn4ture"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("output shows %q: %s", secret, out)
+		}
+	}
+	if !strings.Contains(out, "403") {
+		t.Errorf("output does not name the status: %s", out)
+	}
+}
+
+func TestInsecureWarns(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(1000))
+	code, out := runCLI(t, "get", "--insecure", "-d", t.TempDir(), srv.URL)
+	if code != exitOK || !strings.Contains(out, "not verified") {
+		t.Errorf("exit %d, output %q: want success and a warning", code, out)
+	}
+}
