@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
@@ -24,8 +25,9 @@ import (
 // changed on the server while it ran.
 const maxRestarts = 2
 
-// writebackEvery is how many written bytes make the part file start
-// writeback, so that a checkpoint's fdatasync has little left to do.
+// writebackEvery is the size of the contiguous region one connection writes
+// before the part file starts its writeback, so that a checkpoint's
+// fdatasync has little left to do.
 const writebackEvery = 8 << 20
 
 // Suffixes of the files kept beside the output while a download runs.
@@ -235,15 +237,11 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		return Result{}, errors.Join(describeFileError(err, f.manifest), part.Close())
 	}
 
-	var fetched, dirty atomic.Int64
+	var fetched atomic.Int64
 	fetcher := d.newFetcher(remote)
-	fetcher.OnWrite = func(_, n int64) {
-		fetched.Add(n)
-		if dirty.Add(n) >= writebackEvery {
-			dirty.Store(0)
-			part.StartWriteback()
-		}
-	}
+	fetcher.OnWrite = func(_, n int64) { fetched.Add(n) }
+	fetcher.RegionSize = writebackEvery
+	fetcher.OnRegion = part.StartWriteback
 	res := Result{Path: f.out, Size: remote.Size, Resumed: resumed}
 	runErr := d.withCheckpoints(ctx, cp, plan.Written, func(ctx context.Context) error {
 		return fetcher.Run(ctx, plan, part, d.cfg.Connections)
@@ -357,6 +355,10 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files) (
 	}
 	want := remote.Size
 	if want < 0 {
+		// An earlier attempt of a restarted stream may have run longer.
+		if err := part.Truncate(size); err != nil {
+			return res, errors.Join(describeFileError(err, f.part), part.Close())
+		}
 		want = size
 	}
 	if err := part.Commit(f.out, want, lastModified(remote)); err != nil {
@@ -510,6 +512,8 @@ func describeFileError(err error, path string) error {
 		return err
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("cannot write %s: permission denied", path)
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("cannot write %s: read-only file system", path)
 	case errors.As(err, &pe) && errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("cannot write %s: folder does not exist", path)
 	}

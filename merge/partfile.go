@@ -108,11 +108,17 @@ func (p *PartFile) Sync() error {
 	return unix.Fdatasync(int(p.f.Fd()))
 }
 
-// StartWriteback asks the kernel to start writing dirty pages of the file to
-// disk without waiting, so that the next Sync has little left to do. It is a
-// hint; failures are ignored.
-func (p *PartFile) StartWriteback() {
-	_ = unix.SyncFileRange(int(p.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+// StartWriteback asks the kernel to start writing the dirty pages of
+// [off, off+n) to disk without waiting for them, so that the next Sync has
+// little left to do. It is a hint; failures are ignored.
+func (p *PartFile) StartWriteback(off, n int64) {
+	_ = unix.SyncFileRange(int(p.f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+}
+
+// Truncate sets the file's length to n, for a file whose size was unknown
+// until its last byte arrived.
+func (p *PartFile) Truncate(n int64) error {
+	return p.f.Truncate(n)
 }
 
 // Path is the part file's path.

@@ -59,6 +59,11 @@ type Fetcher struct {
 	// OnWrite, if set, is called after every successful WriteAt, from the
 	// fetching goroutines concurrently.
 	OnWrite func(offset, n int64)
+	// OnRegion, if set, is called each time one connection has written
+	// RegionSize contiguous bytes (default 8 MiB), with that region, from the
+	// writing goroutine: a finished region is a good unit to start writeback.
+	OnRegion   func(offset, n int64)
+	RegionSize int64
 	// OnRetry, if set, is called before each wait for another attempt, from
 	// the fetching goroutines concurrently.
 	OnRetry func(err error, wait time.Duration)
@@ -103,6 +108,31 @@ const (
 type conn struct {
 	buf   []byte
 	chunk int64
+	// region is the contiguous run of bytes written since the last OnRegion.
+	regionStart, regionLen int64
+}
+
+// wrote extends the connection's current region with n bytes at off and
+// reports it through f.OnRegion once it reaches f.RegionSize.
+func (f *Fetcher) wrote(c *conn, off, n int64) {
+	if f.OnWrite != nil {
+		f.OnWrite(off, n)
+	}
+	if f.OnRegion == nil {
+		return
+	}
+	if off != c.regionStart+c.regionLen {
+		c.regionStart, c.regionLen = off, 0
+	}
+	c.regionLen += n
+	size := f.RegionSize
+	if size <= 0 {
+		size = 8 << 20
+	}
+	if c.regionLen >= size {
+		f.OnRegion(c.regionStart, c.regionLen)
+		c.regionStart, c.regionLen = off+n, 0
+	}
 }
 
 // learn adapts the chunk to a request that took latency to answer and then
@@ -192,9 +222,7 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 				}
 				s.commit(granted)
 				progressed = true
-				if f.OnWrite != nil {
-					f.OnWrite(at, granted)
-				}
+				f.wrote(c, at, granted)
 			}
 			if granted < int64(filled) {
 				return progressed, nil // another connection took the rest
@@ -255,10 +283,10 @@ func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
 // starts again from offset 0. It returns the number of bytes in the file.
 func (f *Fetcher) Stream(ctx context.Context, w io.WriterAt) (int64, error) {
 	pol := f.newPolicy()
-	buf := make([]byte, f.bufferSize())
+	c := &conn{buf: make([]byte, f.bufferSize())}
 	var size int64
 	op := func() error {
-		n, err := f.streamOnce(ctx, w, buf)
+		n, err := f.streamOnce(ctx, w, c)
 		size = n
 		return f.classify(ctx, err, pol)
 	}
@@ -266,7 +294,8 @@ func (f *Fetcher) Stream(ctx context.Context, w io.WriterAt) (int64, error) {
 	return size, pol.wrap(ctx, err)
 }
 
-func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, buf []byte) (int64, error) {
+func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64, error) {
+	buf := c.buf
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := f.newRequest(rctx)
@@ -305,9 +334,7 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, buf []byte) (in
 			if _, werr := w.WriteAt(buf[:n], at); werr != nil {
 				return at, &WriteError{Offset: at, Err: werr}
 			}
-			if f.OnWrite != nil {
-				f.OnWrite(at, int64(n))
-			}
+			f.wrote(c, at, int64(n))
 			at += int64(n)
 		}
 		if rerr != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -43,7 +44,9 @@ func run(args []string, stderr io.Writer) int {
 	if errors.As(err, &ue) || errors.Is(err, convoy.ErrUsage) {
 		code = exitUsage
 	}
-	fmt.Fprintf(stderr, "convoy: %s\n", redact.Text(err.Error()))
+	// One line, whatever errors.Join made of it.
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	fmt.Fprintf(stderr, "convoy: %s\n", redact.Text(msg))
 	return code
 }
 

@@ -20,7 +20,7 @@ type reporter struct {
 	quiet    bool
 	terminal bool
 	drawn    bool // a progress line is on screen
-	last     convoy.Progress
+	first    *convoy.Progress
 }
 
 func newReporter(w io.Writer, quiet, terminal bool) *reporter {
@@ -43,9 +43,11 @@ func (r *reporter) progress(p convoy.Progress) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.last = p
+	if r.first == nil {
+		r.first = &p // bytes from earlier runs do not count towards the rate
+	}
 	r.clear()
-	fmt.Fprint(r.w, progressLine(p))
+	fmt.Fprint(r.w, progressLine(p, *r.first))
 	r.drawn = true
 }
 
@@ -93,10 +95,11 @@ func (r *reporter) summary(res convoy.Result) {
 	r.logf("%s", line)
 }
 
-func progressLine(p convoy.Progress) string {
+// progressLine renders p, measuring the rate since first.
+func progressLine(p, first convoy.Progress) string {
 	rate := 0.0
-	if s := p.Elapsed.Seconds(); s > 0 {
-		rate = float64(p.Done) / s
+	if s := (p.Elapsed - first.Elapsed).Seconds(); s > 0 {
+		rate = float64(p.Done-first.Done) / s
 	}
 	if p.Size < 0 {
 		return fmt.Sprintf("%s  %s/s", units.FormatBytes(p.Done), units.FormatBytes(int64(rate)))
