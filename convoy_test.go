@@ -20,6 +20,7 @@ import (
 	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/testserver"
 	"github.com/convoy-dl/convoy/manifest"
+	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/segment"
 )
 
@@ -788,4 +789,18 @@ func TestTLSDownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Verify(t, filepath.Join(dir, "out.bin"))
+}
+
+func TestNotEnoughSpaceFailsBeforeTheFirstByte(t *testing.T) {
+	const huge = 1 << 50 // 1 PiB
+	srv := testserver.New(t, testserver.Size(huge))
+	dir := t.TempDir()
+	_, err := convoy.Download(context.Background(), fastConfig(srv.URL, dir))
+	if !errors.Is(err, merge.ErrNoSpace) || !strings.Contains(err.Error(), "free") {
+		t.Fatalf("error %v, want ErrNoSpace saying how much is free", err)
+	}
+	if st := srv.Stats(); st.BodyBytes > 1 {
+		t.Errorf("%d body bytes fetched before the space check", st.BodyBytes)
+	}
+	onlyOutput(t, dir)
 }

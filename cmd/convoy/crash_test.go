@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -190,5 +193,31 @@ func TestSecondProcessFailsFast(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("second run took %v to fail", d)
+	}
+}
+
+// TestProxyFromEnvironment runs convoy with HTTP_PROXY set: every request
+// goes to the proxy. (net/http never proxies loopback hosts, so the URL
+// names a host that only the proxy knows.)
+func TestProxyFromEnvironment(t *testing.T) {
+	bin := buildBinary(t)
+	var mu sync.Mutex
+	var hosts []string
+	proxy := testserver.New(t, testserver.Size(3<<20), testserver.OnRequest(func(r *http.Request) {
+		mu.Lock()
+		hosts = append(hosts, r.Host)
+		mu.Unlock()
+	}))
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "get", "-q", "-d", dir, "-o", "p.bin", "http://convoy.test/file.bin")
+	cmd.Env = append(os.Environ(), "HTTP_PROXY="+strings.TrimSuffix(proxy.URL, "/file.bin"), "NO_PROXY=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	proxy.Verify(t, filepath.Join(dir, "p.bin"))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hosts) == 0 || slices.ContainsFunc(hosts, func(h string) bool { return h != "convoy.test" }) {
+		t.Errorf("proxy saw hosts %v, want only convoy.test", hosts)
 	}
 }
