@@ -52,7 +52,7 @@ func startGet(t *testing.T, bin string, args ...string) (*exec.Cmd, *bytes.Buffe
 func TestCrashAndResume(t *testing.T) {
 	bin := buildBinary(t)
 	const (
-		size     = 24 << 20
+		size     = 48 << 20
 		conns    = 8
 		rate     = 768 << 10 // per answer, so about 6 MiB/s in all
 		interval = time.Second
@@ -60,7 +60,7 @@ func TestCrashAndResume(t *testing.T) {
 	srv := testserver.New(t, testserver.Size(size), testserver.Rate(rate))
 	dir := t.TempDir()
 	args := []string{"-q", "-n", fmt.Sprint(conns), "-d", dir, "-o", "big.bin", "--checkpoint-interval", interval.String(), srv.URL}
-	kills := []time.Duration{5 * time.Millisecond, 700 * time.Millisecond, 1300 * time.Millisecond, 1900 * time.Millisecond}
+	kills := []time.Duration{5 * time.Millisecond, 700 * time.Millisecond, 1500 * time.Millisecond, 2500 * time.Millisecond, 3500 * time.Millisecond}
 	mpath := filepath.Join(dir, "big.bin.convoy")
 	var lastDone int64
 	for i, after := range kills {
