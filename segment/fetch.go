@@ -81,7 +81,10 @@ func (f *Fetcher) Run(ctx context.Context, plan *Plan, w io.WriterAt, connection
 			for {
 				span, ok := plan.Next()
 				if !ok {
-					return nil
+					if plan.Wait(ctx) {
+						continue
+					}
+					return context.Cause(ctx) // nil unless ctx ended
 				}
 				if err := f.fetchSpan(ctx, span, w, c); err != nil {
 					return err
@@ -329,7 +332,7 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 		if want >= 0 {
 			chunk = buf[:min(int64(len(buf)), want-at)]
 		}
-		n, rerr := io.ReadFull(body, chunk)
+		n, rerr := fill(body, chunk)
 		if n > 0 {
 			if _, werr := w.WriteAt(buf[:n], at); werr != nil {
 				return at, &WriteError{Offset: at, Err: werr}
@@ -338,8 +341,8 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 			at += int64(n)
 		}
 		if rerr != nil {
-			if want < 0 && (rerr == io.EOF || rerr == io.ErrUnexpectedEOF) && rctx.Err() == nil {
-				return at, nil // a body of unknown length ends at EOF
+			if want < 0 && rerr == io.EOF && rctx.Err() == nil {
+				return at, nil // a body of unknown length ends at EOF; a cut chunked body does not
 			}
 			if want >= 0 && at == want {
 				break
@@ -347,7 +350,28 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 			return at, bodyError(rctx, rerr, at, want, req)
 		}
 	}
+	if resp.ContentLength < 0 {
+		// A body without a length must end where the file is known to end.
+		var one [1]byte
+		if n, _ := io.ReadFull(body, one[:]); n > 0 {
+			return at, fmt.Errorf("%w: %s sends more than the %d bytes expected", ErrRemoteChanged, u, want)
+		}
+	}
 	return at, nil
+}
+
+// fill reads into all of p unless r fails first, and returns r's error as it
+// is: io.EOF for a body that ended, io.ErrUnexpectedEOF for one cut short.
+func fill(r io.Reader, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := r.Read(p[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (f *Fetcher) newRequest(ctx context.Context) (*http.Request, error) {

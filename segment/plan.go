@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -23,6 +24,9 @@ type Plan struct {
 	size     int64
 	minSplit int64
 	spans    []*Span
+	// changed is closed, and replaced, whenever a span stops being fetched:
+	// its owner finished or failed, so idle connections should look again.
+	changed chan struct{}
 }
 
 // Span is one connection's share of a Plan. Its end may move down while it is
@@ -50,7 +54,7 @@ func NewPlan(size int64, segments []Segment, parts int, minSplit int64) (*Plan, 
 	if size < 0 {
 		return nil, fmt.Errorf("plan: negative size %d", size)
 	}
-	p := &Plan{size: size, minSplit: max(minSplit, 1)}
+	p := &Plan{size: size, minSplit: max(minSplit, 1), changed: make(chan struct{})}
 	if segments == nil {
 		segments = []Segment{{Start: 0, End: size}}
 	}
@@ -159,6 +163,39 @@ func (p *Plan) Next() (*Span, bool) {
 	return p.splitLargest(true)
 }
 
+// recheckEvery is how often an idle connection looks again for an answer
+// that has become slow enough to split.
+const recheckEvery = 250 * time.Millisecond
+
+// Wait blocks an idle connection until a span stops being fetched, a moment
+// has passed (an answer in flight may have become slow enough to split), or
+// ctx ends. It returns false when no span is being fetched or waiting: the
+// plan is done for this connection.
+func (p *Plan) Wait(ctx context.Context) bool {
+	p.mu.Lock()
+	busy := false
+	for _, s := range p.spans {
+		if s.written < s.end-s.start {
+			busy = true
+			break
+		}
+	}
+	changed := p.changed
+	p.mu.Unlock()
+	if !busy {
+		return false
+	}
+	t := time.NewTimer(recheckEvery)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-changed:
+	case <-t.C:
+	}
+	return true
+}
+
 // Snapshot returns the state of every span in file order, adjacent spans
 // merged where the first is complete. It is consistent: every byte it counts
 // as written was written before the call.
@@ -252,5 +289,7 @@ func (s *Span) finish() {
 	s.active = false
 	s.reserved = s.written
 	s.requested, s.askedAt, s.rate = 0, time.Time{}, 0
+	close(s.plan.changed)
+	s.plan.changed = make(chan struct{})
 	s.plan.mu.Unlock()
 }
