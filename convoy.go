@@ -101,6 +101,9 @@ func (d *download) run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, describeFileError(err, f.part)
 	}
+	if err := manifest.RemoveTemps(f.manifest); err != nil {
+		d.cfg.Logf("could not remove stale temporary files: %v", err)
+	}
 	res, err := d.fetchWithRestarts(ctx, remote, f)
 	if rerr := lock.Release(); rerr != nil && err == nil {
 		err = rerr

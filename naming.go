@@ -29,7 +29,8 @@ func RemoteName(contentDisposition, rawURL string) string {
 		}
 	}
 	if u, err := url.Parse(rawURL); err == nil {
-		if n := sanitizeName(path.Base(u.Path)); n != "" {
+		// The last element only: a URL of a folder ("/files/") has none.
+		if n := sanitizeName(u.Path[strings.LastIndexByte(u.Path, '/')+1:]); n != "" {
 			return n
 		}
 	}
@@ -52,14 +53,25 @@ func sanitizeName(name string) string {
 			b.WriteRune(r)
 		}
 	}
-	name = strings.TrimSpace(b.String())
-	name = strings.TrimLeft(name, ".") // no hidden files, no "." or ".."
+	// No hidden files, no "." or "..", no leading or trailing blanks.
+	name = strings.TrimRight(strings.TrimLeft(b.String(), ". "), " ")
 	if len(name) > maxNameBytes {
-		cut := maxNameBytes
-		for cut > 0 && !utf8.RuneStart(name[cut]) {
-			cut--
+		ext := path.Ext(name)
+		if len(ext) > 16 || !utf8.ValidString(ext) {
+			ext = ""
 		}
-		name = name[:cut]
+		name = cutUTF8(name[:len(name)-len(ext)], maxNameBytes-len(ext)) + ext
 	}
 	return name
+}
+
+// cutUTF8 shortens s to at most n bytes without splitting a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

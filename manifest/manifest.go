@@ -161,6 +161,35 @@ func Save(path string, m *Manifest) (err error) {
 	return fsx.SyncDir(dir)
 }
 
+// RemoveTemps deletes temporary files that a Save for path left behind when
+// its process was killed between creating and renaming them. Call it only
+// while holding the download's lock.
+func RemoveTemps(path string) error {
+	stale, err := filepath.Glob(filepath.Join(filepath.Dir(path), escapeGlob(filepath.Base(path))+".tmp-*"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// escapeGlob quotes the characters filepath.Match treats specially.
+func escapeGlob(s string) string {
+	var b bytes.Buffer
+	for _, r := range s {
+		if r == '*' || r == '?' || r == '[' || r == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // Remove deletes the manifest at path durably; a missing file is not an
 // error.
 func Remove(path string) error {

@@ -45,6 +45,9 @@ func Open(path string, size int64) (p *PartFile, err error) {
 		return nil, err
 	}
 	if err := preallocate(f, size); err != nil {
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+			return nil, fmt.Errorf("%w for %s (%s): %v", ErrNoSpace, path, units.FormatBytes(size), err)
+		}
 		return nil, fmt.Errorf("preallocating %s: %w", path, err)
 	}
 	return &PartFile{f: f, path: path, size: size}, nil
@@ -62,7 +65,11 @@ func checkSpace(f *os.File, path string, size int64) error {
 		return err
 	}
 	need := size - st.Blocks*512
-	free := int64(fs.Bavail) * fs.Bsize
+	unit := fs.Frsize // the fragment size counts the blocks, where it is set
+	if unit <= 0 {
+		unit = fs.Bsize
+	}
+	free := int64(fs.Bavail) * unit
 	if need > free {
 		return fmt.Errorf("%w for %s: need %s more, %s free", ErrNoSpace, path, units.FormatBytes(need), units.FormatBytes(free))
 	}
@@ -93,7 +100,7 @@ func preallocate(f *os.File, size int64) error {
 
 // WriteAt writes b at off. It never writes past a known size.
 func (p *PartFile) WriteAt(b []byte, off int64) (int, error) {
-	if p.size >= 0 && off+int64(len(b)) > p.size {
+	if off < 0 || (p.size >= 0 && off > p.size-int64(len(b))) {
 		return 0, fmt.Errorf("write of %d bytes at %d passes the end of %s (%d bytes)", len(b), off, p.path, p.size)
 	}
 	n, err := p.f.WriteAt(b, off)

@@ -27,7 +27,7 @@ func CheckCover(segs []Segment, size int64) error {
 		if s.Start != at {
 			return fmt.Errorf("segment %d starts at %d, want %d", i, s.Start, at)
 		}
-		if s.End < s.Start || (s.End == s.Start && size != 0) {
+		if s.End < s.Start || (s.End == s.Start && (size != 0 || len(segs) != 1)) {
 			return fmt.Errorf("segment %d is empty or reversed: [%d,%d)", i, s.Start, s.End)
 		}
 		if s.Written < 0 || s.Written > s.End-s.Start {

@@ -14,22 +14,39 @@ const Mask = "REDACTED"
 // sensitiveQuery lists substrings that mark a query parameter's value as a
 // secret (matched case-insensitively against the parameter name).
 var sensitiveQuery = []string{
-	"sig", "token", "key", "secret", "password", "passwd", "auth",
-	"credential", "session", "signature", "policy", "hash",
+	"sig", "token", "key", "secret", "password", "passwd", "pwd", "auth",
+	"credential", "session", "signature", "policy", "hash", "jwt", "code",
 }
 
-// URL returns raw with its userinfo and secret query values masked. A string
-// that does not parse as a URL is returned with everything after the first '?'
-// masked, so a malformed signed URL still leaks nothing.
+// URL returns raw with its userinfo, secret query values and fragment
+// masked. A string that does not parse as a URL still loses its userinfo and
+// everything after the first '?' or '#', so a malformed signed URL leaks
+// nothing.
 func URL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		if i := strings.IndexByte(raw, '?'); i >= 0 {
-			return raw[:i+1] + Mask
-		}
-		return raw
+		return maskUnparsed(raw)
 	}
 	return Parsed(u)
+}
+
+// maskUnparsed masks what may be secret in a URL that does not parse.
+func maskUnparsed(raw string) string {
+	tail := ""
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		raw, tail = raw[:i], raw[i:i+1]+Mask
+	}
+	if i := strings.Index(raw, "://"); i >= 0 {
+		rest := raw[i+3:]
+		authority := rest
+		if j := strings.IndexByte(rest, '/'); j >= 0 {
+			authority = rest[:j]
+		}
+		if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+			raw = raw[:i+3] + Mask + rest[at:]
+		}
+	}
+	return raw + tail
 }
 
 // Parsed is URL for an already parsed URL; u is not modified.
@@ -40,6 +57,9 @@ func Parsed(u *url.URL) string {
 	c := *u
 	if c.User != nil {
 		c.User = url.User(Mask)
+	}
+	if c.Fragment != "" || c.RawFragment != "" {
+		c.Fragment, c.RawFragment = Mask, ""
 	}
 	if c.RawQuery != "" {
 		q, err := url.ParseQuery(c.RawQuery)
@@ -89,8 +109,9 @@ func Text(s string) string {
 }
 
 func indexScheme(s string) int {
-	h := strings.Index(s, "http://")
-	hs := strings.Index(s, "https://")
+	lower := strings.ToLower(s)
+	h := strings.Index(lower, "http://")
+	hs := strings.Index(lower, "https://")
 	switch {
 	case h < 0:
 		return hs

@@ -17,7 +17,12 @@ func FormatBytes(n int64) string {
 		div *= unit
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	v := float64(n) / float64(div)
+	if (v >= 1023.95 || v <= -1023.95) && exp < 5 {
+		v /= unit // "1024.0 KiB" reads better as "1.0 MiB"
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
 }
 
 // ParseSize reads a positive byte count with an optional binary suffix K, M,

@@ -1,0 +1,329 @@
+package redact
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestURL(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		secrets []string // must not appear in the output
+		keep    []string // must appear in the output
+	}{
+		{
+			name:    "userinfo/user+password",
+			in:      "https://alice:s3cretpw@example.com/file.iso",
+			secrets: []string{"alice", "s3cretpw"},
+			keep:    []string{"https://", "example.com/file.iso", Mask + "@"},
+		},
+		{
+			name:    "userinfo/user-only",
+			in:      "https://ghp_usertoken123@example.com/file.iso",
+			secrets: []string{"ghp_usertoken123"},
+			keep:    []string{"example.com/file.iso"},
+		},
+		{
+			name:    "query/X-Amz-Signature",
+			in:      "https://bucket.s3.amazonaws.com/obj?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abcdef0123456789&X-Amz-Expires=3600",
+			secrets: []string{"abcdef0123456789"},
+			keep:    []string{"X-Amz-Signature=" + Mask, "X-Amz-Expires=3600", "X-Amz-Algorithm=AWS4-HMAC-SHA256", "/obj"},
+		},
+		{
+			name:    "query/X-Goog-Credential",
+			in:      "https://storage.googleapis.com/b/o?X-Goog-Credential=svc%40proj.iam%2F20240101%2Fauto&X-Goog-Date=20240101T000000Z",
+			secrets: []string{"svc%40proj", "svc@proj", "proj.iam"},
+			keep:    []string{"X-Goog-Credential=" + Mask, "X-Goog-Date=20240101T000000Z"},
+		},
+		{
+			name:    "query/token",
+			in:      "https://example.com/f?token=tok_0123456789&page=2",
+			secrets: []string{"tok_0123456789"},
+			keep:    []string{"token=" + Mask, "page=2"},
+		},
+		{
+			name:    "query/sig",
+			in:      "https://acct.blob.core.windows.net/c/f?sv=2020-08-04&sig=AbCdEf%2BgH%3D&se=2030-01-01",
+			secrets: []string{"AbCdEf", "%2BgH"},
+			keep:    []string{"sig=" + Mask, "sv=2020-08-04", "se=2030-01-01"},
+		},
+		{
+			name:    "query/key",
+			in:      "https://api.example.com/dl?key=AIzaSyA-secret-key-value",
+			secrets: []string{"AIzaSyA-secret-key-value"},
+			keep:    []string{"key=" + Mask},
+		},
+		{
+			name:    "query/access_token",
+			in:      "https://example.com/f?access_token=ya29.a0AfH6SMBsecret",
+			secrets: []string{"ya29.a0AfH6SMBsecret"},
+			keep:    []string{"access_token=" + Mask},
+		},
+		{
+			name:    "query/Signature",
+			in:      "https://d111111abcdef8.cloudfront.net/img.jpg?Expires=1700000000&Signature=Zm9vYmFyYmF6&Key-Pair-Id=APKAEXAMPLE",
+			secrets: []string{"Zm9vYmFyYmF6", "APKAEXAMPLE"},
+			keep:    []string{"Signature=" + Mask, "Expires=1700000000"},
+		},
+		{
+			name:    "query/name-case-and-escapes",
+			in:      "https://example.com/f?TOKEN=upper_secret_1&to%6Ben=escaped_secret_2",
+			secrets: []string{"upper_secret_1", "escaped_secret_2"},
+		},
+		{
+			name:    "query/repeated-param",
+			in:      "https://example.com/f?token=first_secret&token=second_secret",
+			secrets: []string{"first_secret", "second_secret"},
+		},
+		{
+			name:    "query/unparsable-query",
+			in:      "https://example.com/f?token=semi_secret;page=2",
+			secrets: []string{"semi_secret"},
+			keep:    []string{"example.com/f?"},
+		},
+		{
+			name: "query/nothing-sensitive",
+			in:   "https://example.com/a/b.tar.gz?page=2&lang=en",
+			keep: []string{"https://example.com/a/b.tar.gz?", "page=2", "lang=en"},
+		},
+		{
+			name: "no-query",
+			in:   "https://example.com/a/b.tar.gz",
+			keep: []string{"https://example.com/a/b.tar.gz"},
+		},
+		{
+			name:    "malformed/bad-host-with-query",
+			in:      "http://a b.com/f?token=hostbad_secret&page=2",
+			secrets: []string{"hostbad_secret", "page=2"},
+			keep:    []string{"http://a b.com/f?" + Mask},
+		},
+		{
+			name:    "malformed/control-char-with-query",
+			in:      "https://example.com/f?sig=ctl_secret\x7f",
+			secrets: []string{"ctl_secret"},
+			keep:    []string{"https://example.com/f?" + Mask},
+		},
+		{
+			name: "malformed/no-query",
+			in:   "http://a b.com/f",
+			keep: []string{"http://a b.com/f"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := URL(tt.in)
+			for _, s := range tt.secrets {
+				if strings.Contains(got, s) {
+					t.Errorf("URL(%q) = %q, still contains %q", tt.in, got, s)
+				}
+			}
+			for _, k := range tt.keep {
+				if !strings.Contains(got, k) {
+					t.Errorf("URL(%q) = %q, want it to contain %q", tt.in, got, k)
+				}
+			}
+		})
+	}
+}
+
+// TestURLMalformedUserinfo covers URLs that url.Parse rejects but that carry
+// a password before the host. The fallback masks only what follows '?', so
+// the password leaks.
+func TestURLMalformedUserinfo(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     string
+		secret string
+	}{
+		{"bad-port", "http://alice:pw_badport@example.com:port/file", "pw_badport"},
+		{"bad-escape-in-path", "https://alice:pw_badescape@example.com/100%zz.iso", "pw_badescape"},
+		{"bad-escape-in-path+query", "https://alice:pw_withquery@example.com/100%zz.iso?page=2", "pw_withquery"},
+		{"control-char", "https://alice:pw_ctl@example.com/f\x01", "pw_ctl"},
+	}
+	var leaked []string
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := url.Parse(tt.in); err == nil {
+				t.Fatalf("url.Parse(%q) succeeded; this case needs a malformed URL", tt.in)
+			}
+			if got := URL(tt.in); strings.Contains(got, tt.secret) {
+				leaked = append(leaked, got)
+			}
+		})
+	}
+	if len(leaked) > 0 {
+		t.Errorf("URL falls back to masking only after '?', so an unparsable URL keeps its userinfo password: %q", leaked)
+	}
+}
+
+func TestParsed(t *testing.T) {
+	if got := Parsed(nil); got != "" {
+		t.Errorf("Parsed(nil) = %q, want \"\"", got)
+	}
+	u, err := url.Parse("https://alice:pw@example.com/f?token=tok_secret&page=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := *u
+	beforeUser := u.User.String()
+	got := Parsed(u)
+	if strings.Contains(got, "tok_secret") || strings.Contains(got, "pw") || strings.Contains(got, "alice") {
+		t.Errorf("Parsed = %q, leaks a secret", got)
+	}
+	if u.RawQuery != before.RawQuery || u.User.String() != beforeUser || u.String() != before.String() {
+		t.Errorf("Parsed modified its argument: %q, was %q", u.String(), before.String())
+	}
+}
+
+func TestText(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		secrets []string
+		keep    []string
+	}{
+		{
+			name: "no-url",
+			in:   "connection reset by peer",
+			keep: []string{"connection reset by peer"},
+		},
+		{
+			name:    "url-in-sentence",
+			in:      "GET https://example.com/f?token=tok_secret_1 failed: 403",
+			secrets: []string{"tok_secret_1"},
+			keep:    []string{"GET https://example.com/f?token=" + Mask + " failed: 403"},
+		},
+		{
+			name:    "url-at-end",
+			in:      "fetching http://example.com/f?sig=sig_secret_2",
+			secrets: []string{"sig_secret_2"},
+			keep:    []string{"fetching http://example.com/f?sig=" + Mask},
+		},
+		{
+			name:    "url-at-start",
+			in:      "https://alice:pw_secret_3@example.com/f: EOF",
+			secrets: []string{"pw_secret_3", "alice"},
+			keep:    []string{": EOF"},
+		},
+		{
+			name:    "several-urls/http+https",
+			in:      "redirect from http://a.example/x?token=tok_a_secret to https://b.example/y?X-Amz-Signature=sig_b_secret&page=2 then http://c.example/z",
+			secrets: []string{"tok_a_secret", "sig_b_secret"},
+			keep:    []string{"redirect from http://a.example/x?token=" + Mask + " to https://b.example/y?", "page=2", " then http://c.example/z"},
+		},
+		{
+			name:    "url-followed-by-double-quote",
+			in:      `Get "https://example.com/f?key=key_secret_4": context deadline exceeded`,
+			secrets: []string{"key_secret_4"},
+			keep:    []string{`Get "https://example.com/f?key=` + Mask + `": context deadline exceeded`},
+		},
+		{
+			name:    "url-followed-by-single-quote",
+			in:      "url 'https://example.com/f?token=tok_secret_5' refused",
+			secrets: []string{"tok_secret_5"},
+			keep:    []string{"url 'https://example.com/f?token=" + Mask + "' refused"},
+		},
+		{
+			name:    "url-in-angle-brackets",
+			in:      "<https://example.com/f?token=tok_secret_6>",
+			secrets: []string{"tok_secret_6"},
+			keep:    []string{"<https://example.com/f?token=" + Mask + ">"},
+		},
+		{
+			name:    "url-then-newline-and-tab",
+			in:      "a\thttps://example.com/f?token=tok_secret_7\nb",
+			secrets: []string{"tok_secret_7"},
+			keep:    []string{"a\thttps://example.com/f?token=" + Mask + "\nb"},
+		},
+		{
+			name:    "malformed-url-in-sentence",
+			in:      "bad http://example.com:port/f?token=tok_secret_8 here",
+			secrets: []string{"tok_secret_8"},
+			keep:    []string{"bad http://example.com:port/f?" + Mask + " here"},
+		},
+		{
+			name:    "adjacent-urls-without-space",
+			in:      "x https://a.example/?token=tok_secret_9https://b.example/?token=tok_secret_10",
+			secrets: []string{"tok_secret_9", "tok_secret_10"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Text(tt.in)
+			for _, s := range tt.secrets {
+				if strings.Contains(got, s) {
+					t.Errorf("Text(%q) = %q, still contains %q", tt.in, got, s)
+				}
+			}
+			for _, k := range tt.keep {
+				if !strings.Contains(got, k) {
+					t.Errorf("Text(%q) = %q, want it to contain %q", tt.in, got, k)
+				}
+			}
+		})
+	}
+}
+
+// isAlnum reports whether s is made of ASCII letters and digits only.
+func isAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func FuzzURL(f *testing.F) {
+	for _, s := range []string{
+		"https://example.com/f?token=abcdefgh12345678",
+		"https://alice:pw@example.com/f?token=abcdefgh&page=2",
+		"https://example.com/f?page=2",
+		"http://a b.com/?token=abcdefghij",
+		"https://example.com/f?token=abcdefgh;x=1",
+		"mailto:x?token=abcdefghij",
+		"https://example.com/abcdefgh?token=abcdefgh",
+		"https://example.com/f?token=REDACTED",
+		"%zz?token=abcdefghij",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out := URL(in)
+		_ = Text(in)
+		_ = Text("GET " + in + " failed")
+
+		u, err := url.Parse(in)
+		if err != nil {
+			if i := strings.IndexByte(in, '?'); i >= 0 && out != in[:i+1]+Mask {
+				t.Fatalf("URL(%q) = %q, want everything after '?' masked", in, out)
+			}
+			return
+		}
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			return
+		}
+		// What the output would be without any token parameter: a secret
+		// that also shows there (in the path, the host, another parameter)
+		// is not the redactor's to hide.
+		stripped := *u
+		q.Del("token")
+		stripped.RawQuery = q.Encode()
+		rest := Parsed(&stripped)
+		for _, v := range u.Query()["token"] {
+			// Alphanumeric values cannot straddle the '=' and '&' of the
+			// encoded query, and "REDACTED" itself is the mask.
+			if len(v) < 8 || !isAlnum(v) || strings.Contains(Mask, v) || strings.Contains(rest, v) {
+				continue
+			}
+			if strings.Contains(out, v) {
+				t.Fatalf("URL(%q) = %q, leaks the token %q", in, out, v)
+			}
+		}
+	})
+}
