@@ -8,14 +8,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
-	"github.com/convoy-dl/convoy/internal/units"
 	"github.com/convoy-dl/convoy/manifest"
 	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/segment"
@@ -127,57 +125,6 @@ func (d *download) probe(ctx context.Context) (segment.Remote, error) {
 	return r, nil
 }
 
-// outputPaths decides where the file goes. A name from the server is
-// sanitised to one path element inside cfg.Dir.
-func (d *download) outputPaths(r segment.Remote) (files, error) {
-	out := d.cfg.Output
-	if out == "" {
-		out = RemoteName(r.ContentDisposition, r.URL)
-	}
-	if !filepath.IsAbs(out) {
-		out = filepath.Join(d.cfg.Dir, out)
-	}
-	dir := filepath.Dir(out)
-	st, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return files{}, fmt.Errorf("folder %s does not exist", dir)
-	case err != nil:
-		return files{}, err
-	case !st.IsDir():
-		return files{}, fmt.Errorf("%s is not a folder", dir)
-	}
-	return files{out: out, part: out + PartSuffix, manifest: out + ManifestSuffix}, nil
-}
-
-// checkExisting handles an output that is already there: a folder is an
-// error; a file left by a run that crashed after its rename is finished
-// here; any other file needs Overwrite.
-func (d *download) checkExisting(f files) (done bool, res Result, err error) {
-	st, err := os.Stat(f.out)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, Result{}, nil
-	}
-	if err != nil {
-		return false, Result{}, err
-	}
-	if st.IsDir() {
-		return false, Result{}, fmt.Errorf("output %s is a folder", f.out)
-	}
-	if _, perr := os.Stat(f.part); errors.Is(perr, fs.ErrNotExist) {
-		if m, merr := manifest.Load(f.manifest); merr == nil && m.Complete() && m.Size == st.Size() {
-			if err := manifest.Remove(f.manifest); err != nil {
-				return false, Result{}, err
-			}
-			return true, Result{Path: f.out, Size: st.Size(), Resumed: st.Size(), AlreadyComplete: true}, nil
-		}
-	}
-	if d.cfg.Overwrite {
-		return false, Result{}, nil
-	}
-	return false, Result{}, fmt.Errorf("%w: %s (use --overwrite to replace it)", ErrExists, f.out)
-}
-
 // fetchWithRestarts runs passes until the file is complete, starting over
 // (bounded) when the file changes on the server.
 func (d *download) fetchWithRestarts(ctx context.Context, remote segment.Remote, f files) (Result, error) {
@@ -263,72 +210,6 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	return res, describeFileError(manifest.Remove(f.manifest), f.manifest)
 }
 
-// resumeState returns the segments of an earlier run that still match the
-// remote file and the part file, with the bytes they hold; nil to start
-// fresh. A manifest that cannot be read is an error: its download is neither
-// reused nor silently thrown away.
-func (d *download) resumeState(remote segment.Remote, f files, fresh bool) ([]segment.Segment, int64, error) {
-	if fresh {
-		return nil, 0, nil
-	}
-	m, err := manifest.Load(f.manifest)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, nil
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v; run again with --restart to discard it and start over", ErrNotResumable, err)
-	}
-	if why := mismatch(m, remote); why != "" {
-		d.cfg.Logf("cannot resume %s: %s; starting over from zero", f.out, why)
-		return nil, 0, nil
-	}
-	segs := m.Segments
-	if st, err := os.Stat(f.part); err != nil || st.Size() < m.Size {
-		have := int64(0)
-		if err == nil {
-			have = st.Size()
-		}
-		d.cfg.Logf("%s is shorter than its manifest says (%d of %d bytes); fetching the missing bytes again", f.part, have, m.Size)
-		segs = clampWritten(segs, have)
-	}
-	var done int64
-	for _, s := range segs {
-		done += s.Written
-	}
-	if done > 0 {
-		d.cfg.Logf("resuming %s: %s of %s already on disk", f.out, units.FormatBytes(done), units.FormatBytes(m.Size))
-	}
-	return segs, done, nil
-}
-
-// mismatch says why a manifest does not describe the remote file, or "".
-// A resume needs a validator that If-Range can carry: without one a changed
-// file could not be told from the old one.
-func mismatch(m *manifest.Manifest, r segment.Remote) string {
-	switch {
-	case m.Size != r.Size:
-		return fmt.Sprintf("the file on the server is now %d bytes, was %d", r.Size, m.Size)
-	case r.Validator() == "":
-		return "the server sends no strong ETag or Last-Modified to prove the file is unchanged"
-	case m.ETag != r.ETag:
-		return fmt.Sprintf("the file changed on the server (ETag %s, was %s)", r.ETag, m.ETag)
-	case m.LastModified != r.LastModified:
-		return fmt.Sprintf("the file changed on the server (Last-Modified %s, was %s)", r.LastModified, m.LastModified)
-	}
-	return ""
-}
-
-// clampWritten drops the written bytes that lie at or past have, the length
-// of a part file that was truncated behind convoy's back.
-func clampWritten(segs []segment.Segment, have int64) []segment.Segment {
-	out := make([]segment.Segment, len(segs))
-	for i, s := range segs {
-		s.Written = max(0, min(s.Written, have-s.Start))
-		out[i] = s
-	}
-	return out
-}
-
 // stream downloads with one plain GET, for servers without ranges or size.
 // Such a download cannot resume, so it keeps no manifest.
 func (d *download) stream(ctx context.Context, remote segment.Remote, f files) (Result, error) {
@@ -388,83 +269,6 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 func (d *download) onRetry(err error, wait time.Duration) {
 	d.retries.Add(1)
 	d.cfg.Logf("retrying in %s: %v", wait.Round(time.Millisecond), err)
-}
-
-// withCheckpoints runs fetch while saving cp every CheckpointInterval and
-// reporting progress every ProgressInterval; after fetch returns it saves a
-// last checkpoint, whatever the outcome. A failed checkpoint stops the
-// fetch. cp may be nil (nothing to save).
-func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done func() int64, fetch func(context.Context) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	size := int64(-1)
-	if cp != nil {
-		size = cp.base.Size
-	}
-	report := func() {
-		if d.cfg.OnProgress != nil {
-			d.cfg.OnProgress(Progress{Size: size, Done: done(), Elapsed: time.Since(d.start)})
-		}
-	}
-	stopped := make(chan struct{})
-	loopDone := make(chan struct{})
-	go func() {
-		defer close(loopDone)
-		checkpoints := time.NewTicker(d.cfg.CheckpointInterval)
-		defer checkpoints.Stop()
-		progress := time.NewTicker(d.cfg.ProgressInterval)
-		defer progress.Stop()
-		for {
-			select {
-			case <-stopped:
-				return
-			case <-progress.C:
-				report()
-			case <-checkpoints.C:
-				if cp == nil {
-					continue
-				}
-				if err := cp.save(); err != nil {
-					cancel(fmt.Errorf("saving progress: %w", describeFileError(err, cp.path)))
-					return
-				}
-			}
-		}
-	}()
-	err := fetch(ctx)
-	close(stopped)
-	<-loopDone
-	if cause := context.Cause(ctx); err != nil && ctx.Err() != nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		err = cause // a failed checkpoint stopped the fetch
-	}
-	if cp != nil {
-		if cerr := cp.save(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("saving progress: %w", describeFileError(cerr, cp.path)))
-		}
-	}
-	report()
-	return err
-}
-
-// checkpointer makes the progress of a plan durable.
-type checkpointer struct {
-	plan *segment.Plan
-	part *merge.PartFile
-	path string
-	base manifest.Manifest
-}
-
-// save snapshots the plan, makes the part file durable, and only then
-// replaces the manifest with the snapshot: the manifest never claims a byte
-// that is not on disk.
-func (c *checkpointer) save() error {
-	segs := c.plan.Snapshot()
-	if err := c.part.Sync(); err != nil {
-		return err
-	}
-	m := c.base
-	m.Segments = segs
-	return manifest.Save(c.path, &m)
 }
 
 // headersFor drops credentials from the request headers when redirects led

@@ -1,0 +1,89 @@
+package convoy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/convoy-dl/convoy/manifest"
+	"github.com/convoy-dl/convoy/merge"
+	"github.com/convoy-dl/convoy/segment"
+)
+
+// withCheckpoints runs fetch while saving cp every CheckpointInterval and
+// reporting progress every ProgressInterval; after fetch returns it saves a
+// last checkpoint, whatever the outcome. A failed checkpoint stops the
+// fetch. cp may be nil (nothing to save).
+func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done func() int64, fetch func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	size := int64(-1)
+	if cp != nil {
+		size = cp.base.Size
+	}
+	report := func() {
+		if d.cfg.OnProgress != nil {
+			d.cfg.OnProgress(Progress{Size: size, Done: done(), Elapsed: time.Since(d.start)})
+		}
+	}
+	stopped := make(chan struct{})
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		checkpoints := time.NewTicker(d.cfg.CheckpointInterval)
+		defer checkpoints.Stop()
+		progress := time.NewTicker(d.cfg.ProgressInterval)
+		defer progress.Stop()
+		for {
+			select {
+			case <-stopped:
+				return
+			case <-progress.C:
+				report()
+			case <-checkpoints.C:
+				if cp == nil {
+					continue
+				}
+				if err := cp.save(); err != nil {
+					cancel(fmt.Errorf("saving progress: %w", describeFileError(err, cp.path)))
+					return
+				}
+			}
+		}
+	}()
+	err := fetch(ctx)
+	close(stopped)
+	<-loopDone
+	if cause := context.Cause(ctx); err != nil && ctx.Err() != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause // a failed checkpoint stopped the fetch
+	}
+	if cp != nil {
+		if cerr := cp.save(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("saving progress: %w", describeFileError(cerr, cp.path)))
+		}
+	}
+	report()
+	return err
+}
+
+// checkpointer makes the progress of a plan durable.
+type checkpointer struct {
+	plan *segment.Plan
+	part *merge.PartFile
+	path string
+	base manifest.Manifest
+}
+
+// save snapshots the plan, makes the part file durable, and only then
+// replaces the manifest with the snapshot: the manifest never claims a byte
+// that is not on disk.
+func (c *checkpointer) save() error {
+	segs := c.plan.Snapshot()
+	if err := c.part.Sync(); err != nil {
+		return err
+	}
+	m := c.base
+	m.Segments = segs
+	return manifest.Save(c.path, &m)
+}

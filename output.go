@@ -1,0 +1,63 @@
+package convoy
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/convoy-dl/convoy/manifest"
+	"github.com/convoy-dl/convoy/segment"
+)
+
+// outputPaths decides where the file goes. A name from the server is
+// sanitised to one path element inside cfg.Dir.
+func (d *download) outputPaths(r segment.Remote) (files, error) {
+	out := d.cfg.Output
+	if out == "" {
+		out = RemoteName(r.ContentDisposition, r.URL)
+	}
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(d.cfg.Dir, out)
+	}
+	dir := filepath.Dir(out)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return files{}, fmt.Errorf("folder %s does not exist", dir)
+	case err != nil:
+		return files{}, err
+	case !st.IsDir():
+		return files{}, fmt.Errorf("%s is not a folder", dir)
+	}
+	return files{out: out, part: out + PartSuffix, manifest: out + ManifestSuffix}, nil
+}
+
+// checkExisting handles an output that is already there: a folder is an
+// error; a file left by a run that crashed after its rename is finished
+// here; any other file needs Overwrite.
+func (d *download) checkExisting(f files) (done bool, res Result, err error) {
+	st, err := os.Stat(f.out)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, Result{}, nil
+	}
+	if err != nil {
+		return false, Result{}, err
+	}
+	if st.IsDir() {
+		return false, Result{}, fmt.Errorf("output %s is a folder", f.out)
+	}
+	if _, perr := os.Stat(f.part); errors.Is(perr, fs.ErrNotExist) {
+		if m, merr := manifest.Load(f.manifest); merr == nil && m.Complete() && m.Size == st.Size() {
+			if err := manifest.Remove(f.manifest); err != nil {
+				return false, Result{}, err
+			}
+			return true, Result{Path: f.out, Size: st.Size(), Resumed: st.Size(), AlreadyComplete: true}, nil
+		}
+	}
+	if d.cfg.Overwrite {
+		return false, Result{}, nil
+	}
+	return false, Result{}, fmt.Errorf("%w: %s (use --overwrite to replace it)", ErrExists, f.out)
+}
