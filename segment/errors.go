@@ -62,7 +62,7 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+	if secs, err := parseByteCount(v); err == nil { // digits only, as RFC 9110 says
 		if secs <= 0 {
 			return 0
 		}
@@ -76,7 +76,8 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 }
 
 // ProtocolError is an answer that breaks the range protocol: a wrong
-// Content-Range, a compressed range, a body of the wrong length.
+// Content-Range, a compressed range, a Content-Length that is not the
+// range's.
 type ProtocolError struct {
 	URL    string // redacted
 	Reason string

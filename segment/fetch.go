@@ -161,6 +161,7 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 				pol.Reset()
 			}
 			if err != nil {
+				s.failed()
 				return f.classify(ctx, err, pol)
 			}
 		}

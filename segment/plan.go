@@ -276,6 +276,16 @@ func (s *Span) release() {
 	s.plan.mu.Unlock()
 }
 
+// failed records that the request in flight ended without finishing: until
+// the owner tries again nothing is on its way, so the rest of the span is
+// free to split without waste.
+func (s *Span) failed() {
+	s.plan.mu.Lock()
+	s.reserved = s.written
+	s.requested, s.askedAt, s.rate = 0, time.Time{}, 0
+	s.plan.mu.Unlock()
+}
+
 // done reports whether every byte of the span is written.
 func (s *Span) done() bool {
 	s.plan.mu.Lock()
