@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/convoy-dl/convoy/internal/testserver"
 	"github.com/convoy-dl/convoy/manifest"
@@ -220,4 +223,41 @@ func TestProxyFromEnvironment(t *testing.T) {
 	if len(hosts) == 0 || slices.ContainsFunc(hosts, func(h string) bool { return h != "convoy.test" }) {
 		t.Errorf("proxy saw hosts %v, want only convoy.test", hosts)
 	}
+}
+
+// TestProgressOnTerminal runs convoy with stderr on a pseudo-terminal: a
+// progress line is drawn and redrawn in place, and erased before the
+// summary, so the terminal is left with clean lines.
+func TestProgressOnTerminal(t *testing.T) {
+	bin := buildBinary(t)
+	srv := testserver.New(t, testserver.Size(4<<20), testserver.Rate(1<<20))
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "get", "-n", "4", "-d", dir, "-o", "t.bin", srv.URL)
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var screen bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(&screen, tty) // ends with EIO when the child exits
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v: %s", err, screen.String())
+	}
+	<-done
+	out := screen.String()
+	if n := strings.Count(out, "ETA"); n < 2 {
+		t.Errorf("progress line drawn %d times, want it redrawn: %q", n, out)
+	}
+	if !strings.Contains(out, "\r\033[K") {
+		t.Errorf("progress line never erased: %q", out)
+	}
+	last := out[strings.LastIndex(out, "\033[K")+len("\033[K"):]
+	if !strings.HasPrefix(last, "convoy: saved") || !strings.Contains(last, "/s") {
+		t.Errorf("after the progress line: %q, want only the summary", last)
+	}
+	srv.Verify(t, filepath.Join(dir, "t.bin"))
 }
