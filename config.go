@@ -1,6 +1,7 @@
 package convoy
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,6 +33,11 @@ type Config struct {
 	UserAgent string
 	// Insecure skips TLS certificate verification.
 	Insecure bool
+	// RootCAs, when set, replaces the system's certificate authorities
+	// (a private CA).
+	RootCAs *x509.CertPool
+	// AllowDowngrade lets a redirect lead from https to plain http.
+	AllowDowngrade bool
 	// Restart discards a partial download instead of resuming it.
 	Restart bool
 	// Overwrite replaces an existing Output; without it an existing file is an

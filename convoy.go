@@ -58,9 +58,11 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	d.client = cfg.Client
 	if d.client == nil {
 		d.client = segment.NewClient(segment.ClientOptions{
-			Connections:   cfg.Connections,
-			HeaderTimeout: cfg.StallTimeout,
-			Insecure:      cfg.Insecure,
+			Connections:    cfg.Connections,
+			HeaderTimeout:  cfg.StallTimeout,
+			Insecure:       cfg.Insecure,
+			RootCAs:        cfg.RootCAs,
+			AllowDowngrade: cfg.AllowDowngrade,
 		})
 		defer d.client.CloseIdleConnections()
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"io"
 	"net/http"
 	"os"
@@ -33,6 +34,8 @@ func getCommand(stderr io.Writer) *cli.Command {
 			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header `'Name: value'` (repeatable)"},
 			&cli.StringFlag{Name: "user-agent", Usage: "User-Agent header", Value: "convoy/" + convoy.Version},
 			&cli.BoolFlag{Name: "insecure", Usage: "do NOT verify TLS certificates (anyone on the path can then forge the file)"},
+			&cli.StringFlag{Name: "ca-cert", Usage: "trust the certificate authorities in PEM `FILE` instead of the system's"},
+			&cli.BoolFlag{Name: "allow-downgrade", Usage: "follow redirects from https to plain http"},
 			&cli.DurationFlag{Name: "stall-timeout", Usage: "retry a connection that receives nothing for this long", Value: 20 * time.Second},
 			&cli.IntFlag{Name: "max-tries", Usage: "tries of one range without progress before giving up", Value: 10},
 			&cli.DurationFlag{Name: "checkpoint-interval", Usage: "how often progress is made durable", Value: time.Second},
@@ -56,6 +59,10 @@ func get(c *cli.Context, stderr io.Writer) error {
 	if n := c.Int("connections"); n < 1 || n > convoy.MaxConnections {
 		return usagef("--connections must be between 1 and %d", convoy.MaxConnections)
 	}
+	roots, err := loadCAs(c.String("ca-cert"))
+	if err != nil {
+		return err
+	}
 	quiet := c.Bool("quiet")
 	out := newReporter(stderr, quiet, isTerminal(stderr))
 	if c.Bool("insecure") && !quiet {
@@ -70,6 +77,8 @@ func get(c *cli.Context, stderr io.Writer) error {
 		Header:             header,
 		UserAgent:          c.String("user-agent"),
 		Insecure:           c.Bool("insecure"),
+		RootCAs:            roots,
+		AllowDowngrade:     c.Bool("allow-downgrade"),
 		Restart:            c.Bool("restart"),
 		Overwrite:          c.Bool("overwrite"),
 		StallTimeout:       c.Duration("stall-timeout"),
@@ -104,4 +113,21 @@ func parseHeaders(lines []string) (http.Header, error) {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// loadCAs reads a PEM bundle of certificate authorities; "" means the
+// system's.
+func loadCAs(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("--ca-cert: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, usagef("--ca-cert: %s holds no PEM certificate", path)
+	}
+	return pool, nil
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/pem"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,4 +107,51 @@ func TestInsecureWarns(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "not verified") {
 		t.Errorf("exit %d, output %q: want success and a warning", code, out)
 	}
+}
+
+func TestPrivateCA(t *testing.T) {
+	h := testserver.NewHandler(testserver.Size(100 << 10))
+	ts := httptest.NewTLSServer(h)
+	t.Cleanup(func() { h.Close(); ts.Close() })
+	dir := t.TempDir()
+	url := ts.URL + h.FilePath()
+
+	code, out := runCLI(t, "get", "-q", "-d", dir, "-o", "untrusted.bin", url)
+	if code != exitFailure || !strings.Contains(out, "certificate") {
+		t.Errorf("without --ca-cert: exit %d, %q; want a certificate error", code, out)
+	}
+	ca := filepath.Join(dir, "ca.pem")
+	block := &pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}
+	if err := os.WriteFile(ca, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runCLI(t, "get", "-q", "-d", dir, "-o", "trusted.bin", "--ca-cert", ca, url); code != exitOK {
+		t.Fatalf("with --ca-cert: exit %d, %s", code, out)
+	}
+	h.Verify(t, filepath.Join(dir, "trusted.bin"))
+
+	bad := filepath.Join(dir, "bad.pem")
+	if err := os.WriteFile(bad, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runCLI(t, "get", "-d", dir, "--ca-cert", bad, url); code != exitUsage {
+		t.Errorf("bad --ca-cert: exit %d, %q; want %d", code, out, exitUsage)
+	}
+}
+
+func TestDowngradeRedirect(t *testing.T) {
+	plain := testserver.New(t, testserver.Size(50<<10))
+	h := testserver.NewHandler(testserver.RedirectTo(plain.URL))
+	ts := httptest.NewTLSServer(h)
+	t.Cleanup(func() { h.Close(); ts.Close() })
+	dir := t.TempDir()
+	url := ts.URL + h.StartPath()
+	code, out := runCLI(t, "get", "-q", "--insecure", "-d", dir, "-o", "a.bin", url)
+	if code != exitFailure || !strings.Contains(out, "https to plain http") {
+		t.Errorf("downgrade: exit %d, %q; want it refused", code, out)
+	}
+	if code, out := runCLI(t, "get", "-q", "--insecure", "--allow-downgrade", "-d", dir, "-o", "b.bin", url); code != exitOK {
+		t.Fatalf("--allow-downgrade: exit %d, %s", code, out)
+	}
+	plain.Verify(t, filepath.Join(dir, "b.bin"))
 }
