@@ -7,7 +7,7 @@ STATICCHECK   := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME      ?= 30s
 
-.PHONY: all build test test-short lint fmt-check vet staticcheck demo fuzz clean
+.PHONY: all build test test-short lint fmt-check vet staticcheck demo fuzz soak clean
 
 all: build
 
@@ -47,6 +47,11 @@ demo: build
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
+
+# Kills a download 50 times at random moments while the server resets
+# connections, then checks the file byte for byte (a few minutes).
+soak:
+	$(GO) test -tags soak -run '^TestSoak$$' -count=1 -timeout 20m -v ./cmd/convoy
 
 clean:
 	rm -rf $(BIN)
