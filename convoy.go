@@ -319,10 +319,12 @@ func describeFileError(err error, path string) error {
 		return nil
 	case errors.Is(err, merge.ErrNoSpace), errors.Is(err, manifest.ErrLocked):
 		return err
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("%w: disk full writing %s; free some space and run the same command to resume", merge.ErrNoSpace, path)
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("cannot write %s: permission denied", path)
+		return fmt.Errorf("cannot write %s: %w", path, fs.ErrPermission)
 	case errors.Is(err, syscall.EROFS):
-		return fmt.Errorf("cannot write %s: read-only file system", path)
+		return fmt.Errorf("cannot write %s: %w", path, syscall.EROFS)
 	case errors.As(err, &pe) && errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("cannot write %s: folder does not exist", path)
 	}

@@ -808,3 +808,81 @@ func TestNotEnoughSpaceFailsBeforeTheFirstByte(t *testing.T) {
 	}
 	onlyOutput(t, dir)
 }
+
+// A weak ETag cannot prove the bytes are the same: a resume relies on
+// Last-Modified instead, and without it starts over.
+func TestWeakETagResume(t *testing.T) {
+	tests := []struct {
+		name       string
+		opts       []testserver.Option
+		wantResume bool
+	}{
+		{"weak-etag-with-last-modified", []testserver.Option{testserver.ETagValue(`W/"v1"`)}, true},
+		{"weak-etag-alone", []testserver.Option{testserver.ETagValue(`W/"v1"`), testserver.NoLastModified()}, false},
+		{"no-validators", []testserver.Option{testserver.NoETag(), testserver.NoLastModified()}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const size = 2 << 20
+			var ifRanges []string
+			var mu sync.Mutex
+			srv := testserver.New(t, append([]testserver.Option{testserver.Size(size), testserver.Rate(1 << 20),
+				testserver.OnRequest(func(r *http.Request) {
+					mu.Lock()
+					ifRanges = append(ifRanges, r.Header.Get("If-Range"))
+					mu.Unlock()
+				})}, tt.opts...)...)
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			if err := interruptAfter(t, cfg, size/2); !errors.Is(err, convoy.ErrInterrupted) {
+				t.Fatalf("error %v, want ErrInterrupted", err)
+			}
+			srv.SetOption(testserver.Rate(0))
+			res, err := convoy.Download(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.Verify(t, filepath.Join(dir, "out.bin"))
+			if got := res.Resumed > 0; got != tt.wantResume {
+				t.Errorf("resumed %d bytes; want a resume: %v", res.Resumed, tt.wantResume)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, v := range ifRanges {
+				if strings.HasPrefix(v, "W/") {
+					t.Errorf("a weak ETag was sent as If-Range: %q", v)
+				}
+			}
+		})
+	}
+}
+
+// The manifest is private (0600) and holds no credentials or signatures.
+func TestManifestHoldsNoSecrets(t *testing.T) {
+	const size = 2 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	dir := t.TempDir()
+	u := strings.Replace(srv.URL, "http://", "http://user:pa55word@", 1) + "?X-Amz-Signature=topsecret&token=hunter22"
+	cfg := fastConfig(u, dir)
+	cfg.Header = http.Header{"Authorization": {"Bearer b3arer"}, "Cookie": {"session=c00kie"}}
+	if err := interruptAfter(t, cfg, size/4); !errors.Is(err, convoy.ErrInterrupted) {
+		t.Fatalf("error %v, want ErrInterrupted", err)
+	}
+	path := filepath.Join(dir, "out.bin.convoy")
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("manifest mode %v, want 0600", st.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"pa55word", "topsecret", "hunter22", "b3arer", "c00kie"} {
+		if strings.Contains(string(data), secret) {
+			t.Errorf("manifest holds %q:\n%s", secret, data)
+		}
+	}
+}

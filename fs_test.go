@@ -1,0 +1,127 @@
+package convoy_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/testserver"
+	"github.com/convoy-dl/convoy/manifest"
+	"github.com/convoy-dl/convoy/merge"
+)
+
+// mountTmpfs mounts a tmpfs of size bytes (with extra mount options) on a new
+// folder and unmounts it at cleanup. It skips the test where mounting is not
+// allowed (not root, no CAP_SYS_ADMIN).
+func mountTmpfs(t *testing.T, size string, opts ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	o := append([]string{"size=" + size}, opts...)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", strings.Join(o, ","), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// A disk that fills up while convoy runs stops the download with a clear
+// error; what is on disk stays consistent, and the same call finishes once
+// space is freed.
+func TestDiskFullMidDownload(t *testing.T) {
+	const size = 6 << 20
+	dir := mountTmpfs(t, "12m")
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	cfg := fastConfig(srv.URL, dir)
+	cfg.ProgressInterval = 10 * time.Millisecond
+	filler := filepath.Join(dir, "filler")
+	filled := false
+	cfg.OnProgress = func(p convoy.Progress) {
+		if !filled && p.Done > size/4 {
+			filled = true
+			// Take every free block: the part file is preallocated, so the
+			// next manifest save is what meets the full disk.
+			f, err := os.Create(filler)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			chunk := make([]byte, 64<<10)
+			for range 1000 {
+				if _, err := f.Write(chunk); err != nil {
+					break
+				}
+			}
+			if err := f.Close(); err != nil && !errors.Is(err, syscall.ENOSPC) {
+				t.Error(err)
+			}
+		}
+	}
+	_, err := convoy.Download(context.Background(), cfg)
+	if !errors.Is(err, merge.ErrNoSpace) || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("error %v, want a disk-full error", err)
+	}
+	// Whatever the manifest claims is in the part file.
+	m, err := manifest.Load(filepath.Join(dir, "out.bin.convoy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := os.ReadFile(filepath.Join(dir, "out.bin.part"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := srv.Content()
+	for _, s := range m.Segments {
+		if string(part[s.Start:s.Start+s.Written]) != string(want[s.Start:s.Start+s.Written]) {
+			t.Fatalf("manifest claims [%d,%d), the part file differs", s.Start, s.Start+s.Written)
+		}
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnProgress = nil
+	srv.SetOption(testserver.Rate(0))
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resumed == 0 {
+		t.Error("nothing was resumed after the disk was freed")
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+}
+
+func TestReadOnlyFolder(t *testing.T) {
+	dir := mountTmpfs(t, "1m", "ro")
+	srv := testserver.New(t, testserver.Size(1000))
+	_, err := convoy.Download(context.Background(), fastConfig(srv.URL, dir))
+	if !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), filepath.Join(dir, "out.bin")) {
+		t.Fatalf("error %v, want a read-only error naming the file", err)
+	}
+}
+
+// Permissions do not stop root, so this one runs only for other users.
+func TestUnwritableFolder(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root ignores folder permissions")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	srv := testserver.New(t, testserver.Size(1000))
+	_, err := convoy.Download(context.Background(), fastConfig(srv.URL, dir))
+	if !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("error %v, want permission denied", err)
+	}
+}
