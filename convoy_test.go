@@ -886,3 +886,26 @@ func TestManifestHoldsNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// A server that trickles a few bytes a second is as good as stalled: the
+// download ends with an error instead of going on for ever.
+func TestTricklingServerGivesUp(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(64<<10))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.StallTimeout, cfg.MaxTries, cfg.Connections = 300*time.Millisecond, 3, 2
+	// The probe is answered at full speed; the ranges trickle.
+	srv.SetOption(testserver.OnRequest(func(r *http.Request) {
+		if rg := r.Header.Get("Range"); rg != "" && rg != "bytes=0-0" {
+			srv.SetOption(testserver.Rate(200))
+		}
+	}))
+	start := time.Now()
+	_, err := convoy.Download(context.Background(), cfg)
+	if !errors.Is(err, segment.ErrStalled) || !strings.Contains(err.Error(), "giving up") {
+		t.Fatalf("error %v, want giving up on a stalled connection", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v to give up", d)
+	}
+}

@@ -156,8 +156,8 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	pol := f.newPolicy()
 	op := func() error {
 		for !s.done() {
-			progressed, err := f.fetchOnce(ctx, s, w, c)
-			if progressed {
+			written, err := f.fetchOnce(ctx, s, w, c)
+			if written >= minProgress || (written > 0 && !errors.Is(err, ErrStalled)) {
 				pol.Reset()
 			}
 			if err != nil {
@@ -172,17 +172,17 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 }
 
 // fetchOnce sends one ranged GET for the next chunk of s and copies the
-// answer into w. It reports whether any byte was written.
-func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn) (progressed bool, err error) {
+// answer into w. It returns the number of bytes written.
+func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn) (written int64, err error) {
 	off, end := s.request(c.chunk)
 	if off >= end {
-		return false, nil
+		return 0, nil
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := f.newRequest(rctx)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end-1))
 	if f.IfRange != "" {
@@ -191,11 +191,11 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	sent := time.Now()
 	resp, err := f.Client.Do(req)
 	if err != nil {
-		return false, transportError(rctx, err)
+		return 0, transportError(rctx, err)
 	}
 	defer resp.Body.Close()
 	if err := f.checkRange(resp, off, end); err != nil {
-		return false, err
+		return 0, err
 	}
 	answered := time.Now()
 	body := newStallReader(resp.Body, f.stallTimeout(), cancel)
@@ -222,14 +222,14 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 			if granted > 0 {
 				if _, werr := w.WriteAt(buf[:granted], at); werr != nil {
 					s.release()
-					return progressed, &WriteError{Offset: at, Err: werr}
+					return written, &WriteError{Offset: at, Err: werr}
 				}
 				s.commit(granted)
-				progressed = true
+				written += granted
 				f.wrote(c, at, granted)
 			}
 			if granted < int64(filled) {
-				return progressed, nil // another connection took the rest
+				return written, nil // another connection took the rest
 			}
 			filled = 0
 			if d := time.Since(answered); d > 0 {
@@ -237,11 +237,11 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 			}
 		}
 		if rerr != nil && got < want {
-			return progressed, bodyError(rctx, rerr, got, want, req)
+			return written, bodyError(rctx, rerr, got, want, req)
 		}
 	}
 	c.learn(answered.Sub(sent), time.Since(answered), got)
-	return progressed, nil
+	return written, nil
 }
 
 // checkRange accepts only a 206 for exactly [off, end) of a file of f.Size
@@ -562,11 +562,19 @@ func plural(n int, one, many string) string {
 	return strconv.Itoa(n) + " " + many
 }
 
-// stallReader cancels its request when a Read waits longer than d.
+// minProgress is what a body must deliver within each stall timeout to
+// count as moving: a server that trickles a few bytes a second is stalled
+// too. An attempt that delivered less and then stalled does not reset the
+// count of tries, so a trickle ends in an error instead of going on for ever.
+const minProgress = 1 << 10
+
+// stallReader cancels its request when less than minProgress bytes arrive
+// within d.
 type stallReader struct {
 	r     io.Reader
 	d     time.Duration
 	timer *time.Timer
+	seen  int // bytes since the timer was last reset
 }
 
 func newStallReader(r io.Reader, d time.Duration, cancel context.CancelCauseFunc) *stallReader {
@@ -574,8 +582,12 @@ func newStallReader(r io.Reader, d time.Duration, cancel context.CancelCauseFunc
 }
 
 func (s *stallReader) Read(p []byte) (int, error) {
-	s.timer.Reset(s.d)
-	return s.r.Read(p)
+	n, err := s.r.Read(p)
+	if s.seen += n; s.seen >= minProgress {
+		s.timer.Reset(s.d)
+		s.seen = 0
+	}
+	return n, err
 }
 
 func (s *stallReader) stop() { s.timer.Stop() }
