@@ -321,13 +321,21 @@ func TestCredentialsStayWithTheirHost(t *testing.T) {
 	}))
 	// "localhost" and "127.0.0.1" are different hosts to the client.
 	front := testserver.New(t, testserver.RedirectTo(strings.Replace(target.URL, "127.0.0.1", "localhost", 1)))
-	cfg := fastConfig(front.URL, t.TempDir())
-	cfg.Header = http.Header{"Authorization": {"Bearer s3cret"}, "Cookie": {"a=b"}}
+	cfg := fastConfig(strings.Replace(front.URL, "http://", "http://user:pa55@", 1), t.TempDir())
+	cfg.Header = http.Header{"Cookie": {"a=b"}}
 	if _, err := convoy.Download(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	if leaked > 0 {
 		t.Errorf("%d requests to another host carried credentials", leaked)
+	}
+	cfg.Header = http.Header{"Authorization": {"Bearer s3cret"}}
+	cfg.URL, cfg.Overwrite = front.URL, true
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if leaked > 0 {
+		t.Errorf("%d requests to another host carried the Authorization header", leaked)
 	}
 }
 

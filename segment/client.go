@@ -14,6 +14,10 @@ import (
 // MaxRedirects bounds a redirect chain.
 const MaxRedirects = 10
 
+// maxHeaderBytes bounds the response headers a server may send, so memory
+// stays bounded whatever the server does.
+const maxHeaderBytes = 1 << 20
+
 // ClientOptions shapes the HTTP client used for probes and segments.
 type ClientOptions struct {
 	// Connections is the number of parallel connections; the transport keeps
@@ -43,17 +47,18 @@ func NewClient(o ClientOptions) *http.Client {
 	}
 	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		TLSHandshakeTimeout:   15 * time.Second,
-		ResponseHeaderTimeout: headerTimeout,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-		MaxIdleConns:          conns * 2,
-		MaxIdleConnsPerHost:   conns * 2,
-		IdleConnTimeout:       90 * time.Second,
-		ReadBufferSize:        64 << 10,
-		WriteBufferSize:       16 << 10,
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            dialer.DialContext,
+		TLSHandshakeTimeout:    15 * time.Second,
+		ResponseHeaderTimeout:  headerTimeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		MaxIdleConns:           conns * 2,
+		MaxIdleConnsPerHost:    conns * 2,
+		IdleConnTimeout:        90 * time.Second,
+		ReadBufferSize:         64 << 10,
+		MaxResponseHeaderBytes: maxHeaderBytes,
+		WriteBufferSize:        16 << 10,
 		TLSClientConfig: &tls.Config{
 			InsecureSkipVerify: o.Insecure, //nolint:gosec // the user asked for it with --insecure
 			RootCAs:            o.RootCAs,

@@ -1,0 +1,138 @@
+package convoy_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/convoy-dl/convoy"
+)
+
+// rawServer answers every connection on loopback with answer(request line,
+// headers), written as bytes: servers that no HTTP library would be.
+func rawServer(t *testing.T, answer func(req *http.Request) string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				go func() { <-done; c.Close() }()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					a := answer(req)
+					if a == "" { // accept, then never answer
+						<-done
+						return
+					}
+					if _, err := c.Write([]byte(a)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/f.bin"
+}
+
+// Hostile answers end in a clear error, never a hang, a panic or a file.
+func TestHostileHeaders(t *testing.T) {
+	big := strings.Repeat("x", 2<<20)
+	tests := []struct {
+		name   string
+		answer func(req *http.Request) string
+	}{
+		{"negative-content-length", func(*http.Request) string {
+			return "HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n"
+		}},
+		{"huge-content-length", func(*http.Request) string {
+			return "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n"
+		}},
+		{"non-numeric-content-length", func(*http.Request) string {
+			return "HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n"
+		}},
+		{"negative-content-range-total", func(*http.Request) string {
+			return "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/-1\r\nContent-Length: 1\r\n\r\nx"
+		}},
+		{"huge-content-range-total", func(*http.Request) string {
+			return "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/99999999999999999999\r\nContent-Length: 1\r\n\r\nx"
+		}},
+		{"header-of-2MiB", func(*http.Request) string {
+			return "HTTP/1.1 200 OK\r\nX-Big: " + big + "\r\nContent-Length: 1\r\n\r\nx"
+		}},
+		{"never-answers", func(*http.Request) string { return "" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := rawServer(t, tt.answer)
+			dir := t.TempDir()
+			cfg := fastConfig(url, dir)
+			cfg.MaxTries, cfg.StallTimeout = 2, 300*time.Millisecond
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := convoy.Download(ctx, cfg)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("hung until the test's deadline: %v", err)
+			}
+			if strings.Contains(err.Error(), big[:100]) || len(err.Error()) > 1000 {
+				t.Errorf("error message of %d bytes", len(err.Error()))
+			}
+			onlyOutput(t, dir)
+			fmt.Fprintln(testWriter{t}, "error:", err)
+		})
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// Header lines of a few hundred KiB are odd but legal: the file arrives.
+func TestLongHeaderLine(t *testing.T) {
+	long := strings.Repeat("y", 300<<10)
+	url := rawServer(t, func(req *http.Request) string {
+		if req.Method == http.MethodHead {
+			return "HTTP/1.1 200 OK\r\nX-Long: " + long + "\r\nContent-Length: 5\r\n\r\n"
+		}
+		return "HTTP/1.1 200 OK\r\nX-Long: " + long + "\r\nContent-Length: 5\r\n\r\nhello"
+	})
+	dir := t.TempDir()
+	if _, err := convoy.Download(context.Background(), fastConfig(url, dir)); err != nil {
+		t.Fatal(err)
+	}
+	onlyOutput(t, dir, "out.bin")
+}
