@@ -7,7 +7,7 @@ STATICCHECK   := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME      ?= 30s
 
-.PHONY: all build test test-short lint fmt-check vet staticcheck demo fuzz soak clean
+.PHONY: all build test test-short lint fmt-check vet staticcheck demo fuzz soak bench-go clean
 
 all: build
 
@@ -47,6 +47,11 @@ demo: build
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
+
+# Go micro-benchmarks of the hot paths: body-to-WriteAt copy, planner,
+# snapshot, manifest save, part-file writes.
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./segment ./manifest ./merge
 
 # Kills a download 50 times at random moments while the server resets
 # connections, then checks the file byte for byte (a few minutes).
