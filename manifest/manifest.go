@@ -106,20 +106,22 @@ func Encode(m *Manifest) ([]byte, error) {
 
 // Load reads the manifest at path. A missing file gives an error satisfying
 // errors.Is(err, fs.ErrNotExist); anything unusable gives a *CorruptError.
-func Load(path string) (*Manifest, error) {
+func Load(path string) (m *Manifest, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
-	if err != nil {
-		return nil, &CorruptError{Path: path, Reason: err.Error()}
+	data, rerr := io.ReadAll(io.LimitReader(f, maxSize+1))
+	if cerr := f.Close(); rerr == nil {
+		rerr = cerr
+	}
+	if rerr != nil {
+		return nil, &CorruptError{Path: path, Reason: rerr.Error()}
 	}
 	if len(data) > maxSize {
 		return nil, &CorruptError{Path: path, Reason: "larger than any manifest convoy writes"}
 	}
-	m, err := Decode(data)
+	m, err = Decode(data)
 	if err != nil {
 		return nil, &CorruptError{Path: path, Reason: err.Error()}
 	}
@@ -140,10 +142,16 @@ func Save(path string, m *Manifest) (err error) {
 	if err != nil {
 		return err
 	}
+	closed := false
 	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
+		if err == nil {
+			return
+		}
+		if !closed {
+			err = errors.Join(err, tmp.Close())
+		}
+		if rerr := os.Remove(tmp.Name()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
 		}
 	}()
 	if _, err := tmp.Write(data); err != nil {
@@ -152,6 +160,7 @@ func Save(path string, m *Manifest) (err error) {
 	if err := tmp.Sync(); err != nil {
 		return err
 	}
+	closed = true
 	if err := tmp.Close(); err != nil {
 		return err
 	}
