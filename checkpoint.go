@@ -73,6 +73,7 @@ type checkpointer struct {
 	part *merge.PartFile
 	path string
 	base manifest.Manifest
+	hash *follower // nil without a checksum to verify
 }
 
 // save snapshots the plan, makes the part file durable, and only then
@@ -85,5 +86,18 @@ func (c *checkpointer) save() error {
 	}
 	m := c.base
 	m.Segments = segs
-	return manifest.Save(c.path, &m)
+	if c.hash != nil {
+		var err error
+		// The hash never runs ahead of what the last manifest made durable.
+		if m.HashAlgo, m.HashPos, m.HashState, err = c.hash.state(); err != nil {
+			return err
+		}
+	}
+	if err := manifest.Save(c.path, &m); err != nil {
+		return err
+	}
+	if c.hash != nil {
+		c.hash.advanceTo(durablePrefix(segs))
+	}
+	return nil
 }

@@ -38,6 +38,10 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// AllowDowngrade lets a redirect lead from https to plain http.
 	AllowDowngrade bool
+	// Checksum, "ALGO:HEX" or "ALGO=BASE64" (md5, sha1, sha256, sha512), is
+	// the digest the file must have; it is computed while the download runs.
+	// Without it a digest the server sends (Repr-Digest, Digest) is checked.
+	Checksum string
 	// Restart discards a partial download instead of resuming it.
 	Restart bool
 	// Overwrite replaces an existing Output; without it an existing file is an
@@ -90,6 +94,8 @@ type Result struct {
 	// Restarts counts the times the download started over because the file
 	// changed on the server.
 	Restarts int
+	// Checksum is the digest the file was verified against ("" for none).
+	Checksum string
 	// AlreadyComplete is set when an earlier run had finished the file and
 	// only its bookkeeping was left.
 	AlreadyComplete bool

@@ -165,7 +165,11 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if !remote.Ranges || remote.Size < 0 {
 		return d.stream(ctx, remote, f)
 	}
-	segs, resumed, err := d.resumeState(remote, f, fresh)
+	want, err := d.expectedChecksum(remote)
+	if err != nil {
+		return Result{}, err
+	}
+	prev, err := d.resumeState(remote, f, fresh)
 	if err != nil {
 		return Result{}, err
 	}
@@ -180,11 +184,19 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		ETag:         remote.ETag,
 		LastModified: remote.LastModified,
 	}
-	plan, err := segment.NewPlan(remote.Size, segs, d.cfg.Connections, d.cfg.MinSplitSize)
+	plan, err := segment.NewPlan(remote.Size, prev.segs, d.cfg.Connections, d.cfg.MinSplitSize)
 	if err != nil {
 		return Result{}, errors.Join(err, part.Close())
 	}
 	cp := &checkpointer{plan: plan, part: part, path: f.manifest, base: base}
+	if want != nil {
+		if cp.hash, err = newFollower(part, *want, prev.m, durablePrefix(plan.Snapshot())); err != nil {
+			return Result{}, errors.Join(err, part.Close())
+		}
+		// Stops the background hashing on every way out; its error, if any,
+		// is reported by finish on the way that needs it.
+		defer func() { _ = cp.hash.close() }()
+	}
 	if err := cp.save(); err != nil {
 		return Result{}, errors.Join(describeFileError(err, f.manifest), part.Close())
 	}
@@ -194,7 +206,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	fetcher.OnWrite = func(_, n int64) { fetched.Add(n) }
 	fetcher.RegionSize = writebackEvery
 	fetcher.OnRegion = part.StartWriteback
-	res := Result{Path: f.out, Size: remote.Size, Resumed: resumed}
+	res := Result{Path: f.out, Size: remote.Size, Resumed: prev.done}
 	runErr := d.withCheckpoints(ctx, cp, plan.Written, func(ctx context.Context) error {
 		return fetcher.Run(ctx, plan, part, d.cfg.Connections)
 	})
@@ -206,10 +218,29 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		}
 		return res, errors.Join(interrupted(ctx, describeFileError(runErr, f.part)), part.Close())
 	}
+	if cp.hash != nil {
+		if err := cp.hash.finish(remote.Size); err != nil {
+			return res, errors.Join(badBytes(err, f, true), part.Close())
+		}
+		res.Checksum = want.String()
+	}
 	if err := part.Commit(f.out, remote.Size, lastModified(remote)); err != nil {
 		return res, describeFileError(err, f.out)
 	}
 	return res, describeFileError(manifest.Remove(f.manifest), f.manifest)
+}
+
+// badBytes explains a checksum mismatch: the bytes never reach the final
+// name. A resumable download keeps them in the part file; a stream's part
+// file cannot be resumed and is removed.
+func badBytes(err error, f files, kept bool) error {
+	switch {
+	case !errors.Is(err, merge.ErrChecksum):
+		return err
+	case kept:
+		return fmt.Errorf("%w; the bytes are kept in %s, not saved as %s (run with --restart to fetch them again)", err, f.part, f.out)
+	}
+	return fmt.Errorf("%w; the bytes were discarded, nothing was saved as %s", err, f.out)
 }
 
 // stream downloads with one plain GET, for servers without ranges or size.
@@ -239,15 +270,31 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files) (
 	if err != nil {
 		return res, errors.Join(interrupted(ctx, describeFileError(err, f.part)), part.Close())
 	}
-	want := remote.Size
-	if want < 0 {
+	wantSize := remote.Size
+	if wantSize < 0 {
 		// An earlier attempt of a restarted stream may have run longer.
 		if err := part.Truncate(size); err != nil {
 			return res, errors.Join(describeFileError(err, f.part), part.Close())
 		}
-		want = size
+		wantSize = size
 	}
-	if err := part.Commit(f.out, want, lastModified(remote)); err != nil {
+	want, err := d.expectedChecksum(remote)
+	if err != nil {
+		return res, errors.Join(err, part.Close())
+	}
+	if want != nil {
+		h, err := merge.NewPrefixHasher(want.Algo, part, 0, nil)
+		if err == nil {
+			if err = h.Advance(wantSize); err == nil {
+				err = h.Verify(*want)
+			}
+		}
+		if err != nil {
+			return res, errors.Join(badBytes(err, f, false), part.Close())
+		}
+		res.Checksum = want.String()
+	}
+	if err := part.Commit(f.out, wantSize, lastModified(remote)); err != nil {
 		return res, describeFileError(err, f.out)
 	}
 	return res, nil

@@ -11,24 +11,31 @@ import (
 	"github.com/convoy-dl/convoy/segment"
 )
 
-// resumeState returns the segments of an earlier run that still match the
-// remote file and the part file, with the bytes they hold; nil to start
-// fresh. A manifest that cannot be read is an error: its download is neither
-// reused nor silently thrown away.
-func (d *download) resumeState(remote segment.Remote, f files, fresh bool) ([]segment.Segment, int64, error) {
+// resumed is what an earlier run left that this one can use.
+type resumed struct {
+	m    *manifest.Manifest // nil for a fresh start
+	segs []segment.Segment  // m's segments, trimmed to the part file
+	done int64              // bytes the segments hold
+}
+
+// resumeState returns the state of an earlier run that still matches the
+// remote file and the part file; the zero value to start fresh. A manifest
+// that cannot be read is an error: its download is neither reused nor
+// silently thrown away.
+func (d *download) resumeState(remote segment.Remote, f files, fresh bool) (resumed, error) {
 	if fresh {
-		return nil, 0, nil
+		return resumed{}, nil
 	}
 	m, err := manifest.Load(f.manifest)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, nil
+		return resumed{}, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %v; run again with --restart to discard it and start over", ErrNotResumable, err)
+		return resumed{}, fmt.Errorf("%w: %v; run again with --restart to discard it and start over", ErrNotResumable, err)
 	}
 	if why := mismatch(m, remote); why != "" {
 		d.cfg.Logf("cannot resume %s: %s; starting over from zero", f.out, why)
-		return nil, 0, nil
+		return resumed{}, nil
 	}
 	segs := m.Segments
 	if st, err := os.Stat(f.part); err != nil || st.Size() < m.Size {
@@ -46,7 +53,7 @@ func (d *download) resumeState(remote segment.Remote, f files, fresh bool) ([]se
 	if done > 0 {
 		d.cfg.Logf("resuming %s: %s of %s already on disk", f.out, units.FormatBytes(done), units.FormatBytes(m.Size))
 	}
-	return segs, done, nil
+	return resumed{m: m, segs: segs, done: done}, nil
 }
 
 // mismatch says why a manifest does not describe the remote file, or "".

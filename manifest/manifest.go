@@ -38,6 +38,11 @@ type Manifest struct {
 	LastModified string `json:"last_modified,omitempty"`
 	// Segments cover [0, Size) in order, without gap or overlap.
 	Segments []Segment `json:"segments"`
+	// HashAlgo names the checksum being computed as the file arrives;
+	// HashState is that hash's saved state after the first HashPos bytes.
+	HashAlgo  string `json:"hash_algo,omitempty"`
+	HashPos   int64  `json:"hash_pos,omitempty"`
+	HashState []byte `json:"hash_state,omitempty"`
 }
 
 // Segment records that [Start, Start+Written) of [Start, End) is on disk.
@@ -91,7 +96,24 @@ func Decode(data []byte) (*Manifest, error) {
 	if err := ranges.CheckCover(m.Segments, m.Size); err != nil {
 		return nil, err
 	}
+	if err := checkHash(&m); err != nil {
+		return nil, err
+	}
 	return &m, nil
+}
+
+// checkHash accepts a saved hash state only within the file and with an
+// algorithm named.
+func checkHash(m *Manifest) error {
+	switch {
+	case m.HashPos < 0 || m.HashPos > m.Size:
+		return fmt.Errorf("hash position %d outside the file's %d bytes", m.HashPos, m.Size)
+	case m.HashAlgo == "" && (m.HashPos != 0 || len(m.HashState) != 0):
+		return errors.New("hash state without an algorithm")
+	case m.HashAlgo != "" && len(m.HashState) == 0:
+		return errors.New("hash algorithm without a state")
+	}
+	return nil
 }
 
 // Encode returns m as JSON, stamped with the current version and kind.
@@ -99,6 +121,9 @@ func Encode(m *Manifest) ([]byte, error) {
 	c := *m
 	c.Version, c.Kind = Version, kind
 	if err := ranges.CheckCover(c.Segments, c.Size); err != nil {
+		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
+	}
+	if err := checkHash(&c); err != nil {
 		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
 	}
 	return json.MarshalIndent(&c, "", "  ")

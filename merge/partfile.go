@@ -110,6 +110,11 @@ func (p *PartFile) WriteAt(b []byte, off int64) (int, error) {
 	return n, err
 }
 
+// ReadAt reads back bytes already written.
+func (p *PartFile) ReadAt(b []byte, off int64) (int, error) {
+	return p.f.ReadAt(b, off)
+}
+
 // Sync makes every byte written so far durable (fdatasync).
 func (p *PartFile) Sync() error {
 	return unix.Fdatasync(int(p.f.Fd()))

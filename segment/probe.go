@@ -26,6 +26,9 @@ type Remote struct {
 	ETag, LastModified string
 	// ContentDisposition is the raw header, for naming the output.
 	ContentDisposition string
+	// Digests holds the raw values of headers that carry a digest of the
+	// whole file: Repr-Digest and Digest, and Content-Digest of a HEAD.
+	Digests []string
 }
 
 // StrongETag reports whether the ETag can be sent with If-Range: present and
@@ -89,6 +92,7 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 	r.LastModified = resp.Header.Get("Last-Modified")
 	r.ContentDisposition = resp.Header.Get("Content-Disposition")
 	u := redact.Parsed(resp.Request.URL)
+	r.Digests = wholeFileDigests(head, resp)
 
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
@@ -125,6 +129,23 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 		return r, newStatusError(resp, time.Now())
 	}
 	return r, nil
+}
+
+// wholeFileDigests collects digest headers that describe the whole file:
+// Repr-Digest and Digest of either answer, and Content-Digest of the HEAD
+// (on a 206 it covers only the range).
+func wholeFileDigests(head, get *http.Response) []string {
+	var out []string
+	add := func(h http.Header, names ...string) {
+		for _, n := range names {
+			out = append(out, h.Values(n)...)
+		}
+	}
+	if head != nil {
+		add(head.Header, "Repr-Digest", "Content-Digest", "Digest")
+	}
+	add(get.Header, "Repr-Digest", "Digest")
+	return out
 }
 
 // head sends HEAD and returns the answer when it is a 2xx; its body is

@@ -72,6 +72,6 @@ func newApp(stderr io.Writer) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
-		Commands: []*cli.Command{getCommand(stderr)},
+		Commands: []*cli.Command{getCommand(stderr), verifyCommand(stderr)},
 	}
 }

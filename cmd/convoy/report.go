@@ -88,6 +88,10 @@ func (r *reporter) summary(res convoy.Result) {
 	if res.Restarts > 0 {
 		extra = append(extra, fmt.Sprintf("%d restarts", res.Restarts))
 	}
+	if res.Checksum != "" {
+		algo, _, _ := strings.Cut(res.Checksum, ":")
+		extra = append(extra, algo+" verified")
+	}
 	line := fmt.Sprintf("saved %s (%s) in %s, %s/s", res.Path, units.FormatBytes(res.Size), res.Elapsed.Round(time.Millisecond), units.FormatBytes(int64(rate)))
 	if len(extra) > 0 {
 		line += " (" + strings.Join(extra, ", ") + ")"

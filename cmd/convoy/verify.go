@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/convoy-dl/convoy"
+)
+
+func verifyCommand(stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "check a file on disk against a checksum",
+		ArgsUsage: "FILE",
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "checksum", Usage: "expected `ALGO:HEX` (md5, sha1, sha256, sha512; also sha-256=BASE64)", Required: true},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("verify takes exactly one FILE (got %d arguments)", c.NArg())
+			}
+			sum, err := convoy.VerifyFile(c.Args().First(), c.String("checksum"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "convoy: %s: OK (%s)\n", c.Args().First(), sum)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,159 @@
+package convoy
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/convoy-dl/convoy/manifest"
+	"github.com/convoy-dl/convoy/merge"
+	"github.com/convoy-dl/convoy/segment"
+)
+
+// expectedChecksum is what the file must hash to: the user's --checksum,
+// else the strongest digest the server sent, else nothing.
+func (d *download) expectedChecksum(r segment.Remote) (*merge.Checksum, error) {
+	if d.cfg.Checksum != "" {
+		c, err := merge.ParseChecksum(d.cfg.Checksum)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+		return &c, nil
+	}
+	var best *merge.Checksum
+	rank := map[string]int{"md5": 1, "sha1": 2, "sha256": 3, "sha512": 4}
+	for _, v := range r.Digests {
+		for _, c := range merge.ParseDigestHeader(v) {
+			if best == nil || rank[c.Algo] > rank[best.Algo] {
+				best = &c
+			}
+		}
+	}
+	return best, nil
+}
+
+// follower hashes the part file's contiguous prefix in the background, as
+// checkpoints make more of it durable, so that verifying a finished file
+// reads back only its last few percent.
+type follower struct {
+	h      *merge.PrefixHasher
+	want   merge.Checksum
+	target atomic.Int64 // durable prefix to hash up to
+	wake   chan struct{}
+	stop   chan struct{}
+	once   sync.Once
+	done   chan struct{}
+	err    error // set by the goroutine before done closes
+}
+
+// newFollower restores the hash state a manifest saved when it matches,
+// else starts from byte zero.
+func newFollower(part *merge.PartFile, want merge.Checksum, m *manifest.Manifest, prefix int64) (*follower, error) {
+	var h *merge.PrefixHasher
+	var err error
+	if m != nil && m.HashAlgo == want.Algo && m.HashPos <= prefix {
+		h, err = merge.NewPrefixHasher(want.Algo, part, m.HashPos, m.HashState)
+	}
+	if h == nil || err != nil {
+		if h, err = merge.NewPrefixHasher(want.Algo, part, 0, nil); err != nil {
+			return nil, err
+		}
+	}
+	f := &follower{h: h, want: want, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	f.target.Store(prefix)
+	go f.run()
+	f.advanceTo(prefix)
+	return f, nil
+}
+
+func (f *follower) run() {
+	defer close(f.done)
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-f.wake:
+			if err := f.h.Advance(f.target.Load()); err != nil {
+				f.err = err
+				return
+			}
+		}
+	}
+}
+
+// advanceTo lets the follower hash up to n, a prefix already durable.
+func (f *follower) advanceTo(n int64) {
+	f.target.Store(n)
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// state is what a checkpoint saves of the hash.
+func (f *follower) state() (algo string, pos int64, state []byte, err error) {
+	pos, state, err = f.h.State()
+	return f.want.Algo, pos, state, err
+}
+
+// close stops the background hashing; it may be called more than once.
+func (f *follower) close() error {
+	f.once.Do(func() { close(f.stop) })
+	<-f.done
+	return f.err
+}
+
+// finish stops the background hashing, hashes what is left up to size and
+// compares the digest with the expected one.
+func (f *follower) finish(size int64) error {
+	if err := f.close(); err != nil {
+		return err
+	}
+	if err := f.h.Advance(size); err != nil {
+		return err
+	}
+	return f.h.Verify(f.want)
+}
+
+// durablePrefix is the length of the contiguous run of written bytes from
+// the start of the file.
+func durablePrefix(segs []segment.Segment) int64 {
+	var n int64
+	for _, s := range segs {
+		n = s.Start + s.Written
+		if s.Remaining() > 0 {
+			break
+		}
+	}
+	return n
+}
+
+// VerifyFile hashes the file at path and compares it with checksum
+// ("ALGO:HEX" or "ALGO=BASE64"). It returns the checksum on success.
+func VerifyFile(path, checksum string) (string, error) {
+	want, err := merge.ParseChecksum(checksum)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	st, err := f.Stat()
+	if err == nil {
+		var h *merge.PrefixHasher
+		if h, err = merge.NewPrefixHasher(want.Algo, f, 0, nil); err == nil {
+			if err = h.Advance(st.Size()); err == nil {
+				err = h.Verify(want)
+			}
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return want.String(), nil
+}
