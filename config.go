@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/merge"
 )
 
 // Config describes one download. The zero value of every field but URL is a
@@ -47,6 +48,9 @@ type Config struct {
 	// Overwrite replaces an existing Output; without it an existing file is an
 	// error.
 	Overwrite bool
+	// LimitRate caps the download at this many bytes per second over all
+	// connections together (0: no limit).
+	LimitRate int64
 	// StallTimeout turns a connection that receives nothing for this long into
 	// a retry (default 20s).
 	StallTimeout time.Duration
@@ -134,6 +138,14 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MinSplitSize < 0 {
 		return c, fmt.Errorf("%w: negative minimum split size", ErrUsage)
+	}
+	if c.Checksum != "" {
+		if _, err := merge.ParseChecksum(c.Checksum); err != nil {
+			return c, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+	}
+	if c.LimitRate < 0 {
+		return c, fmt.Errorf("%w: negative rate limit", ErrUsage)
 	}
 	if c.Dir == "" {
 		c.Dir = "."

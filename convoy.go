@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/manifest"
 	"github.com/convoy-dl/convoy/merge"
@@ -55,6 +57,12 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	d := &download{cfg: cfg, start: start}
+	if cfg.LimitRate > 0 {
+		// A burst of a tenth of a second's bytes, at least one read's worth,
+		// keeps the rate smooth without starving large reads.
+		burst := int(min(max(cfg.LimitRate/10, 64<<10), 1<<30))
+		d.limiter = rate.NewLimiter(rate.Limit(cfg.LimitRate), burst)
+	}
 	d.client = cfg.Client
 	if d.client == nil {
 		d.client = segment.NewClient(segment.ClientOptions{
@@ -75,6 +83,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 // download is the state of one Download call.
 type download struct {
 	cfg     Config
+	limiter *rate.Limiter // nil without a rate limit
 	client  *http.Client
 	start   time.Time
 	retries atomic.Int64
@@ -308,6 +317,7 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 		Size:         r.Size,
 		IfRange:      r.Validator(),
 		StallTimeout: d.cfg.StallTimeout,
+		Limiter:      d.limiter,
 		MaxTries:     d.cfg.MaxTries,
 		RetryInitial: d.cfg.RetryInitial,
 		RetryMax:     d.cfg.RetryMax,

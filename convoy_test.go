@@ -917,3 +917,21 @@ func TestTricklingServerGivesUp(t *testing.T) {
 		t.Errorf("took %v to give up", d)
 	}
 }
+
+// --limit-rate caps all connections together.
+func TestLimitRate(t *testing.T) {
+	const size = 2 << 20
+	srv := testserver.New(t, testserver.Size(size))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.LimitRate = 1 << 20
+	start := time.Now()
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	// 2 MiB at 1 MiB/s, less the first burst of 100 KiB: at least 1.8 s.
+	if d := time.Since(start); d < 1800*time.Millisecond {
+		t.Errorf("2 MiB at 1 MiB/s took only %v", d)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+}

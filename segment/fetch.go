@@ -15,6 +15,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/convoy-dl/convoy/internal/redact"
 )
@@ -64,6 +65,10 @@ type Fetcher struct {
 	// writing goroutine: a finished region is a good unit to start writeback.
 	OnRegion   func(offset, n int64)
 	RegionSize int64
+	// Limiter, if set, caps the bytes per second of all connections
+	// together; it is shared, so one limiter can serve every Fetcher of a
+	// download.
+	Limiter *rate.Limiter
 	// OnRetry, if set, is called before each wait for another attempt, from
 	// the fetching goroutines concurrently.
 	OnRetry func(err error, wait time.Duration)
@@ -210,6 +215,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	)
 	for got < want {
 		n, rerr := body.Read(buf[filled : filled+int(min(int64(len(buf)-filled), want-got))])
+		if err := f.throttle(rctx, body, n); err != nil {
+			return written, err
+		}
 		if n > 0 {
 			if filled == 0 {
 				firstAt = time.Now()
@@ -334,6 +342,9 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 			chunk = buf[:min(int64(len(buf)), want-at)]
 		}
 		n, rerr := fill(body, chunk)
+		if err := f.throttle(rctx, body, n); err != nil {
+			return at, err
+		}
 		if n > 0 {
 			if _, werr := w.WriteAt(buf[:n], at); werr != nil {
 				return at, &WriteError{Offset: at, Err: werr}
@@ -359,6 +370,26 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 		}
 	}
 	return at, nil
+}
+
+// throttle waits until the limiter allows n more bytes, if there is one. The
+// wait does not count against the stall timeout.
+func (f *Fetcher) throttle(ctx context.Context, body *stallReader, n int) error {
+	if f.Limiter == nil || n <= 0 {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, f.Limiter.Burst())
+		if err := f.Limiter.WaitN(ctx, k); err != nil {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			return err
+		}
+		n -= k
+	}
+	body.touch()
+	return nil
 }
 
 // fill reads into all of p unless r fails first, and returns r's error as it
@@ -588,6 +619,12 @@ func (s *stallReader) Read(p []byte) (int, error) {
 		s.seen = 0
 	}
 	return n, err
+}
+
+// touch restarts the stall timeout, after a wait that was convoy's own.
+func (s *stallReader) touch() {
+	s.timer.Reset(s.d)
+	s.seen = 0
 }
 
 func (s *stallReader) stop() { s.timer.Stop() }

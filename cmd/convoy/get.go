@@ -28,6 +28,7 @@ func getCommand(stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "save into `DIR`", Value: "."},
 			&cli.IntFlag{Name: "connections", Aliases: []string{"n"}, Usage: "parallel connections", Value: 8},
 			&cli.StringFlag{Name: "min-split-size", Usage: "smallest range worth its own connection (K, M, G suffixes)", Value: "1M"},
+			&cli.StringFlag{Name: "limit-rate", Usage: "cap the total speed at `RATE` bytes per second (K, M, G suffixes)"},
 			&cli.StringFlag{Name: "checksum", Usage: "verify the file against `ALGO:HEX` (md5, sha1, sha256, sha512; also sha-256=BASE64)"},
 			&cli.BoolFlag{Name: "restart", Usage: "discard a partial download and start over"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "replace an existing output file"},
@@ -52,6 +53,12 @@ func get(c *cli.Context, stderr io.Writer) error {
 	minSplit, err := units.ParseSize(c.String("min-split-size"))
 	if err != nil {
 		return usagef("--min-split-size: %v", err)
+	}
+	var limit int64
+	if v := c.String("limit-rate"); v != "" {
+		if limit, err = units.ParseSize(v); err != nil {
+			return usagef("--limit-rate: %v", err)
+		}
 	}
 	header, err := parseHeaders(c.StringSlice("header"))
 	if err != nil {
@@ -81,6 +88,7 @@ func get(c *cli.Context, stderr io.Writer) error {
 		RootCAs:            roots,
 		AllowDowngrade:     c.Bool("allow-downgrade"),
 		Checksum:           c.String("checksum"),
+		LimitRate:          limit,
 		Restart:            c.Bool("restart"),
 		Overwrite:          c.Bool("overwrite"),
 		StallTimeout:       c.Duration("stall-timeout"),

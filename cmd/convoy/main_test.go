@@ -37,6 +37,8 @@ func TestExitCodes(t *testing.T) {
 		{"unknown-flag", []string{"get", "--bogus", srv.URL}, exitUsage, "bogus"},
 		{"bad-connections", []string{"get", "-n", "0", srv.URL}, exitUsage, "connections"},
 		{"bad-min-split", []string{"get", "--min-split-size", "lots", srv.URL}, exitUsage, "min-split-size"},
+		{"bad-limit-rate", []string{"get", "--limit-rate", "fast", srv.URL}, exitUsage, "limit-rate"},
+		{"bad-checksum", []string{"get", "--checksum", "sha256:zz", srv.URL}, exitUsage, "sha256"},
 		{"bad-header", []string{"get", "-H", "NoColon", srv.URL}, exitUsage, "header"},
 		{"bad-scheme", []string{"get", "ftp://example.com/x"}, exitUsage, "only http and https"},
 		{"not-found", []string{"get", "-q", "-d", dir, "-o", "nf.bin", missing.URL}, exitFailure, "404"},
