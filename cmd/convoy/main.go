@@ -27,14 +27,15 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args, os.Stderr))
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
-// run executes the command line args and returns the exit code.
-func run(args []string, stderr io.Writer) int {
+// run executes the command line args and returns the exit code. Reports
+// meant for scripts go to stdout, everything else to stderr.
+func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	app := newApp(stderr)
+	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, flagsFirst(app, args))
 	if err == nil {
 		return exitOK
@@ -60,18 +61,18 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
-func newApp(stderr io.Writer) *cli.App {
+func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:            "convoy",
 		Usage:           "download one file over many connections, resumable and crash-safe",
 		Version:         convoy.Version,
-		Writer:          stderr,
+		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // run prints errors and picks the code
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
-		Commands: []*cli.Command{getCommand(stderr), verifyCommand(stderr)},
+		Commands: []*cli.Command{getCommand(stderr), verifyCommand(stderr), statusCommand(stdout)},
 	}
 }

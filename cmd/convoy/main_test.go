@@ -2,14 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/testserver"
 )
 
@@ -18,7 +22,7 @@ import (
 func runCLI(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	var out bytes.Buffer
-	code := run(append([]string{"convoy"}, args...), &out)
+	code := run(append([]string{"convoy"}, args...), &out, &out)
 	return code, out.String()
 }
 
@@ -156,4 +160,41 @@ func TestDowngradeRedirect(t *testing.T) {
 		t.Fatalf("--allow-downgrade: exit %d, %s", code, out)
 	}
 	plain.Verify(t, filepath.Join(dir, "b.bin"))
+}
+
+func TestStatusOfPartialDownload(t *testing.T) {
+	const size = 2 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	dir := t.TempDir()
+	u := srv.URL + "?token=s3cr3tvalue"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := convoy.Download(ctx, convoy.Config{
+		URL: u, Dir: dir, Output: "p.bin", Connections: 2, MinSplitSize: 64 << 10,
+		CheckpointInterval: 20 * time.Millisecond, ProgressInterval: 10 * time.Millisecond,
+		OnProgress: func(p convoy.Progress) {
+			if p.Done > size/2 {
+				cancel()
+			}
+		},
+	})
+	if !errors.Is(err, convoy.ErrInterrupted) {
+		t.Fatalf("error %v, want ErrInterrupted", err)
+	}
+	out := filepath.Join(dir, "p.bin")
+	code, text := runCLI(t, "status", out)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, text)
+	}
+	for _, want := range []string{"of 2.0 MiB", "%", "segments:", "resume with:   convoy get -o " + out, "token=REDACTED", srv.ETag()} {
+		if !strings.Contains(text, want) {
+			t.Errorf("status lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "s3cr3tvalue") {
+		t.Errorf("status shows the token:\n%s", text)
+	}
+	if code, text := runCLI(t, "status", filepath.Join(dir, "none.bin")); code != exitFailure || !strings.Contains(text, "no download in progress") {
+		t.Errorf("status of nothing: exit %d, %q", code, text)
+	}
 }
