@@ -22,10 +22,17 @@ func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done f
 	if cp != nil {
 		size = cp.base.Size
 	}
+	first := done() // bytes from earlier runs do not count towards the rate
 	report := func() {
+		p := Progress{Size: size, Done: done(), Elapsed: time.Since(d.start)}
 		if d.cfg.OnProgress != nil {
-			d.cfg.OnProgress(Progress{Size: size, Done: done(), Elapsed: time.Since(d.start)})
+			d.cfg.OnProgress(p)
 		}
+		var rate float64
+		if s := p.Elapsed.Seconds(); s > 0 {
+			rate = float64(p.Done-first) / s
+		}
+		d.emit(Event{Type: "progress", Size: p.Size, Done: p.Done, Elapsed: p.Elapsed.Seconds(), Rate: rate})
 	}
 	stopped := make(chan struct{})
 	loopDone := make(chan struct{})
@@ -49,6 +56,7 @@ func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done f
 					cancel(fmt.Errorf("saving progress: %w", describeFileError(err, cp.path)))
 					return
 				}
+				d.emit(Event{Type: "checkpoint", Size: size, Done: cp.durable})
 			}
 		}
 	}()
@@ -74,6 +82,8 @@ type checkpointer struct {
 	path string
 	base manifest.Manifest
 	hash *follower // nil without a checksum to verify
+	// durable counts the bytes the last saved manifest claims.
+	durable int64
 }
 
 // save snapshots the plan, makes the part file durable, and only then
@@ -96,6 +106,7 @@ func (c *checkpointer) save() error {
 	if err := manifest.Save(c.path, &m); err != nil {
 		return err
 	}
+	c.durable = m.Done()
 	if c.hash != nil {
 		c.hash.advanceTo(durablePrefix(segs))
 	}

@@ -68,6 +68,9 @@ type Config struct {
 	// ProgressInterval (default 250ms) and once at the end.
 	OnProgress       func(Progress)
 	ProgressInterval time.Duration
+	// OnEvent, if set, receives every step of the download as an Event, one
+	// call at a time (progress at ProgressInterval).
+	OnEvent func(Event)
 	// Logf, if set, receives notices meant for people: retries, restarts,
 	// resumes. Secrets are already redacted.
 	Logf func(format string, args ...any)

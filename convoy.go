@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -82,6 +83,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 
 // download is the state of one Download call.
 type download struct {
+	eventMu sync.Mutex // serialises OnEvent
 	cfg     Config
 	limiter *rate.Limiter // nil without a rate limit
 	client  *http.Client
@@ -150,6 +152,7 @@ func (d *download) fetchWithRestarts(ctx context.Context, remote segment.Remote,
 			return res, err
 		}
 		d.cfg.Logf("%v; starting over from zero", err)
+		d.emit(Event{Type: "restart", Error: redact.Text(err.Error())})
 		if remote, err = d.probe(ctx); err != nil {
 			return res, err
 		}
@@ -209,6 +212,8 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if err := cp.save(); err != nil {
 		return Result{}, errors.Join(describeFileError(err, f.manifest), part.Close())
 	}
+	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: f.out, Size: remote.Size, Done: prev.done,
+		Connections: d.cfg.Connections, Segments: len(plan.Snapshot())})
 
 	var fetched atomic.Int64
 	fetcher := d.newFetcher(remote)
@@ -265,6 +270,7 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files) (
 	if err != nil {
 		return Result{}, describeFileError(err, f.part)
 	}
+	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: f.out, Size: remote.Size, Connections: 1, Segments: 1})
 	var at atomic.Int64
 	fetcher := d.newFetcher(remote)
 	fetcher.IfRange = ""
@@ -328,6 +334,7 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 func (d *download) onRetry(err error, wait time.Duration) {
 	d.retries.Add(1)
 	d.cfg.Logf("retrying in %s: %v", wait.Round(time.Millisecond), err)
+	d.emit(Event{Type: "retry", Wait: wait.Seconds(), Error: redact.Text(err.Error())})
 }
 
 // headersFor drops credentials from the request headers when redirects led

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -12,10 +13,11 @@ import (
 	"golang.org/x/term"
 
 	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/internal/units"
 )
 
-func getCommand(stderr io.Writer) *cli.Command {
+func getCommand(stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:      "get",
 		Usage:     "download URL to a file",
@@ -33,6 +35,7 @@ func getCommand(stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "restart", Usage: "discard a partial download and start over"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "replace an existing output file"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+			&cli.BoolFlag{Name: "json", Usage: "print events as JSON lines on stdout (see README)"},
 			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header `'Name: value'` (repeatable)"},
 			&cli.StringFlag{Name: "user-agent", Usage: "User-Agent header", Value: "convoy/" + convoy.Version},
 			&cli.BoolFlag{Name: "insecure", Usage: "do NOT verify TLS certificates (anyone on the path can then forge the file)"},
@@ -42,11 +45,11 @@ func getCommand(stderr io.Writer) *cli.Command {
 			&cli.IntFlag{Name: "max-tries", Usage: "tries of one range without progress before giving up", Value: 10},
 			&cli.DurationFlag{Name: "checkpoint-interval", Usage: "how often progress is made durable", Value: time.Second},
 		},
-		Action: func(c *cli.Context) error { return get(c, stderr) },
+		Action: func(c *cli.Context) error { return get(c, stdout, stderr) },
 	}
 }
 
-func get(c *cli.Context, stderr io.Writer) error {
+func get(c *cli.Context, stdout, stderr io.Writer) (err error) {
 	if c.NArg() != 1 {
 		return usagef("get takes exactly one URL (got %d arguments); see 'convoy get --help'", c.NArg())
 	}
@@ -72,7 +75,7 @@ func get(c *cli.Context, stderr io.Writer) error {
 		return err
 	}
 	quiet := c.Bool("quiet")
-	out := newReporter(stderr, quiet, isTerminal(stderr))
+	out := newReporter(stderr, quiet, isTerminal(stderr) && !c.Bool("json"))
 	if c.Bool("insecure") && !quiet {
 		out.logf("warning: --insecure: TLS certificates are not verified; a man in the middle can forge what you download")
 	}
@@ -97,10 +100,28 @@ func get(c *cli.Context, stderr io.Writer) error {
 		Logf:               out.logf,
 		OnProgress:         out.progress,
 	}
+	if c.Bool("json") {
+		events := json.NewEncoder(stdout)
+		cfg.ProgressInterval = 500 * time.Millisecond
+		cfg.OnEvent = func(e convoy.Event) { _ = events.Encode(e) }
+		defer func() {
+			if err != nil {
+				_ = events.Encode(convoy.Event{Type: "error", Time: time.Now(), Error: redact.Text(err.Error())})
+			}
+		}()
+	}
 	res, err := convoy.Download(c.Context, cfg)
 	out.finish()
 	if err != nil {
 		return err
+	}
+	if cfg.OnEvent != nil {
+		var rate float64
+		if s := res.Elapsed.Seconds(); s > 0 {
+			rate = float64(res.Fetched) / s
+		}
+		cfg.OnEvent(convoy.Event{Type: "done", Time: time.Now(), Output: res.Path, Size: res.Size, Done: res.Size,
+			Elapsed: res.Elapsed.Seconds(), Rate: rate, Fetched: res.Fetched, Retries: res.Retries, Checksum: res.Checksum})
 	}
 	out.summary(res)
 	return nil

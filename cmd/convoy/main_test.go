@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,5 +198,43 @@ func TestStatusOfPartialDownload(t *testing.T) {
 	}
 	if code, text := runCLI(t, "status", filepath.Join(dir, "none.bin")); code != exitFailure || !strings.Contains(text, "no download in progress") {
 		t.Errorf("status of nothing: exit %d, %q", code, text)
+	}
+}
+
+func TestJSONEvents(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(3<<20), testserver.Rate(2<<20), testserver.Statuses(0, 503))
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"convoy", "get", "--json", "-q", "-n", "2", "--checkpoint-interval", "200ms", "-d", dir, "-o", "j.bin", srv.URL}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var types []string
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var e convoy.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("not a JSON event: %q: %v", line, err)
+		}
+		if e.Time.IsZero() {
+			t.Errorf("event without a time: %q", line)
+		}
+		types = append(types, e.Type)
+	}
+	if types[0] != "start" || types[len(types)-1] != "done" {
+		t.Errorf("events %v: want start first and done last", types)
+	}
+	for _, want := range []string{"progress", "checkpoint", "retry"} {
+		if !slices.Contains(types, want) {
+			t.Errorf("events %v lack %q", types, want)
+		}
+	}
+
+	missing := testserver.New(t, testserver.Statuses(404))
+	stdout.Reset()
+	code = run([]string{"convoy", "get", "--json", "-q", "-d", dir, missing.URL}, &stdout, &stderr)
+	var last convoy.Event
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || code != exitFailure || last.Type != "error" || !strings.Contains(last.Error, "404") {
+		t.Errorf("failed download: exit %d, last event %+v (%v)", code, last, err)
 	}
 }
