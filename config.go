@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -20,6 +21,12 @@ type Config struct {
 	// Output is the path to write. Empty: a name from the server
 	// (Content-Disposition, else the URL path), sanitised, inside Dir.
 	Output string
+	// Writer, when set, receives the file in order instead of a file on disk
+	// (convoy get -o -): still over many connections, with at most Buffer
+	// bytes (default 64 MiB) held out of order. Such a download keeps no
+	// manifest and cannot resume.
+	Writer io.Writer
+	Buffer int64
 	// Dir is the folder for Output when Output is relative (default ".").
 	Dir string
 	// Connections is the number of parallel connections (default 8).
@@ -149,6 +156,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.LimitRate < 0 {
 		return c, fmt.Errorf("%w: negative rate limit", ErrUsage)
+	}
+	if c.Buffer == 0 {
+		c.Buffer = 64 << 20
+	}
+	if c.Buffer < 0 {
+		return c, fmt.Errorf("%w: negative buffer", ErrUsage)
 	}
 	if c.Dir == "" {
 		c.Dir = "."

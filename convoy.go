@@ -75,7 +75,12 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 		})
 		defer d.client.CloseIdleConnections()
 	}
-	res, err := d.run(ctx)
+	var res Result
+	if cfg.Writer != nil {
+		res, err = d.toWriter(ctx)
+	} else {
+		res, err = d.run(ctx)
+	}
 	res.Elapsed = time.Since(start)
 	res.Retries = d.retries.Load()
 	return res, err

@@ -26,7 +26,8 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			return usageError{err}
 		},
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (default: the server's name for it)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (default: the server's name for it); - streams to stdout"},
+			&cli.StringFlag{Name: "buffer", Usage: "with -o -, the most bytes held out of order (K, M, G suffixes)", Value: "64M"},
 			&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "save into `DIR`", Value: "."},
 			&cli.IntFlag{Name: "connections", Aliases: []string{"n"}, Usage: "parallel connections", Value: 8},
 			&cli.StringFlag{Name: "min-split-size", Usage: "smallest range worth its own connection (K, M, G suffixes)", Value: "1M"},
@@ -56,6 +57,10 @@ func get(c *cli.Context, stdout, stderr io.Writer) (err error) {
 	minSplit, err := units.ParseSize(c.String("min-split-size"))
 	if err != nil {
 		return usagef("--min-split-size: %v", err)
+	}
+	buffer, err := units.ParseSize(c.String("buffer"))
+	if err != nil {
+		return usagef("--buffer: %v", err)
 	}
 	var limit int64
 	if v := c.String("limit-rate"); v != "" {
@@ -109,6 +114,12 @@ func get(c *cli.Context, stdout, stderr io.Writer) (err error) {
 				_ = events.Encode(convoy.Event{Type: "error", Time: time.Now(), Error: redact.Text(err.Error())})
 			}
 		}()
+	}
+	if cfg.Output == "-" {
+		if c.Bool("json") {
+			return usagef("-o - and --json both want stdout")
+		}
+		cfg.Output, cfg.Writer, cfg.Buffer = "", stdout, buffer
 	}
 	res, err := convoy.Download(c.Context, cfg)
 	out.finish()

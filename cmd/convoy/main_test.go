@@ -238,3 +238,18 @@ func TestJSONEvents(t *testing.T) {
 		t.Errorf("failed download: exit %d, last event %+v (%v)", code, last, err)
 	}
 }
+
+func TestOutputToStdout(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(3<<20+1))
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"convoy", "get", "-q", "-n", "6", "--buffer", "1M", "-o", "-", srv.URL}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !bytes.Equal(stdout.Bytes(), srv.Content()) {
+		t.Errorf("stdout holds %d bytes that differ from the %d-byte file", stdout.Len(), srv.Size())
+	}
+	if code, out := runCLI(t, "get", "--json", "-o", "-", srv.URL); code != exitUsage {
+		t.Errorf("-o - with --json: exit %d, %q", code, out)
+	}
+}

@@ -92,7 +92,11 @@ func (r *reporter) summary(res convoy.Result) {
 		algo, _, _ := strings.Cut(res.Checksum, ":")
 		extra = append(extra, algo+" verified")
 	}
-	line := fmt.Sprintf("saved %s (%s) in %s, %s/s", res.Path, units.FormatBytes(res.Size), res.Elapsed.Round(time.Millisecond), units.FormatBytes(int64(rate)))
+	verb := "saved " + res.Path
+	if res.Path == "-" {
+		verb = "streamed to stdout"
+	}
+	line := fmt.Sprintf("%s (%s) in %s, %s/s", verb, units.FormatBytes(res.Size), res.Elapsed.Round(time.Millisecond), units.FormatBytes(int64(rate)))
 	if len(extra) > 0 {
 		line += " (" + strings.Join(extra, ", ") + ")"
 	}

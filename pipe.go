@@ -1,0 +1,88 @@
+package convoy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"sync/atomic"
+
+	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/merge"
+	"github.com/convoy-dl/convoy/segment"
+)
+
+// maxPipeChunk bounds the ranges handed to connections when streaming to a
+// writer: small ranges taken in file order keep the bytes near the cursor.
+const maxPipeChunk = 8 << 20
+
+// toWriter streams the file in order into cfg.Writer over many connections,
+// holding at most cfg.Buffer bytes out of order. Nothing is kept on disk, so
+// nothing resumes.
+func (d *download) toWriter(ctx context.Context) (Result, error) {
+	remote, err := d.probe(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	want, err := d.expectedChecksum(remote)
+	if err != nil {
+		return Result{}, err
+	}
+	var h hash.Hash
+	if want != nil {
+		if h, err = merge.NewHash(want.Algo); err != nil {
+			return Result{}, err
+		}
+	}
+	out := merge.NewOrderedWriter(d.cfg.Writer, d.cfg.Buffer, h)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopped := context.AfterFunc(ctx, func() { out.Abort(context.Cause(ctx)) })
+	defer stopped()
+
+	fetcher := d.newFetcher(remote)
+	var fetched atomic.Int64
+	fetcher.OnWrite = func(_, n int64) { fetched.Add(n) }
+	conns := d.cfg.Connections
+	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: "-", Size: remote.Size, Connections: conns})
+	err = d.withCheckpoints(ctx, nil, out.Written, func(ctx context.Context) error {
+		if !remote.Ranges || remote.Size < 0 {
+			fetcher.IfRange = ""
+			_, err := fetcher.Stream(ctx, out)
+			return err
+		}
+		plan, err := segment.NewPlan(remote.Size, pipeChunks(remote.Size, d.cfg.Buffer, conns), conns, d.cfg.MinSplitSize)
+		if err != nil {
+			return err
+		}
+		return fetcher.Run(ctx, plan, out, conns)
+	})
+	res := Result{Path: "-", Size: out.Written(), Fetched: fetched.Load()}
+	if err != nil {
+		if errors.Is(err, merge.ErrRewind) {
+			err = fmt.Errorf("%w: the server cannot resume and part of the file was already written out", err)
+		}
+		return res, interrupted(ctx, err)
+	}
+	if want != nil {
+		if got := h.Sum(nil); string(got) != string(want.Sum) {
+			return res, fmt.Errorf("%w: %s expected %x, got %x; the bytes were already written out", merge.ErrChecksum, want.Algo, want.Sum, got)
+		}
+		res.Checksum = want.String()
+	}
+	return res, nil
+}
+
+// pipeChunks cuts [0, size) into ranges small enough that every connection
+// working on one at a time stays within half the buffer.
+func pipeChunks(size, buffer int64, conns int) []segment.Segment {
+	chunk := min(max(buffer/int64(2*conns), 64<<10), maxPipeChunk)
+	if size == 0 {
+		return []segment.Segment{{}}
+	}
+	var segs []segment.Segment
+	for at := int64(0); at < size; at += chunk {
+		segs = append(segs, segment.Segment{Start: at, End: min(at+chunk, size)})
+	}
+	return segs
+}

@@ -1,0 +1,103 @@
+package convoy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/testserver"
+	"github.com/convoy-dl/convoy/merge"
+)
+
+func TestStreamToWriter(t *testing.T) {
+	tests := []struct {
+		name   string
+		opts   []testserver.Option
+		conns  int
+		buffer int64
+	}{
+		{"ranges", nil, 8, 1 << 20},
+		{"ranges-tiny-buffer", nil, 4, 64 << 10},
+		{"ranges-cuts", []testserver.Option{testserver.CutAfter(50<<10, 10)}, 8, 512 << 10},
+		{"no-ranges", []testserver.Option{testserver.NoRanges()}, 8, 1 << 20},
+		{"no-content-length", []testserver.Option{testserver.NoContentLength()}, 8, 1 << 20},
+		{"empty", []testserver.Option{testserver.Size(0)}, 8, 1 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testserver.New(t, append([]testserver.Option{testserver.Size(5<<20 + 3)}, tt.opts...)...)
+			var out bytes.Buffer
+			cfg := fastConfig(srv.URL, t.TempDir())
+			cfg.Writer, cfg.Buffer, cfg.Connections = &out, tt.buffer, tt.conns
+			res, err := convoy.Download(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), srv.Content()) {
+				t.Fatalf("stream of %d bytes differs from the %d-byte file", out.Len(), srv.Size())
+			}
+			if res.Size != srv.Size() {
+				t.Errorf("result size %d, want %d", res.Size, srv.Size())
+			}
+			onlyOutput(t, cfg.Dir) // nothing on disk
+		})
+	}
+}
+
+func TestStreamToWriterCannotRewind(t *testing.T) {
+	// No ranges, and the body is cut after 1 MiB (the probe's answer is the
+	// first one cut): a second attempt would
+	// start again from byte zero, which stdout cannot take back.
+	srv := testserver.New(t, testserver.Size(3<<20), testserver.NoRanges(), testserver.CutAfter(1<<20, 2)) // the probe takes the first
+	var out bytes.Buffer
+	cfg := fastConfig(srv.URL, t.TempDir())
+	cfg.Writer = &out
+	_, err := convoy.Download(context.Background(), cfg)
+	if !errors.Is(err, merge.ErrRewind) {
+		t.Fatalf("error %v, want ErrRewind", err)
+	}
+}
+
+func TestStreamToWriterChecksum(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(1<<20))
+	for _, ok := range []bool{true, false} {
+		t.Run(fmt.Sprint(ok), func(t *testing.T) {
+			var out bytes.Buffer
+			cfg := fastConfig(srv.URL, t.TempDir())
+			cfg.Writer = &out
+			cfg.Checksum = "sha256:" + sums(srv.Content())["sha256"]
+			if !ok {
+				cfg.Checksum = "sha256:" + sums(nil)["sha256"]
+			}
+			_, err := convoy.Download(context.Background(), cfg)
+			if ok && err != nil {
+				t.Fatal(err)
+			}
+			if !ok && !errors.Is(err, merge.ErrChecksum) {
+				t.Fatalf("error %v, want a mismatch", err)
+			}
+		})
+	}
+}
+
+// A closed pipe (the reader went away) stops the download at once.
+func TestStreamToClosedPipe(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(8<<20))
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cfg := fastConfig(srv.URL, t.TempDir())
+	cfg.Writer = w
+	if _, err := convoy.Download(context.Background(), cfg); err == nil {
+		t.Fatal("writing into a closed pipe succeeded")
+	}
+}
