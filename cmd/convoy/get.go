@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -37,6 +39,8 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "overwrite", Usage: "replace an existing output file"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
 			&cli.BoolFlag{Name: "json", Usage: "print events as JSON lines on stdout (see README)"},
+			&cli.StringFlag{Name: "input-file", Aliases: []string{"i"}, Usage: "download every URL listed in `FILE` (one a line, aria2 style; - for stdin)"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "with -i, downloads at a time", Value: 1},
 			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header `'Name: value'` (repeatable)"},
 			&cli.StringFlag{Name: "user-agent", Usage: "User-Agent header", Value: "convoy/" + convoy.Version},
 			&cli.BoolFlag{Name: "insecure", Usage: "do NOT verify TLS certificates (anyone on the path can then forge the file)"},
@@ -50,42 +54,74 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 	}
 }
 
-func get(c *cli.Context, stdout, stderr io.Writer) (err error) {
-	if c.NArg() != 1 {
+func get(c *cli.Context, stdout, stderr io.Writer) error {
+	batch := c.String("input-file")
+	switch {
+	case batch != "" && c.NArg() != 0:
+		return usagef("give URLs either on the command line or with --input-file, not both")
+	case batch == "" && c.NArg() != 1:
 		return usagef("get takes exactly one URL (got %d arguments); see 'convoy get --help'", c.NArg())
 	}
+	json := c.Bool("json")
+	out := newReporter(stderr, c.Bool("quiet"), isTerminal(stderr) && !json && c.Int("jobs") == 1)
+	cfg, err := configFromFlags(c, out)
+	if err != nil {
+		return err
+	}
+	var events *eventWriter
+	if json {
+		events = newEventWriter(stdout)
+		cfg.ProgressInterval = 500 * time.Millisecond
+		cfg.OnEvent = events.write
+	}
+	if batch != "" {
+		return runBatch(c.Context, batch, c.Int("jobs"), cfg, out, events)
+	}
+	cfg.URL = c.Args().First()
+	if cfg.Output == "-" {
+		if json {
+			return usagef("-o - and --json both want stdout")
+		}
+		buffer, err := units.ParseSize(c.String("buffer"))
+		if err != nil {
+			return usagef("--buffer: %v", err)
+		}
+		cfg.Output, cfg.Writer, cfg.Buffer = "", stdout, buffer
+	}
+	_, err = runOne(c.Context, cfg, out, events)
+	return err
+}
+
+// configFromFlags builds the Config the options describe, without a URL.
+func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 	minSplit, err := units.ParseSize(c.String("min-split-size"))
 	if err != nil {
-		return usagef("--min-split-size: %v", err)
-	}
-	buffer, err := units.ParseSize(c.String("buffer"))
-	if err != nil {
-		return usagef("--buffer: %v", err)
+		return convoy.Config{}, usagef("--min-split-size: %v", err)
 	}
 	var limit int64
 	if v := c.String("limit-rate"); v != "" {
 		if limit, err = units.ParseSize(v); err != nil {
-			return usagef("--limit-rate: %v", err)
+			return convoy.Config{}, usagef("--limit-rate: %v", err)
 		}
 	}
 	header, err := parseHeaders(c.StringSlice("header"))
 	if err != nil {
-		return err
+		return convoy.Config{}, err
 	}
 	if n := c.Int("connections"); n < 1 || n > convoy.MaxConnections {
-		return usagef("--connections must be between 1 and %d", convoy.MaxConnections)
+		return convoy.Config{}, usagef("--connections must be between 1 and %d", convoy.MaxConnections)
+	}
+	if j := c.Int("jobs"); j < 1 || j > 64 {
+		return convoy.Config{}, usagef("--jobs must be between 1 and 64")
 	}
 	roots, err := loadCAs(c.String("ca-cert"))
 	if err != nil {
-		return err
+		return convoy.Config{}, err
 	}
-	quiet := c.Bool("quiet")
-	out := newReporter(stderr, quiet, isTerminal(stderr) && !c.Bool("json"))
-	if c.Bool("insecure") && !quiet {
+	if c.Bool("insecure") {
 		out.logf("warning: --insecure: TLS certificates are not verified; a man in the middle can forge what you download")
 	}
-	cfg := convoy.Config{
-		URL:                c.Args().First(),
+	return convoy.Config{
 		Output:             c.String("output"),
 		Dir:                c.String("dir"),
 		Connections:        c.Int("connections"),
@@ -104,38 +140,46 @@ func get(c *cli.Context, stdout, stderr io.Writer) (err error) {
 		CheckpointInterval: c.Duration("checkpoint-interval"),
 		Logf:               out.logf,
 		OnProgress:         out.progress,
-	}
-	if c.Bool("json") {
-		events := json.NewEncoder(stdout)
-		cfg.ProgressInterval = 500 * time.Millisecond
-		cfg.OnEvent = func(e convoy.Event) { _ = events.Encode(e) }
-		defer func() {
-			if err != nil {
-				_ = events.Encode(convoy.Event{Type: "error", Time: time.Now(), Error: redact.Text(err.Error())})
-			}
-		}()
-	}
-	if cfg.Output == "-" {
-		if c.Bool("json") {
-			return usagef("-o - and --json both want stdout")
-		}
-		cfg.Output, cfg.Writer, cfg.Buffer = "", stdout, buffer
-	}
-	res, err := convoy.Download(c.Context, cfg)
+	}, nil
+}
+
+// runOne downloads one file, reporting to out and, with --json, events.
+func runOne(ctx context.Context, cfg convoy.Config, out *reporter, events *eventWriter) (convoy.Result, error) {
+	res, err := convoy.Download(ctx, cfg)
 	out.finish()
 	if err != nil {
-		return err
+		events.write(convoy.Event{Type: "error", URL: redact.URL(cfg.URL), Error: redact.Text(err.Error())})
+		return res, err
 	}
-	if cfg.OnEvent != nil {
-		var rate float64
-		if s := res.Elapsed.Seconds(); s > 0 {
-			rate = float64(res.Fetched) / s
-		}
-		cfg.OnEvent(convoy.Event{Type: "done", Time: time.Now(), Output: res.Path, Size: res.Size, Done: res.Size,
-			Elapsed: res.Elapsed.Seconds(), Rate: rate, Fetched: res.Fetched, Retries: res.Retries, Checksum: res.Checksum})
+	var rate float64
+	if s := res.Elapsed.Seconds(); s > 0 {
+		rate = float64(res.Fetched) / s
 	}
+	events.write(convoy.Event{Type: "done", Output: res.Path, Size: res.Size, Done: res.Size,
+		Elapsed: res.Elapsed.Seconds(), Rate: rate, Fetched: res.Fetched, Retries: res.Retries, Checksum: res.Checksum})
 	out.summary(res)
-	return nil
+	return res, nil
+}
+
+// eventWriter prints events as JSON lines, one at a time; a nil
+// eventWriter prints nothing.
+type eventWriter struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+func newEventWriter(w io.Writer) *eventWriter { return &eventWriter{enc: json.NewEncoder(w)} }
+
+func (e *eventWriter) write(ev convoy.Event) {
+	if e == nil {
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_ = e.enc.Encode(ev) // stdout gone: nothing left to tell
 }
 
 // parseHeaders reads "Name: value" strings.

@@ -37,6 +37,14 @@ func (r *reporter) logf(format string, args ...any) {
 	fmt.Fprintf(r.w, "convoy: %s\n", redact.Text(fmt.Sprintf(format, args...)))
 }
 
+// errorf prints an error line even in quiet mode.
+func (r *reporter) errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.clear()
+	fmt.Fprintf(r.w, "convoy: %s\n", redact.Text(fmt.Sprintf(format, args...)))
+}
+
 func (r *reporter) progress(p convoy.Progress) {
 	if r.quiet || !r.terminal {
 		return

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/redact"
+)
+
+// job is one download of an input file.
+type job struct {
+	line     int // where it starts in the file
+	url      string
+	mirrors  []string
+	out      string
+	dir      string
+	checksum string
+}
+
+// maxInputLine bounds one line of an input file.
+const maxInputLine = 64 << 10
+
+// parseInputFile reads an aria2-style list: a line with a URL (further
+// URLs of the same file after it, separated by tabs, are mirrors) starts a
+// job; indented "key=value" lines that follow set its options: out, dir,
+// checksum. Blank lines and lines starting with '#' are skipped.
+func parseInputFile(r io.Reader) ([]job, error) {
+	var jobs []job
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), maxInputLine)
+	for n := 1; sc.Scan(); n++ {
+		raw := sc.Text()
+		line := strings.TrimSpace(raw)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if raw[0] == ' ' || raw[0] == '\t' {
+			if len(jobs) == 0 {
+				return nil, fmt.Errorf("line %d: an option before any URL", n)
+			}
+			key, value, ok := strings.Cut(line, "=")
+			if !ok {
+				return nil, fmt.Errorf("line %d: want key=value, got %q", n, line)
+			}
+			j := &jobs[len(jobs)-1]
+			switch strings.TrimSpace(key) {
+			case "out":
+				j.out = strings.TrimSpace(value)
+			case "dir":
+				j.dir = strings.TrimSpace(value)
+			case "checksum":
+				j.checksum = strings.TrimSpace(value)
+			default:
+				return nil, fmt.Errorf("line %d: unknown option %q (known: out, dir, checksum)", n, key)
+			}
+			continue
+		}
+		urls := strings.Fields(line)
+		jobs = append(jobs, job{line: n, url: urls[0], mirrors: urls[1:]})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return jobs, nil
+}
+
+// runBatch downloads every job of the input file at path, jobs at a time,
+// then prints a summary; it fails if any download failed.
+func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, out *reporter, events *eventWriter) error {
+	list, err := readInputFile(path)
+	if err != nil {
+		return usagef("--input-file %s: %v", path, err)
+	}
+	if len(list) == 0 {
+		return usagef("--input-file %s lists no URL", path)
+	}
+	if base.Output != "" {
+		return usagef("-o names one file; give each URL of --input-file its own out= line")
+	}
+	var (
+		mu       sync.Mutex
+		failures []string
+	)
+	g := new(errgroup.Group) // failures are collected, not fatal to the others
+	g.SetLimit(jobs)
+	for _, j := range list {
+		g.Go(func() error {
+			cfg := base
+			cfg.URL = j.url
+			if j.out != "" {
+				cfg.Output = j.out
+			}
+			if j.dir != "" {
+				cfg.Dir = j.dir
+			}
+			if j.checksum != "" {
+				cfg.Checksum = j.checksum
+			}
+			if len(j.mirrors) > 0 {
+				out.logf("line %d: mirrors are not supported yet; using %s only", j.line, redact.URL(j.url))
+			}
+			if _, err := runOne(ctx, cfg, out, events); err != nil {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("line %d: %s: %s", j.line, redact.URL(j.url), redact.Text(err.Error())))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // every job returns nil; failures are listed above
+	out.logf("batch: %d of %d downloads succeeded", len(list)-len(failures), len(list))
+	if len(failures) > 0 {
+		for _, f := range failures {
+			out.errorf("failed: %s", f)
+		}
+		return fmt.Errorf("%d of %d downloads failed", len(failures), len(list))
+	}
+	return nil
+}
+
+// readInputFile parses the list at path ("-" for stdin).
+func readInputFile(path string) ([]job, error) {
+	if path == "-" {
+		return parseInputFile(os.Stdin)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	list, err := parseInputFile(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return list, err
+}

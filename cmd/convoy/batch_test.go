@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/convoy-dl/convoy/internal/testserver"
+)
+
+func TestParseInputFile(t *testing.T) {
+	good := "# a list\n" +
+		"http://a/x.iso\thttp://b/x.iso  http://c/x.iso\n" +
+		"  out=one.iso\n" +
+		"\tdir=/tmp/d\n" +
+		"\n" +
+		"http://a/y.bin\n" +
+		"  checksum=sha256:00\n"
+	jobs, err := parseInputFile(strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 2 {
+		t.Fatalf("%d jobs, want 2: %+v", len(jobs), jobs)
+	}
+	if j := jobs[0]; j.url != "http://a/x.iso" || len(j.mirrors) != 2 || j.out != "one.iso" || j.dir != "/tmp/d" || j.line != 2 {
+		t.Errorf("first job %+v", j)
+	}
+	if j := jobs[1]; j.url != "http://a/y.bin" || j.checksum != "sha256:00" || j.line != 6 {
+		t.Errorf("second job %+v", j)
+	}
+	for _, bad := range []string{
+		"  out=x\nhttp://a/x\n",            // option before a URL
+		"http://a/x\n  out\n",              // no '='
+		"http://a/x\n  speed=9\n",          // unknown option
+		strings.Repeat("x", 70<<10) + "\n", // line too long
+	} {
+		if _, err := parseInputFile(strings.NewReader(bad)); err == nil {
+			t.Errorf("accepted %.40q", bad)
+		}
+	}
+}
+
+func FuzzParseInputFile(f *testing.F) {
+	f.Add("http://a/x\n  out=y\n")
+	f.Add("# c\n\n\thttp://x\n")
+	f.Add("http://a/x\thttp://b/x\n  dir=d\n  checksum=md5:00\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		jobs, err := parseInputFile(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		for _, j := range jobs {
+			if j.url == "" || strings.ContainsAny(j.url, " \t\n") || j.line < 1 {
+				t.Fatalf("job %+v from %q", j, s)
+			}
+		}
+	})
+}
+
+func TestBatchDownload(t *testing.T) {
+	a := testserver.New(t, testserver.Size(300<<10), testserver.Seed(1))
+	b := testserver.New(t, testserver.Size(200<<10), testserver.Seed(2))
+	missing := testserver.New(t, testserver.Statuses(404))
+	dir := t.TempDir()
+	list := filepath.Join(dir, "list.txt")
+	content := a.URL + "\n  out=a.bin\n" + missing.URL + "\n  out=m.bin\n" + b.URL + "\n  out=b.bin\n"
+	if err := os.WriteFile(list, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runCLI(t, "get", "-q", "-j", "2", "-d", dir, "-i", list)
+	if code != exitFailure {
+		t.Fatalf("exit %d, want %d: %s", code, exitFailure, out)
+	}
+	if !strings.Contains(out, "line 3") || !strings.Contains(out, "404") || !strings.Contains(out, "1 of 3 downloads failed") {
+		t.Errorf("output does not name the failure: %s", out)
+	}
+	a.Verify(t, filepath.Join(dir, "a.bin"))
+	b.Verify(t, filepath.Join(dir, "b.bin"))
+
+	if code, out := runCLI(t, "get", "-i", list, a.URL); code != exitUsage {
+		t.Errorf("-i with a URL: exit %d, %q", code, out)
+	}
+	if code, out := runCLI(t, "get", "-o", "x", "-i", list); code != exitUsage {
+		t.Errorf("-i with -o: exit %d, %q", code, out)
+	}
+}
