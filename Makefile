@@ -7,12 +7,14 @@ STATICCHECK   := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME      ?= 30s
 
-.PHONY: all build test test-short lint fmt-check vet staticcheck demo fuzz soak bench-go clean
+.PHONY: all build test test-short lint fmt-check vet staticcheck demo fuzz soak bench-go bench clean
 
 all: build
 
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(BIN)/convoy ./cmd/convoy
+	$(GO) build -ldflags "-X github.com/convoy-dl/convoy.Version=$(VERSION)" -o $(BIN)/convoy ./cmd/convoy
 
 # The default test run: formatting, vet, staticcheck, then every test with the
 # race detector (fuzz seed corpora run as ordinary tests).
@@ -57,6 +59,11 @@ bench-go:
 # connections, then checks the file byte for byte (a few minutes).
 soak:
 	$(GO) test -tags soak -run '^TestSoak$$' -count=1 -timeout 20m -v ./cmd/convoy
+
+# Side-by-side runs against curl, aria2c, axel and lftp on loopback (nginx, a
+# fault proxy); about 20 minutes, writes bench/RESULTS.md.
+bench:
+	./bench/bench.sh all
 
 clean:
 	rm -rf $(BIN)

@@ -117,8 +117,12 @@ type Result struct {
 	Elapsed time.Duration
 }
 
-// Version is convoy's version, sent in the default User-Agent.
-var Version = "0.1.0-dev"
+// DefaultVersion is Version when the build did not stamp one.
+const DefaultVersion = "0.1.0-dev"
+
+// Version is convoy's version, sent in the default User-Agent; builds set it
+// with -ldflags "-X github.com/convoy-dl/convoy.Version=...".
+var Version = DefaultVersion
 
 // MaxConnections bounds Config.Connections.
 const MaxConnections = 128

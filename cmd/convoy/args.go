@@ -11,6 +11,11 @@ import (
 // "convoy get -o x URL" (cli/v2 stops parsing options at the first
 // positional argument). Everything after "--" stays as it is.
 func flagsFirst(app *cli.App, args []string) []string {
+	// Shell completion asks with this flag last; it must stay last.
+	const complete = "--generate-bash-completion"
+	if n := len(args); n > 0 && args[n-1] == complete {
+		return append(flagsFirst(app, args[:n-1]), complete)
+	}
 	if len(args) < 2 {
 		return args
 	}

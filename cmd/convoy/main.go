@@ -63,16 +63,17 @@ func usagef(format string, args ...any) error {
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
-		Name:            "convoy",
-		Usage:           "download one file over many connections, resumable and crash-safe",
-		Version:         convoy.Version,
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
-		ExitErrHandler:  func(*cli.Context, error) {}, // run prints errors and picks the code
+		Name:                 "convoy",
+		Usage:                "download one file over many connections, resumable and crash-safe",
+		Version:              version(),
+		EnableBashCompletion: true,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		HideHelpCommand:      true,
+		ExitErrHandler:       func(*cli.Context, error) {}, // run prints errors and picks the code
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
-		Commands: []*cli.Command{getCommand(stdout, stderr), verifyCommand(stderr), statusCommand(stdout)},
+		Commands: []*cli.Command{getCommand(stdout, stderr), verifyCommand(stderr), statusCommand(stdout), completionCommand(stdout)},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -251,5 +252,31 @@ func TestOutputToStdout(t *testing.T) {
 	}
 	if code, out := runCLI(t, "get", "--json", "-o", "-", srv.URL); code != exitUsage {
 		t.Errorf("-o - with --json: exit %d, %q", code, out)
+	}
+}
+
+// The completion script runs in a real bash and offers get's options.
+func TestCompletion(t *testing.T) {
+	bin := buildBinary(t)
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	script := `eval "$(` + bin + ` completion bash)"
+COMP_WORDS=(` + bin + ` get --che); COMP_CWORD=2
+_convoy_complete
+printf '%s\n' "${COMPREPLY[@]}"
+COMP_WORDS=(` + bin + ` ver); COMP_CWORD=1
+_convoy_complete
+printf '%s\n' "${COMPREPLY[@]}"`
+	out, err := exec.Command(bash, "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got := strings.Fields(string(out)); !slices.Equal(got, []string{"--checksum", "--checkpoint-interval", "verify"}) {
+		t.Errorf("completions %q", got)
+	}
+	if code, text := runCLI(t, "--version"); code != exitOK || !strings.Contains(text, "convoy version") {
+		t.Errorf("--version: exit %d, %q", code, text)
 	}
 }
