@@ -24,7 +24,7 @@ func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done f
 	}
 	first := done() // bytes from earlier runs do not count towards the rate
 	report := func() {
-		p := Progress{Size: size, Done: done(), Elapsed: time.Since(d.start)}
+		p := Progress{Size: size, Done: done(), Elapsed: time.Since(d.start), Connections: d.connections()}
 		if d.cfg.OnProgress != nil {
 			d.cfg.OnProgress(p)
 		}

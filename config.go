@@ -11,6 +11,7 @@ import (
 
 	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/merge"
+	"github.com/convoy-dl/convoy/segment"
 )
 
 // Config describes one download. The zero value of every field but URL is a
@@ -91,7 +92,12 @@ type Progress struct {
 	Done int64
 	// Elapsed is the time since Download started.
 	Elapsed time.Duration
+	// Connections says what each connection is doing.
+	Connections []ConnProgress
 }
+
+// ConnProgress is what one connection is doing: its server, speed and range.
+type ConnProgress = segment.ConnState
 
 // Result describes a finished download.
 type Result struct {
@@ -105,6 +111,11 @@ type Result struct {
 	Fetched int64
 	// Retries counts failed attempts that were tried again.
 	Retries int64
+	// Connections is the number of connections used.
+	Connections int
+	// Twice counts bytes this run received more than once: answers cut short
+	// when their range was split, streams that started over.
+	Twice int64
 	// Restarts counts the times the download started over because the file
 	// changed on the server.
 	Restarts int

@@ -83,17 +83,25 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.Elapsed = time.Since(start)
 	res.Retries = d.retries.Load()
+	res.Connections = len(d.connections())
+	res.Twice = d.discarded.Load()
+	if need := res.Size - res.Resumed; res.Fetched > need && need >= 0 {
+		res.Twice += res.Fetched - need
+	}
 	return res, err
 }
 
 // download is the state of one Download call.
 type download struct {
-	eventMu sync.Mutex // serialises OnEvent
-	cfg     Config
-	limiter *rate.Limiter // nil without a rate limit
-	client  *http.Client
-	start   time.Time
-	retries atomic.Int64
+	eventMu   sync.Mutex // serialises OnEvent
+	connMu    sync.Mutex
+	conns     []ConnProgress // what each connection last reported
+	cfg       Config
+	limiter   *rate.Limiter // nil without a rate limit
+	client    *http.Client
+	start     time.Time
+	retries   atomic.Int64
+	discarded atomic.Int64 // received bytes not written
 }
 
 // files names the three paths of one download.
@@ -329,11 +337,29 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 		IfRange:      r.Validator(),
 		StallTimeout: d.cfg.StallTimeout,
 		Limiter:      d.limiter,
+		OnConn:       d.onConn,
+		OnDiscard:    func(n int64) { d.discarded.Add(n) },
 		MaxTries:     d.cfg.MaxTries,
 		RetryInitial: d.cfg.RetryInitial,
 		RetryMax:     d.cfg.RetryMax,
 		OnRetry:      d.onRetry,
 	}
+}
+
+func (d *download) onConn(id int, st segment.ConnState) {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	if id >= len(d.conns) {
+		d.conns = append(d.conns, make([]ConnProgress, id+1-len(d.conns))...)
+	}
+	d.conns[id] = st
+}
+
+// connections copies what the connections last reported.
+func (d *download) connections() []ConnProgress {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	return append([]ConnProgress(nil), d.conns...)
 }
 
 func (d *download) onRetry(err error, wait time.Duration) {

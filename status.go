@@ -15,7 +15,7 @@ type Status struct {
 	// Output is the final file's path; Manifest and Part the files beside it.
 	Output, Manifest, Part string
 	// URL and FinalURL as recorded, secrets already redacted.
-	URL, FinalURL string
+	URL, FinalURL      string
 	Size, Done         int64
 	ETag, LastModified string
 	Segments           []SegmentStatus

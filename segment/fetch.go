@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -69,6 +70,13 @@ type Fetcher struct {
 	// together; it is shared, so one limiter can serve every Fetcher of a
 	// download.
 	Limiter *rate.Limiter
+	// OnDiscard, if set, is told of received bytes that were not written
+	// because another connection took their range meanwhile.
+	OnDiscard func(n int64)
+	// OnConn, if set, is told what connection id (0 to connections-1) is
+	// doing after each write and when it goes idle, from that connection's
+	// goroutine.
+	OnConn func(id int, state ConnState)
 	// OnRetry, if set, is called before each wait for another attempt, from
 	// the fetching goroutines concurrently.
 	OnRetry func(err error, wait time.Duration)
@@ -80,12 +88,14 @@ type Fetcher struct {
 // goroutine started by Run outlives it.
 func (f *Fetcher) Run(ctx context.Context, plan *Plan, w io.WriterAt, connections int) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for range max(connections, 1) {
+	for id := range max(connections, 1) {
 		g.Go(func() error {
-			c := &conn{buf: make([]byte, f.bufferSize()), chunk: minChunk}
+			c := &conn{id: id, buf: make([]byte, f.bufferSize()), chunk: minChunk}
+			defer f.report(c, nil, 0)
 			for {
 				span, ok := plan.Next()
 				if !ok {
+					f.report(c, nil, 0)
 					if plan.Wait(ctx) {
 						continue
 					}
@@ -112,10 +122,46 @@ const (
 	requestsPerPause = 20
 )
 
+// ConnState is what one connection is doing, for progress displays.
+type ConnState struct {
+	// Host is the server it talks to.
+	Host string
+	// Busy is set while it fetches a range; Rate is the speed of its current
+	// answer in bytes per second.
+	Busy bool
+	Rate float64
+	// Written counts the bytes it wrote so far.
+	Written int64
+	// SpanDone of SpanSize bytes of its current range are written.
+	SpanDone, SpanSize int64
+}
+
+// report tells OnConn what c is doing: fetching s at rate, or idle (nil s).
+func (f *Fetcher) report(c *conn, s *Span, rate float64) {
+	if f.OnConn == nil {
+		return
+	}
+	st := ConnState{Host: f.host(), Written: c.written}
+	if s != nil {
+		st.Busy, st.Rate = true, rate
+		st.SpanDone, st.SpanSize = s.progress()
+	}
+	f.OnConn(c.id, st)
+}
+
+func (f *Fetcher) host() string {
+	if u, err := url.Parse(f.URL); err == nil {
+		return u.Host
+	}
+	return ""
+}
+
 // conn is the state one connection keeps across requests.
 type conn struct {
-	buf   []byte
-	chunk int64
+	id      int
+	written int64
+	buf     []byte
+	chunk   int64
 	// region is the contiguous run of bytes written since the last OnRegion.
 	regionStart, regionLen int64
 }
@@ -123,6 +169,7 @@ type conn struct {
 // wrote extends the connection's current region with n bytes at off and
 // reports it through f.OnRegion once it reaches f.RegionSize.
 func (f *Fetcher) wrote(c *conn, off, n int64) {
+	c.written += n
 	if f.OnWrite != nil {
 		f.OnWrite(off, n)
 	}
@@ -237,11 +284,16 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 				f.wrote(c, at, granted)
 			}
 			if granted < int64(filled) {
+				if f.OnDiscard != nil {
+					f.OnDiscard(int64(filled) - granted)
+				}
 				return written, nil // another connection took the rest
 			}
 			filled = 0
 			if d := time.Since(answered); d > 0 {
-				s.observe(float64(got) / d.Seconds())
+				rate := float64(got) / d.Seconds()
+				s.observe(rate)
+				f.report(c, s, rate)
 			}
 		}
 		if rerr != nil && got < want {

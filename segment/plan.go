@@ -286,6 +286,13 @@ func (s *Span) failed() {
 	s.plan.mu.Unlock()
 }
 
+// progress returns the bytes written of the span and its current length.
+func (s *Span) progress() (done, size int64) {
+	s.plan.mu.Lock()
+	defer s.plan.mu.Unlock()
+	return s.written, s.end - s.start
+}
+
 // done reports whether every byte of the span is written.
 func (s *Span) done() bool {
 	s.plan.mu.Lock()

@@ -146,7 +146,7 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 // runOne downloads one file, reporting to out and, with --json, events.
 func runOne(ctx context.Context, cfg convoy.Config, out *reporter, events *eventWriter) (convoy.Result, error) {
 	res, err := convoy.Download(ctx, cfg)
-	out.finish()
+	out.finish(err == nil)
 	if err != nil {
 		events.write(convoy.Event{Type: "error", URL: redact.URL(cfg.URL), Error: redact.Text(err.Error())})
 		return res, err

@@ -12,16 +12,21 @@ import (
 	"github.com/convoy-dl/convoy/internal/units"
 )
 
-// reporter prints notices and, on a terminal, one progress line that is
-// redrawn in place.
+// reporter prints notices and progress: on a terminal a live display that is
+// redrawn in place, elsewhere a plain line every few seconds.
 type reporter struct {
-	mu       sync.Mutex
-	w        io.Writer
-	quiet    bool
-	terminal bool
-	drawn    bool // a progress line is on screen
-	first    *convoy.Progress
+	mu        sync.Mutex
+	w         io.Writer
+	quiet     bool
+	terminal  bool
+	bars      *barDisplay // on a terminal, once progress starts
+	first     *convoy.Progress
+	lastPlain time.Time
 }
+
+// plainEvery is how often a plain progress line is printed when stderr is
+// not a terminal.
+const plainEvery = 5 * time.Second
 
 func newReporter(w io.Writer, quiet, terminal bool) *reporter {
 	return &reporter{w: w, quiet: quiet, terminal: terminal}
@@ -31,22 +36,23 @@ func (r *reporter) logf(format string, args ...any) {
 	if r.quiet {
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.clear()
-	fmt.Fprintf(r.w, "convoy: %s\n", redact.Text(fmt.Sprintf(format, args...)))
+	r.errorf(format, args...)
 }
 
 // errorf prints an error line even in quiet mode.
 func (r *reporter) errorf(format string, args ...any) {
+	line := fmt.Sprintf("convoy: %s\n", redact.Text(fmt.Sprintf(format, args...)))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.clear()
-	fmt.Fprintf(r.w, "convoy: %s\n", redact.Text(fmt.Sprintf(format, args...)))
+	if r.bars != nil {
+		r.bars.print(line)
+		return
+	}
+	fmt.Fprint(r.w, line)
 }
 
 func (r *reporter) progress(p convoy.Progress) {
-	if r.quiet || !r.terminal {
+	if r.quiet {
 		return
 	}
 	r.mu.Lock()
@@ -54,24 +60,27 @@ func (r *reporter) progress(p convoy.Progress) {
 	if r.first == nil {
 		r.first = &p // bytes from earlier runs do not count towards the rate
 	}
-	r.clear()
-	fmt.Fprint(r.w, progressLine(p, *r.first))
-	r.drawn = true
-}
-
-// clear erases the progress line. Caller holds mu.
-func (r *reporter) clear() {
-	if r.drawn {
-		fmt.Fprint(r.w, "\r\033[K")
-		r.drawn = false
+	switch {
+	case r.terminal:
+		if r.bars == nil {
+			r.bars = newBarDisplay(r.w)
+		}
+		r.bars.update(p, *r.first)
+	case time.Since(r.lastPlain) >= plainEvery:
+		r.lastPlain = time.Now()
+		fmt.Fprintf(r.w, "convoy: %s\n", progressLine(p, *r.first))
 	}
 }
 
-// finish ends the progress display.
-func (r *reporter) finish() {
+// finish ends the progress display, marked complete when ok.
+func (r *reporter) finish(ok bool) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.clear()
+	bars := r.bars
+	r.bars, r.first = nil, nil
+	r.mu.Unlock()
+	if bars != nil {
+		bars.close(ok)
+	}
 }
 
 func (r *reporter) summary(res convoy.Result) {
@@ -87,12 +96,13 @@ func (r *reporter) summary(res convoy.Result) {
 		rate = float64(res.Fetched) / s
 	}
 	var extra []string
+	if res.Connections > 0 {
+		extra = append(extra, fmt.Sprintf("%d connections", res.Connections))
+	}
 	if res.Resumed > 0 {
 		extra = append(extra, units.FormatBytes(res.Resumed)+" resumed")
 	}
-	if res.Retries > 0 {
-		extra = append(extra, fmt.Sprintf("%d retries", res.Retries))
-	}
+	extra = append(extra, fmt.Sprintf("%d retries", res.Retries), units.FormatBytes(res.Twice)+" fetched twice")
 	if res.Restarts > 0 {
 		extra = append(extra, fmt.Sprintf("%d restarts", res.Restarts))
 	}
@@ -126,7 +136,7 @@ func progressLine(p, first convoy.Progress) string {
 	}
 	eta := "--"
 	if rate > 0 && p.Done < p.Size {
-		eta = (time.Duration(float64(p.Size-p.Done)/rate) * time.Second / time.Second).Round(time.Second).String()
+		eta = time.Duration(float64(p.Size-p.Done) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	return fmt.Sprintf("%5.1f%%  %s / %s  %s/s  ETA %s", pct, units.FormatBytes(p.Done), units.FormatBytes(p.Size), units.FormatBytes(int64(rate)), eta)
 }
