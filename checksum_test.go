@@ -148,13 +148,58 @@ func TestVerifyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := sums([]byte("hello"))
-	if _, err := convoy.VerifyFile(path, "md5:"+good["md5"]); err != nil {
+	if _, err := convoy.VerifyFile(path, "md5:"+good["md5"], nil); err != nil {
 		t.Error(err)
 	}
-	if _, err := convoy.VerifyFile(path, "sha1:"+sums([]byte("bye"))["sha1"]); !errors.Is(err, merge.ErrChecksum) {
+	if _, err := convoy.VerifyFile(path, "sha1:"+sums([]byte("bye"))["sha1"], nil); !errors.Is(err, merge.ErrChecksum) {
 		t.Errorf("error %v, want a mismatch", err)
 	}
-	if _, err := convoy.VerifyFile(path, "crc:00"); !errors.Is(err, convoy.ErrUsage) {
+	if _, err := convoy.VerifyFile(path, "crc:00", nil); !errors.Is(err, convoy.ErrUsage) {
 		t.Errorf("error %v, want a usage error", err)
 	}
+}
+
+func TestChecksumFile(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(1<<20), testserver.Path("/dist/image.iso"))
+	good := sums(srv.Content())["sha256"]
+	list := good + "  image.iso\n" + sums(nil)["sha256"] + "  other.iso\n"
+	dir := t.TempDir()
+	local := filepath.Join(dir, "SHA256SUMS")
+	if err := os.WriteFile(local, []byte(list), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	remote := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, list)
+	}))
+	t.Cleanup(remote.Close)
+	for _, src := range []string{local, remote.URL + "/SHA256SUMS"} {
+		out := t.TempDir()
+		cfg := fastConfig(srv.URL, out)
+		cfg.Output, cfg.ChecksumFile = "", src
+		res, err := convoy.Download(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if res.Checksum != "sha256:"+good {
+			t.Errorf("%s: verified %q, want the image.iso line", src, res.Checksum)
+		}
+	}
+	// A list without the file's name is an error before anything is fetched.
+	cfg := fastConfig(srv.URL, t.TempDir())
+	cfg.Output, cfg.ChecksumFile = "not-listed.iso", local
+	if _, err := convoy.Download(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "no digest for not-listed.iso") {
+		t.Errorf("unlisted name: %v", err)
+	}
+}
+
+func TestRemoveOnError(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(1<<20))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.Checksum = "sha256:" + sums(nil)["sha256"]
+	cfg.RemoveOnError = true
+	if _, err := convoy.Download(context.Background(), cfg); !errors.Is(err, merge.ErrChecksum) {
+		t.Fatalf("error %v, want a mismatch", err)
+	}
+	onlyOutput(t, dir) // nothing kept
 }

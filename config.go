@@ -51,6 +51,12 @@ type Config struct {
 	// the digest the file must have; it is computed while the download runs.
 	// Without it a digest the server sends (Repr-Digest, Digest) is checked.
 	Checksum string
+	// ChecksumFile, a path or an http(s) URL of a list such as SHA256SUMS,
+	// gives the digest on the line for the output's name.
+	ChecksumFile string
+	// RemoveOnError deletes the bytes of a download whose checksum does not
+	// match, instead of keeping them in the part file.
+	RemoveOnError bool
 	// Restart discards a partial download instead of resuming it.
 	Restart bool
 	// Overwrite replaces an existing Output; without it an existing file is an

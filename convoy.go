@@ -190,7 +190,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if !remote.Ranges || remote.Size < 0 {
 		return d.stream(ctx, remote, f)
 	}
-	want, err := d.expectedChecksum(remote)
+	want, err := d.expectedChecksum(ctx, remote, f.out)
 	if err != nil {
 		return Result{}, err
 	}
@@ -247,6 +247,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	}
 	if cp.hash != nil {
 		if err := cp.hash.finish(remote.Size); err != nil {
+			if errors.Is(err, merge.ErrChecksum) && d.cfg.RemoveOnError {
+				return res, errors.Join(badBytes(err, f, false), part.Close(), os.Remove(f.part), manifest.Remove(f.manifest))
+			}
 			return res, errors.Join(badBytes(err, f, true), part.Close())
 		}
 		res.Checksum = want.String()
@@ -306,7 +309,7 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files) (
 		}
 		wantSize = size
 	}
-	want, err := d.expectedChecksum(remote)
+	want, err := d.expectedChecksum(ctx, remote, f.out)
 	if err != nil {
 		return res, errors.Join(err, part.Close())
 	}

@@ -1,23 +1,37 @@
 package convoy
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/manifest"
 	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/segment"
 )
 
-// expectedChecksum is what the file must hash to: the user's --checksum,
-// else the strongest digest the server sent, else nothing.
-func (d *download) expectedChecksum(r segment.Remote) (*merge.Checksum, error) {
+// expectedChecksum is what the file called name must hash to: the user's
+// --checksum, else its line in --checksum-file, else the strongest digest
+// the server sent, else nothing.
+func (d *download) expectedChecksum(ctx context.Context, r segment.Remote, name string) (*merge.Checksum, error) {
 	if d.cfg.Checksum != "" {
 		c, err := merge.ParseChecksum(d.cfg.Checksum)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+		return &c, nil
+	}
+	if d.cfg.ChecksumFile != "" {
+		c, err := d.checksumFromList(ctx, name)
+		if err != nil {
+			return nil, err
 		}
 		return &c, nil
 	}
@@ -31,6 +45,45 @@ func (d *download) expectedChecksum(r segment.Remote) (*merge.Checksum, error) {
 		}
 	}
 	return best, nil
+}
+
+// maxSumsFile bounds a checksum list fetched over HTTP.
+const maxSumsFile = 4 << 20
+
+// checksumFromList finds name's digest in cfg.ChecksumFile, a local path or
+// an http(s) URL.
+func (d *download) checksumFromList(ctx context.Context, name string) (merge.Checksum, error) {
+	src := d.cfg.ChecksumFile
+	var r io.Reader
+	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+		if err != nil {
+			return merge.Checksum{}, fmt.Errorf("%w: checksum list %s: %v", ErrUsage, redact.URL(src), err)
+		}
+		for k, vs := range headersFor(d.cfg.Header, d.cfg.URL, src) {
+			req.Header[k] = vs
+		}
+		resp, err := d.client.Do(req)
+		if err != nil {
+			return merge.Checksum{}, fmt.Errorf("fetching the checksum list: %w", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return merge.Checksum{}, fmt.Errorf("fetching the checksum list: HTTP %s from %s", resp.Status, redact.URL(src))
+		}
+		r = io.LimitReader(resp.Body, maxSumsFile)
+	} else {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return merge.Checksum{}, fmt.Errorf("%w: checksum list: %v", ErrUsage, err)
+		}
+		r = bytes.NewReader(data)
+	}
+	c, err := merge.FindInSums(r, name)
+	if err != nil {
+		return merge.Checksum{}, fmt.Errorf("%s: %w", redact.URL(src), err)
+	}
+	return c, nil
 }
 
 // follower hashes the part file's contiguous prefix in the background, as
@@ -131,7 +184,8 @@ func durablePrefix(segs []segment.Segment) int64 {
 
 // VerifyFile hashes the file at path and compares it with checksum
 // ("ALGO:HEX" or "ALGO=BASE64"). It returns the checksum on success.
-func VerifyFile(path, checksum string) (string, error) {
+// progress, if set, is called as the hash advances.
+func VerifyFile(path, checksum string, progress func(done, size int64)) (string, error) {
 	want, err := merge.ParseChecksum(checksum)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrUsage, err)
@@ -144,7 +198,14 @@ func VerifyFile(path, checksum string) (string, error) {
 	if err == nil {
 		var h *merge.PrefixHasher
 		if h, err = merge.NewPrefixHasher(want.Algo, f, 0, nil); err == nil {
-			if err = h.Advance(st.Size()); err == nil {
+			const step = 16 << 20
+			for at := int64(0); err == nil && at < st.Size(); {
+				at = min(at+step, st.Size())
+				if err = h.Advance(at); err == nil && progress != nil {
+					progress(at, st.Size())
+				}
+			}
+			if err == nil {
 				err = h.Verify(want)
 			}
 		}

@@ -24,7 +24,7 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	want, err := d.expectedChecksum(remote)
+	want, err := d.expectedChecksum(ctx, remote, RemoteName(remote.ContentDisposition, remote.URL))
 	if err != nil {
 		return Result{}, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,7 +25,12 @@ func verifyCommand(stderr io.Writer) *cli.Command {
 			if c.NArg() != 1 {
 				return usagef("verify takes exactly one FILE (got %d arguments)", c.NArg())
 			}
-			sum, err := convoy.VerifyFile(c.Args().First(), c.String("checksum"))
+			out := newReporter(stderr, false, isTerminal(stderr))
+			start := time.Now()
+			sum, err := convoy.VerifyFile(c.Args().First(), c.String("checksum"), func(done, size int64) {
+				out.progress(convoy.Progress{Size: size, Done: done, Elapsed: time.Since(start)})
+			})
+			out.finish(err == nil)
 			if err != nil {
 				return err
 			}
