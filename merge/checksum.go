@@ -137,23 +137,39 @@ func NewPrefixHasher(algo string, r io.ReaderAt, pos int64, state []byte) (*Pref
 }
 
 // Advance hashes the bytes [Pos(), end) read from the file. Bytes before end
-// must be final.
+// must be final. The lock is taken a megabyte at a time, so State never
+// waits long behind a large Advance.
 func (p *PrefixHasher) Advance(end int64) error {
+	for {
+		more, err := p.step(end)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// step hashes at most one buffer of the bytes before end and reports
+// whether any are left.
+func (p *PrefixHasher) step(end int64) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.pos >= end {
+		return false, nil
+	}
 	if p.buf == nil {
 		p.buf = make([]byte, 1<<20)
 	}
-	for p.pos < end {
-		n := int(min(int64(len(p.buf)), end-p.pos))
-		m, err := p.r.ReadAt(p.buf[:n], p.pos)
-		p.h.Write(p.buf[:m])
-		p.pos += int64(m)
-		if err != nil && !(err == io.EOF && p.pos == end) {
-			return fmt.Errorf("reading back for the checksum at %d: %w", p.pos, err)
-		}
+	n := int(min(int64(len(p.buf)), end-p.pos))
+	m, err := p.r.ReadAt(p.buf[:n], p.pos)
+	p.h.Write(p.buf[:m])
+	p.pos += int64(m)
+	if err != nil && !(err == io.EOF && p.pos == end) {
+		return false, fmt.Errorf("reading back for the checksum at %d: %w", p.pos, err)
 	}
-	return nil
+	if m == 0 && p.pos < end {
+		return false, fmt.Errorf("reading back for the checksum at %d: %w", p.pos, io.ErrUnexpectedEOF)
+	}
+	return p.pos < end, nil
 }
 
 // State returns the position hashed so far and the hash's saved state.
