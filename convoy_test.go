@@ -935,3 +935,21 @@ func TestLimitRate(t *testing.T) {
 	}
 	srv.Verify(t, filepath.Join(dir, "out.bin"))
 }
+
+// A rate limit well below what the stall timeout would call a stall does not
+// make connections stall.
+func TestLimitRateBelowStallThreshold(t *testing.T) {
+	const size = 256 << 10
+	srv := testserver.New(t, testserver.Size(size))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.LimitRate, cfg.StallTimeout, cfg.MaxTries, cfg.Connections = 160<<10, 300*time.Millisecond, 2, 2
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Retries != 0 {
+		t.Errorf("%d retries: the limiter's waits counted as stalls", res.Retries)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+}

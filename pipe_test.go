@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/testserver"
@@ -99,5 +102,32 @@ func TestStreamToClosedPipe(t *testing.T) {
 	cfg.Writer = w
 	if _, err := convoy.Download(context.Background(), cfg); err == nil {
 		t.Fatal("writing into a closed pipe succeeded")
+	}
+}
+
+// A connection that fails for good while others wait beyond the window
+// must not leave the download hanging.
+func TestStreamToWriterPermanentErrorDoesNotHang(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(8<<20))
+	srv.SetOption(testserver.OnRequest(func(r *http.Request) {
+		if strings.HasPrefix(r.Header.Get("Range"), "bytes=0-") && r.Header.Get("Range") != "bytes=0-0" {
+			srv.SetOption(testserver.Statuses(403))
+		}
+	}))
+	var out bytes.Buffer
+	cfg := fastConfig(srv.URL, t.TempDir())
+	cfg.Writer, cfg.Buffer, cfg.Connections = &out, 1<<20, 4
+	done := make(chan error, 1)
+	go func() {
+		_, err := convoy.Download(context.Background(), cfg)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "403") {
+			t.Fatalf("error %v, want the 403", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Download hangs after a permanent error")
 	}
 }

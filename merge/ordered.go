@@ -27,6 +27,7 @@ type OrderedWriter struct {
 	pending  map[int64][]byte
 	buffered int64
 	peak     int64
+	emitting bool // a WriteAt is passing bytes on, without the lock
 	err      error
 }
 
@@ -40,7 +41,8 @@ func NewOrderedWriter(w io.Writer, window int64, h hash.Hash) *OrderedWriter {
 
 // WriteAt places p at off in the stream. It blocks while p lies beyond the
 // window, and fails once the writer is aborted or the underlying writer has
-// failed.
+// failed. The underlying writer is called without the lock held, so Abort
+// never waits behind a slow reader.
 func (o *OrderedWriter) WriteAt(p []byte, off int64) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -50,13 +52,11 @@ func (o *OrderedWriter) WriteAt(p []byte, off int64) (int, error) {
 			return 0, o.err
 		case off < o.cursor:
 			return 0, fmt.Errorf("%w (offset %d, %d already sent)", ErrRewind, off, o.cursor)
-		case off == o.cursor:
+		case off == o.cursor && !o.emitting:
 			if err := o.emit(p); err != nil {
 				return 0, err
 			}
-			o.drain()
-			o.moved.Broadcast()
-			return len(p), o.err
+			return len(p), nil
 		case off+int64(len(p)) <= o.cursor+o.window:
 			if _, dup := o.pending[off]; dup {
 				return 0, fmt.Errorf("two writes at offset %d", off)
@@ -70,32 +70,35 @@ func (o *OrderedWriter) WriteAt(p []byte, off int64) (int, error) {
 	}
 }
 
-// emit passes p on at the cursor. Caller holds mu.
+// emit passes p on at the cursor, then every buffered piece that follows
+// it. Caller holds mu; emit releases it around each write.
 func (o *OrderedWriter) emit(p []byte) error {
-	if _, err := o.w.Write(p); err != nil {
-		o.err = fmt.Errorf("writing the stream: %w", err)
-		return o.err
-	}
-	if o.h != nil {
-		o.h.Write(p)
-	}
-	o.cursor += int64(len(p))
-	return nil
-}
-
-// drain passes on the buffered bytes that now sit at the cursor. Caller
-// holds mu.
-func (o *OrderedWriter) drain() {
-	for o.err == nil {
-		p, ok := o.pending[o.cursor]
+	o.emitting = true
+	defer func() { o.emitting = false }()
+	for {
+		o.mu.Unlock()
+		_, err := o.w.Write(p)
+		if err == nil && o.h != nil {
+			o.h.Write(p)
+		}
+		o.mu.Lock()
+		if err != nil && o.err == nil {
+			o.err = fmt.Errorf("writing the stream: %w", err)
+		}
+		if err == nil {
+			o.cursor += int64(len(p))
+		}
+		o.moved.Broadcast()
+		if o.err != nil {
+			return o.err
+		}
+		next, ok := o.pending[o.cursor]
 		if !ok {
-			return
+			return nil
 		}
 		delete(o.pending, o.cursor)
-		o.buffered -= int64(len(p))
-		if o.emit(p) != nil {
-			return
-		}
+		o.buffered -= int64(len(next))
+		p = next
 	}
 }
 

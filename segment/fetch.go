@@ -82,12 +82,23 @@ type Fetcher struct {
 	OnRetry func(err error, wait time.Duration)
 }
 
+// Aborter is implemented by writers whose WriteAt may block, such as an
+// ordered stream waiting for an earlier range: Run calls Abort as soon as its
+// connections are told to stop, so that none stays blocked in WriteAt.
+type Aborter interface {
+	Abort(err error)
+}
+
 // Run fetches every span of plan into w over up to connections parallel
 // connections and returns when the plan is done, ctx ends, or one connection
 // meets a permanent error; then every other connection stops too. No
 // goroutine started by Run outlives it.
 func (f *Fetcher) Run(ctx context.Context, plan *Plan, w io.WriterAt, connections int) error {
 	g, ctx := errgroup.WithContext(ctx)
+	if a, ok := w.(Aborter); ok {
+		stop := context.AfterFunc(ctx, func() { a.Abort(context.Cause(ctx)) })
+		defer stop()
+	}
 	for id := range max(connections, 1) {
 		g.Go(func() error {
 			c := &conn{id: id, buf: make([]byte, f.bufferSize()), chunk: minChunk}
@@ -162,6 +173,8 @@ type conn struct {
 	written int64
 	buf     []byte
 	chunk   int64
+	// credit is limiter tokens taken for a read that returned fewer bytes.
+	credit int
 	// region is the contiguous run of bytes written since the last OnRegion.
 	regionStart, regionLen int64
 }
@@ -261,10 +274,12 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 		firstAt time.Time // when the oldest byte in buf arrived
 	)
 	for got < want {
-		n, rerr := body.Read(buf[filled : filled+int(min(int64(len(buf)-filled), want-got))])
-		if err := f.throttle(rctx, body, n); err != nil {
+		room, err := f.throttle(rctx, body, c, int(min(int64(len(buf)-filled), want-got)))
+		if err != nil {
 			return written, err
 		}
+		n, rerr := body.Read(buf[filled : filled+room])
+		c.credit += room - n
 		if n > 0 {
 			if filled == 0 {
 				firstAt = time.Now()
@@ -393,10 +408,12 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 		if want >= 0 {
 			chunk = buf[:min(int64(len(buf)), want-at)]
 		}
-		n, rerr := fill(body, chunk)
-		if err := f.throttle(rctx, body, n); err != nil {
+		room, err := f.throttle(rctx, body, c, len(chunk))
+		if err != nil {
 			return at, err
 		}
+		n, rerr := fill(body, chunk[:room])
+		c.credit += room - n
 		if n > 0 {
 			if _, werr := w.WriteAt(buf[:n], at); werr != nil {
 				return at, &WriteError{Offset: at, Err: werr}
@@ -424,24 +441,30 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 	return at, nil
 }
 
-// throttle waits until the limiter allows n more bytes, if there is one. The
-// wait does not count against the stall timeout.
-func (f *Fetcher) throttle(ctx context.Context, body *stallReader, n int) error {
+// throttle waits, before a read of up to n bytes, until the limiter allows
+// them, and returns how many may be read (at most the limiter's burst).
+// Tokens a short read left unused (c.credit) are spent first. The stall
+// timer is stopped while it waits: the pause is convoy's own.
+func (f *Fetcher) throttle(ctx context.Context, body *stallReader, c *conn, n int) (int, error) {
 	if f.Limiter == nil || n <= 0 {
-		return nil
+		return n, nil
 	}
-	for n > 0 {
-		k := min(n, f.Limiter.Burst())
-		if err := f.Limiter.WaitN(ctx, k); err != nil {
-			if ctx.Err() != nil {
-				return context.Cause(ctx)
-			}
-			return err
+	n = min(n, f.Limiter.Burst())
+	if c.credit >= n {
+		c.credit -= n
+		return n, nil
+	}
+	need := n - c.credit
+	c.credit = 0
+	body.pause()
+	defer body.touch()
+	if err := f.Limiter.WaitN(ctx, need); err != nil {
+		if ctx.Err() != nil {
+			return 0, context.Cause(ctx)
 		}
-		n -= k
+		return 0, err
 	}
-	body.touch()
-	return nil
+	return n, nil
 }
 
 // fill reads into all of p unless r fails first, and returns r's error as it
@@ -672,6 +695,9 @@ func (s *stallReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// pause stops the stall timer during a wait that is convoy's own.
+func (s *stallReader) pause() { s.timer.Stop() }
 
 // touch restarts the stall timeout, after a wait that was convoy's own.
 func (s *stallReader) touch() {
