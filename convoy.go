@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -371,25 +370,15 @@ func (d *download) onRetry(err error, wait time.Duration) {
 	d.emit(Event{Type: "retry", Wait: wait.Seconds(), Error: redact.Text(err.Error())})
 }
 
-// headersFor drops credentials from the request headers when redirects led
-// to another host than the one the user named, as net/http does for the
-// redirect itself.
+// headersFor returns the headers for requests to final, for a download the
+// user addressed to original: credentials stay with the original host.
 func headersFor(h http.Header, original, final string) http.Header {
 	ou, err1 := url.Parse(original)
 	fu, err2 := url.Parse(final)
-	if err1 == nil && err2 == nil && sameOrSubdomain(fu.Hostname(), ou.Hostname()) {
-		return h
+	if err1 != nil || err2 != nil {
+		return segment.HeadersFor(h, nil, nil)
 	}
-	h = h.Clone()
-	for _, k := range []string{"Authorization", "Cookie", "Proxy-Authorization", "Www-Authenticate"} {
-		h.Del(k)
-	}
-	return h
-}
-
-func sameOrSubdomain(host, parent string) bool {
-	host, parent = strings.ToLower(host), strings.ToLower(parent)
-	return host == parent || strings.HasSuffix(host, "."+parent)
+	return segment.HeadersFor(h, ou, fu)
 }
 
 func lastModified(r segment.Remote) time.Time {

@@ -313,7 +313,7 @@ func TestCredentialsStayWithTheirHost(t *testing.T) {
 	var mu sync.Mutex
 	leaked := 0
 	target := testserver.New(t, testserver.Size(200<<10), testserver.OnRequest(func(r *http.Request) {
-		if r.Header.Get("Authorization") != "" || r.Header.Get("Cookie") != "" {
+		if r.Header.Get("Authorization") != "" || r.Header.Get("Cookie") != "" || r.Header.Get("X-Api-Key") != "" {
 			mu.Lock()
 			leaked++
 			mu.Unlock()
@@ -322,7 +322,7 @@ func TestCredentialsStayWithTheirHost(t *testing.T) {
 	// "localhost" and "127.0.0.1" are different hosts to the client.
 	front := testserver.New(t, testserver.RedirectTo(strings.Replace(target.URL, "127.0.0.1", "localhost", 1)))
 	cfg := fastConfig(strings.Replace(front.URL, "http://", "http://user:pa55@", 1), t.TempDir())
-	cfg.Header = http.Header{"Cookie": {"a=b"}}
+	cfg.Header = http.Header{"Cookie": {"a=b"}, "X-Api-Key": {"k3y"}}
 	if _, err := convoy.Download(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}

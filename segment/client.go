@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
@@ -85,8 +87,38 @@ func checkRedirect(allowDowngrade bool) func(*http.Request, []*http.Request) err
 		if prev := via[len(via)-1]; prev.URL.Scheme == "https" && req.URL.Scheme == "http" && !allowDowngrade {
 			return &RedirectError{fmt.Sprintf("refusing redirect from https to plain http (%s)", redact.Parsed(req.URL))}
 		}
+		req.Header = HeadersFor(req.Header, via[0].URL, req.URL)
 		return nil
 	}
+}
+
+// safeHeaders may follow a request to any host; every other header the
+// user set (an API key, a token, a cookie) stays with the host it was meant
+// for.
+var safeHeaders = map[string]bool{
+	"User-Agent": true, "Accept": true, "Accept-Encoding": true, "Accept-Language": true,
+	"Range": true, "If-Range": true,
+}
+
+// HeadersFor returns the request headers to send to to, for a request the
+// user addressed to from: all of them for the same host or a subdomain of
+// it, else only those that carry no credentials. h is not modified.
+func HeadersFor(h http.Header, from, to *url.URL) http.Header {
+	if from != nil && to != nil && sameOrSubdomain(to.Hostname(), from.Hostname()) {
+		return h
+	}
+	safe := http.Header{}
+	for k, vs := range h {
+		if safeHeaders[http.CanonicalHeaderKey(k)] {
+			safe[k] = vs
+		}
+	}
+	return safe
+}
+
+func sameOrSubdomain(host, parent string) bool {
+	host, parent = strings.ToLower(host), strings.ToLower(parent)
+	return host == parent || strings.HasSuffix(host, "."+parent)
 }
 
 // RedirectError is a redirect the client refused to follow; it is final.
