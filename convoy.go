@@ -186,12 +186,17 @@ func (d *download) cleanupUnresumable(f files) {
 
 // pass is one attempt at the whole file.
 func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fresh bool) (Result, error) {
-	if !remote.Ranges || remote.Size < 0 {
-		return d.stream(ctx, remote, f)
-	}
 	want, err := d.expectedChecksum(ctx, remote, f.out)
 	if err != nil {
 		return Result{}, err
+	}
+	if !remote.Ranges || remote.Size < 0 {
+		return d.stream(ctx, remote, f, want)
+	}
+	if !remote.Identifiable() && want == nil {
+		// Nothing would tell ranges of two versions of the file apart.
+		d.cfg.Logf("the server sends neither a strong ETag nor Last-Modified: downloading in one stream, so a change of the file cannot mix versions")
+		return d.stream(ctx, remote, f, want)
 	}
 	prev, err := d.resumeState(remote, f, fresh)
 	if err != nil {
@@ -274,7 +279,7 @@ func badBytes(err error, f files, kept bool) error {
 
 // stream downloads with one plain GET, for servers without ranges or size.
 // Such a download cannot resume, so it keeps no manifest.
-func (d *download) stream(ctx context.Context, remote segment.Remote, f files) (Result, error) {
+func (d *download) stream(ctx context.Context, remote segment.Remote, f files, want *merge.Checksum) (Result, error) {
 	if _, err := os.Stat(f.manifest); err == nil {
 		d.cfg.Logf("the server no longer supports ranges; starting over from zero")
 		if err := manifest.Remove(f.manifest); err != nil {
@@ -308,10 +313,6 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files) (
 		}
 		wantSize = size
 	}
-	want, err := d.expectedChecksum(ctx, remote, f.out)
-	if err != nil {
-		return res, errors.Join(err, part.Close())
-	}
 	if want != nil {
 		h, err := merge.NewPrefixHasher(want.Algo, part, 0, nil)
 		if err == nil {
@@ -337,6 +338,8 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 		Header:       headersFor(d.cfg.Header, r.URL, r.FinalURL),
 		Size:         r.Size,
 		IfRange:      r.Validator(),
+		ETag:         r.ETag,
+		LastModified: r.LastModified,
 		StallTimeout: d.cfg.StallTimeout,
 		Limiter:      d.limiter,
 		OnConn:       d.onConn,

@@ -953,3 +953,26 @@ func TestLimitRateBelowStallThreshold(t *testing.T) {
 	}
 	srv.Verify(t, filepath.Join(dir, "out.bin"))
 }
+
+// Without a validator, ranges of two versions could not be told apart: the
+// file comes in one stream, unless a checksum vouches for the result.
+func TestNoValidatorMeansOneStream(t *testing.T) {
+	for _, withSum := range []bool{false, true} {
+		t.Run(fmt.Sprintf("checksum=%v", withSum), func(t *testing.T) {
+			srv := testserver.New(t, testserver.Size(3<<20), testserver.NoETag(), testserver.NoLastModified())
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			if withSum {
+				cfg.Checksum = "sha256:" + sums(srv.Content())["sha256"]
+			}
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			srv.Verify(t, filepath.Join(dir, "out.bin"))
+			ranged := srv.Stats().RangeGets - 1 // the probe's
+			if withSum && ranged < 2 || !withSum && ranged != 0 {
+				t.Errorf("%d ranged requests", ranged)
+			}
+		})
+	}
+}

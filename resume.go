@@ -63,7 +63,7 @@ func mismatch(m *manifest.Manifest, r segment.Remote) string {
 	switch {
 	case m.Size != r.Size:
 		return fmt.Sprintf("the file on the server is now %d bytes, was %d", r.Size, m.Size)
-	case r.Validator() == "":
+	case !r.Identifiable():
 		return "the server sends no strong ETag or Last-Modified to prove the file is unchanged"
 	case m.ETag != r.ETag:
 		return fmt.Sprintf("the file changed on the server (ETag %s, was %s)", r.ETag, m.ETag)

@@ -48,6 +48,9 @@ type Fetcher struct {
 	// IfRange is sent as If-Range with every ranged request ("" for none): a
 	// strong ETag or a Last-Modified date.
 	IfRange string
+	// ETag and LastModified are the validators the file had when probed; a
+	// 206 that carries different ones is from another version of the file.
+	ETag, LastModified string
 	// StallTimeout turns a body that sends nothing for this long into a
 	// retry (0: 20s).
 	StallTimeout time.Duration
@@ -350,6 +353,12 @@ func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
 	}
 	if cr.First != off || cr.Last != end-1 {
 		return &ProtocolError{URL: u, Reason: fmt.Sprintf("asked for bytes %d-%d, got %s", off, end-1, cr)}
+	}
+	if et := resp.Header.Get("ETag"); f.ETag != "" && et != "" && et != f.ETag {
+		return fmt.Errorf("%w: %s now sends ETag %s, was %s", ErrRemoteChanged, u, et, f.ETag)
+	}
+	if lm := resp.Header.Get("Last-Modified"); f.LastModified != "" && lm != "" && lm != f.LastModified {
+		return fmt.Errorf("%w: %s now sends Last-Modified %s, was %s", ErrRemoteChanged, u, lm, f.LastModified)
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength != end-off {
 		return &ProtocolError{URL: u, Reason: fmt.Sprintf("Content-Length %d does not match the range's %d bytes", resp.ContentLength, end-off)}

@@ -1102,3 +1102,26 @@ func TestRunReportsRegions(t *testing.T) {
 		t.Errorf("regions cover %d of %d bytes after %d requests", total, size, gets)
 	}
 }
+
+// A server that ignores If-Range still answers 206 after the file changed;
+// the answer's own validators give it away.
+func TestRunRejectsAnswerWithOtherValidators(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts []testserver.Option
+	}{
+		{"etag", nil},
+		{"last-modified", []testserver.Option{testserver.NoETag()}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testserver.New(t, append([]testserver.Option{testserver.Size(mib)}, tt.opts...)...)
+			f := newFetcher(t, srv, 2)
+			// Send no If-Range, as a proxy that strips it would.
+			f.IfRange, f.ETag, f.LastModified = "", srv.ETag(), srv.LastModified()
+			srv.SetOption(testserver.Seed(77)) // a new version of the same size
+			if _, _, err := runPlan(t, f, 2, 64*kib); !errors.Is(err, ErrRemoteChanged) {
+				t.Fatalf("error %v, want ErrRemoteChanged", err)
+			}
+		})
+	}
+}

@@ -38,12 +38,23 @@ func (r Remote) StrongETag() bool {
 }
 
 // Validator is the value to send as If-Range: the strong ETag, else
-// Last-Modified, else "".
+// Last-Modified when there is no ETag at all, else "" (RFC 9110 forbids a
+// weak ETag there, and a date when an ETag exists).
 func (r Remote) Validator() string {
-	if r.StrongETag() {
+	switch {
+	case r.StrongETag():
 		return r.ETag
+	case r.ETag == "":
+		return r.LastModified
 	}
-	return r.LastModified
+	return ""
+}
+
+// Identifiable reports whether the file carries a validator that tells one
+// version from another: a strong ETag or a Last-Modified date. Without one a
+// change of the file on the server could go unnoticed.
+func (r Remote) Identifiable() bool {
+	return r.StrongETag() || r.LastModified != ""
 }
 
 // Prober learns size, range support and validators of a remote file.

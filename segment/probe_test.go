@@ -82,28 +82,32 @@ func TestProbe(t *testing.T) {
 func TestRemoteValidator(t *testing.T) {
 	const lm = "Tue, 02 Jan 2024 03:04:05 GMT"
 	tests := []struct {
-		name, etag, lastMod string
-		strong              bool
-		want                string
+		name, etag, lastMod  string
+		strong, identifiable bool
+		want                 string
 	}{
-		{"strong etag", `"abc"`, lm, true, `"abc"`},
-		{"weak etag", `W/"abc"`, lm, false, lm},
-		{"weak etag only", `W/"abc"`, "", false, ""},
-		{"last-modified only", "", lm, false, lm},
-		{"nothing", "", "", false, ""},
+		{"strong etag", `"abc"`, lm, true, true, `"abc"`},
+		// RFC 9110: no weak ETag in If-Range, and no date when an ETag
+		// exists; the date still identifies the version for convoy's own
+		// checks.
+		{"weak etag", `W/"abc"`, lm, false, true, ""},
+		{"weak etag only", `W/"abc"`, "", false, false, ""},
+		{"last-modified only", "", lm, false, true, lm},
+		{"nothing", "", "", false, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := Remote{ETag: tt.etag, LastModified: tt.lastMod}
-			if r.StrongETag() != tt.strong || r.Validator() != tt.want {
-				t.Fatalf("StrongETag %v Validator %q, want %v %q", r.StrongETag(), r.Validator(), tt.strong, tt.want)
+			if r.StrongETag() != tt.strong || r.Validator() != tt.want || r.Identifiable() != tt.identifiable {
+				t.Fatalf("StrongETag %v Validator %q Identifiable %v, want %v %q %v",
+					r.StrongETag(), r.Validator(), r.Identifiable(), tt.strong, tt.want, tt.identifiable)
 			}
 		})
 	}
 }
 
-// A weak ETag probed from the server is not used as If-Range; the download
-// falls back to Last-Modified and succeeds.
+// A weak ETag probed from the server is never sent as If-Range (nor is the
+// date beside it); each answer's validators are checked instead.
 func TestProbeWeakETagThenFetch(t *testing.T) {
 	srv := testserver.New(t, testserver.Size(mib), testserver.ETagValue(`W/"weak"`))
 	p := newProber(t, ClientOptions{Connections: 2})
@@ -111,11 +115,11 @@ func TestProbeWeakETagThenFetch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Validator() != srv.LastModified() {
-		t.Fatalf("Validator %q, want Last-Modified %q", r.Validator(), srv.LastModified())
+	if r.Validator() != "" || !r.Identifiable() {
+		t.Fatalf("Validator %q Identifiable %v, want none and true", r.Validator(), r.Identifiable())
 	}
 	f := newFetcher(t, srv, 2)
-	f.URL, f.Size, f.IfRange = r.FinalURL, r.Size, r.Validator()
+	f.URL, f.Size, f.IfRange, f.ETag, f.LastModified = r.FinalURL, r.Size, r.Validator(), r.ETag, r.LastModified
 	w, _, err := runPlan(t, f, 2, 64*kib)
 	if err != nil {
 		t.Fatal(err)
