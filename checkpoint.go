@@ -53,7 +53,7 @@ func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done f
 					continue
 				}
 				if err := cp.save(); err != nil {
-					cancel(fmt.Errorf("saving progress: %w", describeFileError(err, cp.path)))
+					cancel(fmt.Errorf("%w: %w", errSaveFailed, describeFileError(err, cp.path)))
 					return
 				}
 				d.emit(Event{Type: "checkpoint", Size: size, Done: cp.durable})
@@ -68,12 +68,16 @@ func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done f
 	}
 	if cp != nil {
 		if cerr := cp.save(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("saving progress: %w", describeFileError(cerr, cp.path)))
+			err = errors.Join(err, fmt.Errorf("%w: %w", errSaveFailed, describeFileError(cerr, cp.path)))
 		}
 	}
 	report()
 	return err
 }
+
+// errSaveFailed marks a checkpoint that could not be written: the progress
+// since the previous one is not kept.
+var errSaveFailed = errors.New("saving progress")
 
 // checkpointer makes the progress of a plan durable.
 type checkpointer struct {

@@ -138,6 +138,7 @@ func (d *download) probe(ctx context.Context) (segment.Remote, error) {
 	p := &segment.Prober{
 		Client:       d.client,
 		Header:       d.cfg.Header,
+		StallTimeout: d.cfg.StallTimeout,
 		MaxTries:     d.cfg.MaxTries,
 		RetryInitial: d.cfg.RetryInitial,
 		RetryMax:     d.cfg.RetryMax,
@@ -145,7 +146,10 @@ func (d *download) probe(ctx context.Context) (segment.Remote, error) {
 	}
 	r, err := p.Probe(ctx, d.cfg.URL)
 	if err != nil {
-		return r, interrupted(ctx, err)
+		if ctx.Err() != nil {
+			return r, fmt.Errorf("%w before the download began", ErrInterrupted)
+		}
+		return r, err
 	}
 	return r, nil
 }
@@ -247,7 +251,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 			// The bytes on disk may belong to another version of the file.
 			return res, errors.Join(runErr, part.Close(), manifest.Remove(f.manifest))
 		}
-		return res, errors.Join(interrupted(ctx, describeFileError(runErr, f.part)), part.Close())
+		return res, errors.Join(interrupted(ctx, describeFileError(runErr, f.part), !errors.Is(runErr, errSaveFailed)), part.Close())
 	}
 	if cp.hash != nil {
 		if err := cp.hash.finish(remote.Size); err != nil {
@@ -303,7 +307,7 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 	})
 	res := Result{Path: f.out, Size: size, Fetched: at.Load()}
 	if err != nil {
-		return res, errors.Join(interrupted(ctx, describeFileError(err, f.part)), part.Close())
+		return res, errors.Join(interrupted(ctx, describeFileError(err, f.part), false), part.Close())
 	}
 	wantSize := remote.Size
 	if wantSize < 0 {
@@ -392,12 +396,21 @@ func lastModified(r segment.Remote) time.Time {
 	return t
 }
 
-// interrupted marks an error caused by the caller's cancellation.
-func interrupted(ctx context.Context, err error) error {
-	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("%w: progress is saved, run the same command to resume", ErrInterrupted)
+// interrupted marks an error caused by the caller's cancellation, saying
+// whether the progress was kept. An error other than the cancellation itself
+// is kept beside it.
+func interrupted(ctx context.Context, err error, saved bool) error {
+	if err == nil || ctx.Err() == nil {
+		return err
 	}
-	return err
+	msg := fmt.Errorf("%w: nothing could be kept (this download cannot resume)", ErrInterrupted)
+	if saved {
+		msg = fmt.Errorf("%w: progress is saved, run the same command to resume", ErrInterrupted)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return msg
+	}
+	return errors.Join(msg, err)
 }
 
 // describeFileError adds the path and a plain cause to errors of the disk

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/manifest"
@@ -47,8 +48,11 @@ func (d *download) expectedChecksum(ctx context.Context, r segment.Remote, name 
 	return best, nil
 }
 
-// maxSumsFile bounds a checksum list fetched over HTTP.
-const maxSumsFile = 4 << 20
+// maxSumsFile and sumsFileTimeout bound a checksum list fetched over HTTP.
+const (
+	maxSumsFile     = 4 << 20
+	sumsFileTimeout = 2 * time.Minute
+)
 
 // checksumFromList finds name's digest in cfg.ChecksumFile, a local path or
 // an http(s) URL.
@@ -56,6 +60,9 @@ func (d *download) checksumFromList(ctx context.Context, name string) (merge.Che
 	src := d.cfg.ChecksumFile
 	var r io.Reader
 	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+		// A list is small: a bound on the whole fetch replaces a stall timer.
+		ctx, cancel := context.WithTimeout(ctx, sumsFileTimeout)
+		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
 		if err != nil {
 			return merge.Checksum{}, fmt.Errorf("%w: checksum list %s: %v", ErrUsage, redact.URL(src), err)
@@ -65,7 +72,7 @@ func (d *download) checksumFromList(ctx context.Context, name string) (merge.Che
 		}
 		resp, err := d.client.Do(req)
 		if err != nil {
-			return merge.Checksum{}, fmt.Errorf("fetching the checksum list: %w", err)
+			return merge.Checksum{}, fmt.Errorf("fetching the checksum list: %s", redact.Text(err.Error()))
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
@@ -127,7 +134,7 @@ func (f *follower) run() {
 		case <-f.stop:
 			return
 		case <-f.wake:
-			if err := f.h.Advance(f.target.Load()); err != nil {
+			if err := f.h.AdvanceUntil(f.target.Load(), f.stop); err != nil {
 				f.err = err
 				return
 			}

@@ -62,7 +62,7 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 		if errors.Is(err, merge.ErrRewind) {
 			err = fmt.Errorf("%w: the server cannot resume and part of the file was already written out", err)
 		}
-		return res, interrupted(ctx, err)
+		return res, interrupted(ctx, err, false)
 	}
 	if want != nil {
 		if got := h.Sum(nil); string(got) != string(want.Sum) {

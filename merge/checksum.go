@@ -148,6 +148,22 @@ func (p *PrefixHasher) Advance(end int64) error {
 	}
 }
 
+// AdvanceUntil is Advance that gives up, without an error, once stop is
+// closed; it checks between buffers.
+func (p *PrefixHasher) AdvanceUntil(end int64, stop <-chan struct{}) error {
+	for {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		more, err := p.step(end)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
 // step hashes at most one buffer of the bytes before end and reports
 // whether any are left.
 func (p *PrefixHasher) step(end int64) (bool, error) {

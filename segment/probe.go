@@ -2,6 +2,7 @@ package segment
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -61,6 +62,8 @@ func (r Remote) Identifiable() bool {
 type Prober struct {
 	Client *http.Client
 	Header http.Header
+	// StallTimeout bounds the wait for the probe's body byte (0: 20s).
+	StallTimeout time.Duration
 	// MaxTries, RetryInitial and RetryMax bound retries of transient
 	// failures as for Fetcher.
 	MaxTries               int
@@ -88,14 +91,16 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 	head, headErr := p.head(ctx, rawURL)
 	r := Remote{URL: rawURL, Size: -1}
 
-	req, err := p.newRequest(ctx, http.MethodGet, rawURL)
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := p.newRequest(rctx, http.MethodGet, rawURL)
 	if err != nil {
 		return r, err
 	}
 	req.Header.Set("Range", "bytes=0-0")
 	resp, err := p.Client.Do(req)
 	if err != nil {
-		return r, transportError(ctx, err)
+		return r, transportError(rctx, err)
 	}
 	defer resp.Body.Close()
 	r.FinalURL = resp.Request.URL.String()
@@ -117,8 +122,15 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 		if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("range answered with Content-Encoding %q", ce)}
 		}
-		// Read the one byte so the connection can be reused.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 2))
+		// Read the one byte so the connection can be reused; a body that
+		// stalls instead is cut by the stall timer.
+		f := &Fetcher{StallTimeout: p.StallTimeout}
+		body := newStallReader(resp.Body, f.stallTimeout(), cancel)
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, 2))
+		body.stop()
+		if errors.Is(context.Cause(rctx), ErrStalled) {
+			return r, ErrStalled
+		}
 		r.Size = cr.Total
 		r.Ranges = cr.Total >= 0
 		if cr.Total < 0 && headErr == nil && head.ContentLength >= 0 {

@@ -339,3 +339,19 @@ func TestProbeCancel(t *testing.T) {
 		t.Errorf("Probe returned after %v", d)
 	}
 }
+
+// A probe whose 206 headers arrive but whose one byte never does is cut by
+// the stall timer, then retried, instead of hanging.
+func TestProbeBodyStall(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(mib), testserver.StallAfter(0, time.Minute, 1))
+	p := newProber(t, ClientOptions{Connections: 1})
+	p.StallTimeout = 200 * time.Millisecond
+	start := time.Now()
+	r, err := p.Probe(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Size != mib || time.Since(start) > 5*time.Second {
+		t.Errorf("probe gave size %d after %v", r.Size, time.Since(start))
+	}
+}

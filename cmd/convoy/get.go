@@ -44,7 +44,7 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "input-file", Aliases: []string{"i"}, Usage: "download every URL listed in `FILE` (one a line, aria2 style; - for stdin)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "with -i, downloads at a time", Value: 1},
 			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header `'Name: value'` (repeatable)"},
-			&cli.StringFlag{Name: "user-agent", Usage: "User-Agent header", Value: "convoy/" + convoy.Version},
+			&cli.StringFlag{Name: "user-agent", Usage: "User-Agent header (default: convoy/VERSION, or the one given with -H)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "do NOT verify TLS certificates (anyone on the path can then forge the file)"},
 			&cli.StringFlag{Name: "ca-cert", Usage: "trust the certificate authorities in PEM `FILE` instead of the system's"},
 			&cli.BoolFlag{Name: "allow-downgrade", Usage: "follow redirects from https to plain http"},

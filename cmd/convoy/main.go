@@ -35,8 +35,17 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal convoy winds down and saves its progress; a
+	// second one, with the default handling restored, ends it at once.
+	restore := context.AfterFunc(ctx, stop)
+	defer restore()
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, flagsFirst(app, args))
+	var err error
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && app.Command(args[1]) == nil {
+		err = usagef("unknown command %q; see 'convoy --help'", args[1])
+	} else {
+		err = app.RunContext(ctx, flagsFirst(app, args))
+	}
 	if err == nil {
 		return exitOK
 	}

@@ -48,6 +48,8 @@ func TestExitCodes(t *testing.T) {
 		{"bad-checksum", []string{"get", "--checksum", "sha256:zz", srv.URL}, exitUsage, "sha256"},
 		{"bad-header", []string{"get", "-H", "NoColon", srv.URL}, exitUsage, "header"},
 		{"bad-scheme", []string{"get", "ftp://example.com/x"}, exitUsage, "only http and https"},
+		{"unknown-command", []string{"fetch", srv.URL}, exitUsage, "unknown command"},
+		{"verify-without-checksum", []string{"verify", "x"}, exitUsage, "--checksum"},
 		{"not-found", []string{"get", "-q", "-d", dir, "-o", "nf.bin", missing.URL}, exitFailure, "404"},
 		{"ok", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitOK, ""},
 		{"exists", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitFailure, "--overwrite"},
@@ -273,7 +275,7 @@ printf '%s\n' "${COMPREPLY[@]}"`
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if got := strings.Fields(string(out)); !slices.Equal(got, []string{"--checksum", "--checkpoint-interval", "verify"}) {
+	if got := strings.Fields(string(out)); !slices.Equal(got, []string{"--checksum", "--checksum-file", "--checkpoint-interval", "verify"}) {
 		t.Errorf("completions %q", got)
 	}
 	if code, text := runCLI(t, "--version"); code != exitOK || !strings.Contains(text, "convoy version") {

@@ -19,11 +19,14 @@ func verifyCommand(stderr io.Writer) *cli.Command {
 			return usageError{err}
 		},
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "checksum", Usage: "expected `ALGO:HEX` (md5, sha1, sha256, sha512; also sha-256=BASE64)", Required: true},
+			&cli.StringFlag{Name: "checksum", Usage: "expected `ALGO:HEX` (md5, sha1, sha256, sha512; also sha-256=BASE64); required"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("verify takes exactly one FILE (got %d arguments)", c.NArg())
+			}
+			if c.String("checksum") == "" {
+				return usagef("verify needs --checksum ALGO:HEX")
 			}
 			out := newReporter(stderr, false, isTerminal(stderr))
 			start := time.Now()

@@ -108,16 +108,16 @@ func Text(s string) string {
 	}
 }
 
+// indexScheme finds the first "http://" or "https://" in s, ignoring ASCII
+// case, as a byte offset into s itself.
 func indexScheme(s string) int {
-	lower := strings.ToLower(s)
-	h := strings.Index(lower, "http://")
-	hs := strings.Index(lower, "https://")
-	switch {
-	case h < 0:
-		return hs
-	case hs < 0:
-		return h
-	default:
-		return min(h, hs)
+	for i := 0; i+7 <= len(s); i++ {
+		if s[i] != 'h' && s[i] != 'H' {
+			continue
+		}
+		if strings.EqualFold(s[i:i+7], "http://") || (i+8 <= len(s) && strings.EqualFold(s[i:i+8], "https://")) {
+			return i
+		}
 	}
+	return -1
 }
