@@ -124,6 +124,11 @@ func (d *download) run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, describeFileError(err, f.part)
 	}
+	// Another run may have finished the file while this one waited to lock.
+	if done, res, err := d.checkExisting(f); done || err != nil {
+		d.cleanupUnresumable(f)
+		return res, errors.Join(err, lock.Release())
+	}
 	if err := manifest.RemoveTemps(f.manifest); err != nil {
 		d.cfg.Logf("could not remove stale temporary files: %v", err)
 	}
@@ -336,7 +341,7 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 }
 
 func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
-	return &segment.Fetcher{
+	f := &segment.Fetcher{
 		Client:       d.client,
 		URL:          r.FinalURL,
 		Header:       headersFor(d.cfg.Header, r.URL, r.FinalURL),
@@ -353,6 +358,25 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 		RetryMax:     d.cfg.RetryMax,
 		OnRetry:      d.onRetry,
 	}
+	if r.FinalURL != r.URL {
+		// A redirect target may be a signed URL that expires mid-download.
+		f.Refresh = func(ctx context.Context) (string, error) { return d.resolveAgain(ctx, r) }
+	}
+	return f
+}
+
+// resolveAgain probes the original URL again for a fresh redirect target;
+// the file must still be the one being fetched.
+func (d *download) resolveAgain(ctx context.Context, was segment.Remote) (string, error) {
+	now, err := d.probe(ctx)
+	if err != nil {
+		return "", err
+	}
+	if now.Size != was.Size || now.ETag != was.ETag || now.LastModified != was.LastModified {
+		return "", fmt.Errorf("%w: %s resolves to another version of the file", segment.ErrRemoteChanged, redact.URL(was.URL))
+	}
+	d.cfg.Logf("the download address expired; resolved %s again", redact.URL(was.URL))
+	return now.FinalURL, nil
 }
 
 func (d *download) onConn(id int, st segment.ConnState) {

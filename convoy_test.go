@@ -976,3 +976,73 @@ func TestNoValidatorMeansOneStream(t *testing.T) {
 		})
 	}
 }
+
+// signedServer redirects /file.bin to /signed?sig=N, and the backend
+// serves only the newest signature, refusing an older one with 403 once
+// expire() was called: a signed URL that expires mid-download.
+type signedServer struct {
+	mu      sync.Mutex
+	newest  int
+	expired bool
+	issued  int
+	URL     string
+}
+
+func newSignedServer(t *testing.T, h *testserver.Handler) *signedServer {
+	s := &signedServer{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		if r.URL.Path == "/file.bin" {
+			s.newest++
+			s.issued++
+			s.expired = false
+			n := s.newest
+			s.mu.Unlock()
+			http.Redirect(w, r, fmt.Sprintf("/signed?sig=%d", n), http.StatusFound)
+			return
+		}
+		ok := r.URL.Query().Get("sig") == fmt.Sprint(s.newest) && !s.expired
+		s.mu.Unlock()
+		if !ok {
+			http.Error(w, "expired", http.StatusForbidden)
+			return
+		}
+		r.URL.Path = h.FilePath()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { h.Close(); ts.Close() })
+	s.URL = ts.URL + "/file.bin"
+	return s
+}
+
+func (s *signedServer) expire() {
+	s.mu.Lock()
+	s.expired = true
+	s.mu.Unlock()
+}
+
+func TestExpiredSignedURLIsResolvedAgain(t *testing.T) {
+	// Two connections, two 4 MiB requests each: the second ones meet the
+	// expired address.
+	h := testserver.NewHandler(testserver.Size(16<<20), testserver.Rate(8<<20))
+	srv := newSignedServer(t, h)
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.Connections = 2
+	cfg.ProgressInterval = 20 * time.Millisecond
+	var once sync.Once
+	cfg.OnProgress = func(p convoy.Progress) {
+		if p.Done > 1<<20 {
+			once.Do(srv.expire)
+		}
+	}
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.Verify(t, filepath.Join(dir, "out.bin"))
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.issued < 4 { // HEAD and GET of the first probe, then the second
+		t.Errorf("the address was resolved %d times, want it resolved again after expiry", srv.issued)
+	}
+}

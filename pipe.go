@@ -73,10 +73,17 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
+// maxPipeChunks bounds the ranges of one stream, so the planner's
+// bookkeeping stays small for a file of any size.
+const maxPipeChunks = 1 << 14
+
 // pipeChunks cuts [0, size) into ranges small enough that every connection
-// working on one at a time stays within half the buffer.
+// working on one at a time stays within half the buffer, and no more than
+// maxPipeChunks of them (a huge file gets larger ranges; connections then
+// wait for the cursor more often).
 func pipeChunks(size, buffer int64, conns int) []segment.Segment {
 	chunk := min(max(buffer/int64(2*conns), 64<<10), maxPipeChunk)
+	chunk = max(chunk, (size+maxPipeChunks-1)/maxPipeChunks)
 	if size == 0 {
 		return []segment.Segment{{}}
 	}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -80,6 +81,14 @@ type Fetcher struct {
 	// doing after each write and when it goes idle, from that connection's
 	// goroutine.
 	OnConn func(id int, state ConnState)
+	// Refresh, if set, is called when the URL answers 401, 403 or 410, as a
+	// signed URL does once it expires, and returns a fresh URL to use instead
+	// (the original address resolved again). Its error is final.
+	Refresh func(ctx context.Context) (string, error)
+
+	mu        sync.Mutex // guards current and refreshes
+	current   string     // the URL in use: URL, or what Refresh gave
+	refreshes int
 	// OnRetry, if set, is called before each wait for another attempt, from
 	// the fetching goroutines concurrently.
 	OnRetry func(err error, wait time.Duration)
@@ -248,6 +257,7 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	_, gen := f.target()
 	req, err := f.newRequest(rctx)
 	if err != nil {
 		return 0, err
@@ -263,7 +273,7 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	}
 	defer resp.Body.Close()
 	if err := f.checkRange(resp, off, end); err != nil {
-		return 0, err
+		return 0, f.refreshAfter(ctx, err, gen)
 	}
 	answered := time.Now()
 	body := newStallReader(resp.Body, f.stallTimeout(), cancel)
@@ -386,6 +396,7 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 	buf := c.buf
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	_, gen := f.target()
 	req, err := f.newRequest(rctx)
 	if err != nil {
 		return 0, err
@@ -397,7 +408,7 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 	defer resp.Body.Close()
 	u := redact.Parsed(resp.Request.URL)
 	if resp.StatusCode != http.StatusOK {
-		return 0, newStatusError(resp, time.Now())
+		return 0, f.refreshAfter(ctx, newStatusError(resp, time.Now()), gen)
 	}
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return 0, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered with Content-Encoding %q", ce)}
@@ -490,10 +501,58 @@ func fill(r io.Reader, p []byte) (int, error) {
 	return n, nil
 }
 
+// maxRefreshes bounds how often one fetch resolves its URL again.
+const maxRefreshes = 10
+
+// target returns the URL to use and how often it has been refreshed.
+func (f *Fetcher) target() (string, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.current == "" {
+		f.current = f.URL
+	}
+	return f.current, f.refreshes
+}
+
+// errRefreshed asks for another attempt with a URL just resolved again.
+var errRefreshed = errors.New("the URL expired and was resolved again")
+
+// refreshAfter handles an answer of err to a request sent to the URL of
+// generation gen: for 401, 403 and 410 it resolves the URL again (once per
+// generation, however many connections saw the refusal) and asks for a retry.
+// Other errors pass through.
+func (f *Fetcher) refreshAfter(ctx context.Context, err error, gen int) error {
+	var se *StatusError
+	if f.Refresh == nil || !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusGone:
+	default:
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refreshes != gen {
+		return errRefreshed // another connection already did it
+	}
+	if f.refreshes >= maxRefreshes {
+		return err
+	}
+	fresh, rerr := f.Refresh(ctx)
+	if rerr != nil {
+		return backoff.Permanent(fmt.Errorf("%v; resolving the URL again: %w", err, rerr))
+	}
+	f.current = fresh
+	f.refreshes++
+	return errRefreshed
+}
+
 func (f *Fetcher) newRequest(ctx context.Context) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.URL, nil)
+	u, _ := f.target()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, backoff.Permanent(fmt.Errorf("bad URL %s: %w", redact.URL(f.URL), err))
+		return nil, backoff.Permanent(fmt.Errorf("bad URL %s: %w", redact.URL(u), err))
 	}
 	for k, vs := range f.Header {
 		req.Header[k] = append([]string(nil), vs...)
