@@ -2,15 +2,11 @@ package segment
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -376,117 +372,6 @@ func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
 	return nil
 }
 
-// Stream fetches the whole file with one plain GET into w from offset 0, for
-// servers without range support or without a known size. A failed attempt
-// starts again from offset 0. It returns the number of bytes in the file.
-func (f *Fetcher) Stream(ctx context.Context, w io.WriterAt) (int64, error) {
-	pol := f.newPolicy()
-	c := &conn{buf: make([]byte, f.bufferSize())}
-	var size int64
-	op := func() error {
-		n, err := f.streamOnce(ctx, w, c)
-		size = n
-		return f.classify(ctx, err, pol)
-	}
-	err := backoff.RetryNotify(op, backoff.WithContext(pol, ctx), f.OnRetry)
-	return size, pol.wrap(ctx, err)
-}
-
-func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64, error) {
-	buf := c.buf
-	rctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	_, gen := f.target()
-	req, err := f.newRequest(rctx)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := f.Client.Do(req)
-	if err != nil {
-		return 0, transportError(rctx, err)
-	}
-	defer resp.Body.Close()
-	u := redact.Parsed(resp.Request.URL)
-	if resp.StatusCode != http.StatusOK {
-		return 0, f.refreshAfter(ctx, newStatusError(resp, time.Now()), gen)
-	}
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return 0, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered with Content-Encoding %q", ce)}
-	}
-	want := f.Size
-	if want >= 0 && resp.ContentLength >= 0 && resp.ContentLength != want {
-		return 0, fmt.Errorf("%w: %s now sends %d bytes, expected %d", ErrRemoteChanged, u, resp.ContentLength, want)
-	}
-	if want < 0 {
-		want = resp.ContentLength // may still be -1: read to EOF
-	}
-	body := newStallReader(resp.Body, f.stallTimeout(), cancel)
-	defer body.stop()
-	var at int64
-	for want < 0 || at < want {
-		chunk := buf
-		if want >= 0 {
-			chunk = buf[:min(int64(len(buf)), want-at)]
-		}
-		room, err := f.throttle(rctx, body, c, len(chunk))
-		if err != nil {
-			return at, err
-		}
-		n, rerr := fill(body, chunk[:room])
-		c.credit += room - n
-		if n > 0 {
-			if _, werr := w.WriteAt(buf[:n], at); werr != nil {
-				return at, &WriteError{Offset: at, Err: werr}
-			}
-			f.wrote(c, at, int64(n))
-			at += int64(n)
-		}
-		if rerr != nil {
-			if want < 0 && rerr == io.EOF && rctx.Err() == nil {
-				return at, nil // a body of unknown length ends at EOF; a cut chunked body does not
-			}
-			if want >= 0 && at == want {
-				break
-			}
-			return at, bodyError(rctx, rerr, at, want, req)
-		}
-	}
-	if resp.ContentLength < 0 {
-		// A body without a length must end where the file is known to end.
-		var one [1]byte
-		if n, _ := io.ReadFull(body, one[:]); n > 0 {
-			return at, fmt.Errorf("%w: %s sends more than the %d bytes expected", ErrRemoteChanged, u, want)
-		}
-	}
-	return at, nil
-}
-
-// throttle waits, before a read of up to n bytes, until the limiter allows
-// them, and returns how many may be read (at most the limiter's burst).
-// Tokens a short read left unused (c.credit) are spent first. The stall
-// timer is stopped while it waits: the pause is convoy's own.
-func (f *Fetcher) throttle(ctx context.Context, body *stallReader, c *conn, n int) (int, error) {
-	if f.Limiter == nil || n <= 0 {
-		return n, nil
-	}
-	n = min(n, f.Limiter.Burst())
-	if c.credit >= n {
-		c.credit -= n
-		return n, nil
-	}
-	need := n - c.credit
-	c.credit = 0
-	body.pause()
-	defer body.touch()
-	if err := f.Limiter.WaitN(ctx, need); err != nil {
-		if ctx.Err() != nil {
-			return 0, context.Cause(ctx)
-		}
-		return 0, err
-	}
-	return n, nil
-}
-
 // fill reads into all of p unless r fails first, and returns r's error as it
 // is: io.EOF for a body that ended, io.ErrUnexpectedEOF for one cut short.
 func fill(r io.Reader, p []byte) (int, error) {
@@ -499,53 +384,6 @@ func fill(r io.Reader, p []byte) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// maxRefreshes bounds how often one fetch resolves its URL again.
-const maxRefreshes = 10
-
-// target returns the URL to use and how often it has been refreshed.
-func (f *Fetcher) target() (string, int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.current == "" {
-		f.current = f.URL
-	}
-	return f.current, f.refreshes
-}
-
-// errRefreshed asks for another attempt with a URL just resolved again.
-var errRefreshed = errors.New("the URL expired and was resolved again")
-
-// refreshAfter handles an answer of err to a request sent to the URL of
-// generation gen: for 401, 403 and 410 it resolves the URL again (once per
-// generation, however many connections saw the refusal) and asks for a retry.
-// Other errors pass through.
-func (f *Fetcher) refreshAfter(ctx context.Context, err error, gen int) error {
-	var se *StatusError
-	if f.Refresh == nil || !errors.As(err, &se) {
-		return err
-	}
-	switch se.Code {
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusGone:
-	default:
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.refreshes != gen {
-		return errRefreshed // another connection already did it
-	}
-	if f.refreshes >= maxRefreshes {
-		return err
-	}
-	fresh, rerr := f.Refresh(ctx)
-	if rerr != nil {
-		return backoff.Permanent(fmt.Errorf("%v; resolving the URL again: %w", err, rerr))
-	}
-	f.current = fresh
-	f.refreshes++
-	return errRefreshed
 }
 
 func (f *Fetcher) newRequest(ctx context.Context) (*http.Request, error) {
@@ -573,59 +411,6 @@ func (f *Fetcher) stallTimeout() time.Duration {
 		return f.StallTimeout
 	}
 	return 20 * time.Second
-}
-
-// classify turns an attempt's error into what backoff expects: nil, a
-// permanent error, or a transient one (noting any Retry-After in pol).
-func (f *Fetcher) classify(ctx context.Context, err error, pol *retryPolicy) error {
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return backoff.Permanent(context.Cause(ctx))
-	}
-	if IsPermanent(err) {
-		return backoff.Permanent(err)
-	}
-	var se *StatusError
-	if errors.As(err, &se) {
-		pol.retryAfter = se.RetryAfter
-	}
-	return err
-}
-
-// IsPermanent reports whether err cannot be cured by trying again: a refused
-// status, a broken range answer, a changed file, a failed write, a refused
-// redirect, a bad certificate or an unknown host.
-func IsPermanent(err error) bool {
-	if err == nil {
-		return false
-	}
-	var (
-		pe  *backoff.PermanentError
-		se  *StatusError
-		pre *ProtocolError
-		we  *WriteError
-		re  *RedirectError
-		dns *net.DNSError
-		cv  *tls.CertificateVerificationError
-		ua  x509.UnknownAuthorityError
-		hn  x509.HostnameError
-		ci  x509.CertificateInvalidError
-	)
-	switch {
-	case errors.Is(err, ErrRemoteChanged), errors.Is(err, ErrRangeIgnored):
-		return true
-	case errors.As(err, &se):
-		return !se.Temporary()
-	case errors.As(err, &pe), errors.As(err, &pre), errors.As(err, &we), errors.As(err, &re):
-		return true
-	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci):
-		return true
-	case errors.As(err, &dns):
-		return dns.IsNotFound
-	}
-	return false
 }
 
 // transportError describes a failed round trip, naming a stall when the
@@ -662,115 +447,3 @@ type redactedError struct{ err error }
 
 func (e redactedError) Error() string { return redact.Text(e.err.Error()) }
 func (e redactedError) Unwrap() error { return e.err }
-
-// retryPolicy is the backoff of one span: exponential, no time limit, at most
-// maxTries attempts without progress, stretched to any Retry-After. Not safe
-// for concurrent use; each span has its own.
-type retryPolicy struct {
-	exp        *backoff.ExponentialBackOff
-	maxTries   int
-	tries      int
-	retryAfter time.Duration
-	gaveUp     bool
-}
-
-// maxRetryAfter caps a server's Retry-After.
-const maxRetryAfter = 5 * time.Minute
-
-func (f *Fetcher) newPolicy() *retryPolicy {
-	exp := backoff.NewExponentialBackOff()
-	exp.InitialInterval = 500 * time.Millisecond
-	if f.RetryInitial > 0 {
-		exp.InitialInterval = f.RetryInitial
-	}
-	exp.MaxInterval = 30 * time.Second
-	if f.RetryMax > 0 {
-		exp.MaxInterval = f.RetryMax
-	}
-	exp.MaxElapsedTime = 0
-	exp.Reset()
-	tries := f.MaxTries
-	if tries <= 0 {
-		tries = 10
-	}
-	return &retryPolicy{exp: exp, maxTries: tries}
-}
-
-func (p *retryPolicy) NextBackOff() time.Duration {
-	p.tries++
-	if p.tries >= p.maxTries {
-		p.gaveUp = true
-		return backoff.Stop
-	}
-	d := p.exp.NextBackOff()
-	if ra := min(p.retryAfter, maxRetryAfter); ra > d {
-		d = ra
-	}
-	p.retryAfter = 0
-	return d
-}
-
-func (p *retryPolicy) Reset() {
-	p.exp.Reset()
-	p.tries = 0
-}
-
-// wrap names the attempts when the policy gave up, and the cause when ctx
-// ended the wait.
-func (p *retryPolicy) wrap(ctx context.Context, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case ctx.Err() != nil:
-		return context.Cause(ctx)
-	case p.gaveUp:
-		return fmt.Errorf("giving up after %s without progress: %w", plural(p.tries, "try", "tries"), err)
-	}
-	return err
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return strconv.Itoa(n) + " " + many
-}
-
-// minProgress is what a body must deliver within each stall timeout to
-// count as moving: a server that trickles a few bytes a second is stalled
-// too. An attempt that delivered less and then stalled does not reset the
-// count of tries, so a trickle ends in an error instead of going on for ever.
-const minProgress = 1 << 10
-
-// stallReader cancels its request when less than minProgress bytes arrive
-// within d.
-type stallReader struct {
-	r     io.Reader
-	d     time.Duration
-	timer *time.Timer
-	seen  int // bytes since the timer was last reset
-}
-
-func newStallReader(r io.Reader, d time.Duration, cancel context.CancelCauseFunc) *stallReader {
-	return &stallReader{r: r, d: d, timer: time.AfterFunc(d, func() { cancel(ErrStalled) })}
-}
-
-func (s *stallReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if s.seen += n; s.seen >= minProgress {
-		s.timer.Reset(s.d)
-		s.seen = 0
-	}
-	return n, err
-}
-
-// pause stops the stall timer during a wait that is convoy's own.
-func (s *stallReader) pause() { s.timer.Stop() }
-
-// touch restarts the stall timeout, after a wait that was convoy's own.
-func (s *stallReader) touch() {
-	s.timer.Reset(s.d)
-	s.seen = 0
-}
-
-func (s *stallReader) stop() { s.timer.Stop() }

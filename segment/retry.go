@@ -1,0 +1,140 @@
+package segment
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// classify turns an attempt's error into what backoff expects: nil, a
+// permanent error, or a transient one (noting any Retry-After in pol).
+func (f *Fetcher) classify(ctx context.Context, err error, pol *retryPolicy) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return backoff.Permanent(context.Cause(ctx))
+	}
+	if IsPermanent(err) {
+		return backoff.Permanent(err)
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		pol.retryAfter = se.RetryAfter
+	}
+	return err
+}
+
+// IsPermanent reports whether err cannot be cured by trying again: a refused
+// status, a broken range answer, a changed file, a failed write, a refused
+// redirect, a bad certificate or an unknown host.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var (
+		pe  *backoff.PermanentError
+		se  *StatusError
+		pre *ProtocolError
+		we  *WriteError
+		re  *RedirectError
+		dns *net.DNSError
+		cv  *tls.CertificateVerificationError
+		ua  x509.UnknownAuthorityError
+		hn  x509.HostnameError
+		ci  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, ErrRemoteChanged), errors.Is(err, ErrRangeIgnored):
+		return true
+	case errors.As(err, &se):
+		return !se.Temporary()
+	case errors.As(err, &pe), errors.As(err, &pre), errors.As(err, &we), errors.As(err, &re):
+		return true
+	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci):
+		return true
+	case errors.As(err, &dns):
+		return dns.IsNotFound
+	}
+	return false
+}
+
+// retryPolicy is the backoff of one span: exponential, no time limit, at most
+// maxTries attempts without progress, stretched to any Retry-After. Not safe
+// for concurrent use; each span has its own.
+type retryPolicy struct {
+	exp        *backoff.ExponentialBackOff
+	maxTries   int
+	tries      int
+	retryAfter time.Duration
+	gaveUp     bool
+}
+
+// maxRetryAfter caps a server's Retry-After.
+const maxRetryAfter = 5 * time.Minute
+
+func (f *Fetcher) newPolicy() *retryPolicy {
+	exp := backoff.NewExponentialBackOff()
+	exp.InitialInterval = 500 * time.Millisecond
+	if f.RetryInitial > 0 {
+		exp.InitialInterval = f.RetryInitial
+	}
+	exp.MaxInterval = 30 * time.Second
+	if f.RetryMax > 0 {
+		exp.MaxInterval = f.RetryMax
+	}
+	exp.MaxElapsedTime = 0
+	exp.Reset()
+	tries := f.MaxTries
+	if tries <= 0 {
+		tries = 10
+	}
+	return &retryPolicy{exp: exp, maxTries: tries}
+}
+
+func (p *retryPolicy) NextBackOff() time.Duration {
+	p.tries++
+	if p.tries >= p.maxTries {
+		p.gaveUp = true
+		return backoff.Stop
+	}
+	d := p.exp.NextBackOff()
+	if ra := min(p.retryAfter, maxRetryAfter); ra > d {
+		d = ra
+	}
+	p.retryAfter = 0
+	return d
+}
+
+func (p *retryPolicy) Reset() {
+	p.exp.Reset()
+	p.tries = 0
+}
+
+// wrap names the attempts when the policy gave up, and the cause when ctx
+// ended the wait.
+func (p *retryPolicy) wrap(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	case p.gaveUp:
+		return fmt.Errorf("giving up after %s without progress: %w", plural(p.tries, "try", "tries"), err)
+	}
+	return err
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
