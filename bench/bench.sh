@@ -1,133 +1,682 @@
 #!/usr/bin/env bash
-# convoy's side-by-side benchmarks on loopback.
+# convoy's side-by-side benchmarks against other download tools, on loopback.
 #
-#   bench/bench.sh s1 [RUNS]   1 GiB from nginx: convoy -n 16 against curl -o, in turn
-#   bench/bench.sh s4          256 MiB at 2 MiB/s per connection, kill -9 at 3, 7
-#                              and 11 s, resume; bytes the server sent twice
+#   bench/bench.sh all [RUNS]  every scenario below; writes bench/RESULTS.md
+#   bench/bench.sh s1 [RUNS]   1 GiB from nginx, unthrottled, to disk: every tool,
+#                              plus the limits curl -o /dev/null and dd of the file
+#   bench/bench.sh s2 [RUNS]   256 MiB at 5 MiB/s per connection, 16 connections;
+#                              ideal 256 MiB / (16 x 5 MiB/s) = 3.2 s
+#   bench/bench.sh s4 [RUNS]   256 MiB at 2 MiB/s per connection, 8 connections:
+#                              kill -9 after 3, 7 and 11 s of running time, run
+#                              to the end, count the bytes the server sent twice
+#   bench/bench.sh s7 [RUNS]   S2 behind a proxy that resets every connection
+#                              after 4-16 MiB, against the same proxy without resets
+#   bench/bench.sh s8 [RUNS]   S1 with convoy as shipped against convoy with
+#                              --checkpoint-interval 1h (durability cost)
 #
-# Installs nginx-light and curl from Debian if missing, serves random files
-# from a work folder (BENCH_WORK, default /tmp/convoy-bench), talks to
-# 127.0.0.1 only, and stops nginx by its PID on exit.
+# RUNS (default 3) is per tool; the tools take turns (A B C A B C ...).
+# Environment: BENCH_WORK (work folder, default /tmp/convoy-bench), BENCH_PORT
+# (first of four loopback ports, default 18080), BENCH_TIMEOUT (seconds one
+# run may take, default 120), BENCH_SEED (fault proxy seed, default 1),
+# BENCH_FUZZ_WAIT (seconds to wait for running fuzzers to end, default 2400).
+#
+# Installs what is missing from Debian (nginx-light, curl, aria2, axel, lftp,
+# time), builds convoy from this tree and the fault proxy from bench/faultproxy,
+# talks to 127.0.0.1 only, and stops every process it started by its PID on exit.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 work=${BENCH_WORK:-/tmp/convoy-bench}
-port_fast=18080
-port_slow=18082
+port=${BENCH_PORT:-18080}
+port_fast=$port            # unthrottled (S1, S8)
+port_cap=$((port + 1))     # 5 MiB/s per connection (S2, and S7 behind the proxy)
+port_slow=$((port + 2))    # 2 MiB/s per connection (S4)
+port_proxy=$((port + 3))   # the fault proxy (S7)
+limit=${BENCH_TIMEOUT:-120}
+seed=${BENCH_SEED:-1}
 convoy="$work/convoy"
+faultproxy="$work/bin/faultproxy"
+out_dir="$work/out"
+out_name=dl.bin
+MiB=1048576
+
+# The tools, one line each:  scenarios | kind | label | command
+#   kind   get: the output is checked by SHA-256 after every run
+#          ref: as get, and the scenario's reference for the ratio column
+#          limit: writes no file (an upper bound, not a tool)
+#          again: S4 only, the command for restarts when it differs from get
+#   command placeholders: {CONVOY} the convoy binary, {URL}, {OUT} = {DIR}/{NAME},
+#          {FILE} the served file on disk. It runs as `bash -c "exec COMMAND"`.
+TOOLS='
+s1 s2 s7 | get   | convoy -n 16                    | {CONVOY} get -q -n 16 -o {OUT} {URL}
+s1       | ref   | curl -o                         | curl -s -o {OUT} {URL}
+s1 s2 s7 | get   | aria2c -x16 -s16                | aria2c -q -x16 -s16 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URL}
+s1 s2 s7 | get   | axel -n 16                      | axel -q -n 16 -o {OUT} {URL}
+s1 s2 s7 | get   | lftp pget -n 16                 | lftp -c "pget -n 16 {URL} -o {OUT}"
+s1       | limit | curl -o /dev/null               | curl -s -o /dev/null {URL}
+s1       | limit | dd bs=16k of the served file    | dd if={FILE} of=/dev/null bs=16k
+s4       | get   | convoy -n 8                     | {CONVOY} get -q -n 8 -o {OUT} {URL}
+s4       | get   | aria2c -x8 -s8 (defaults)       | aria2c -x8 -s8 -d {DIR} -o {NAME} {URL}
+s4       | again | aria2c -x8 -s8 (defaults)       | aria2c -c -x8 -s8 -d {DIR} -o {NAME} {URL}
+s4       | get   | axel -n 8                       | axel -q -n 8 -o {OUT} {URL}
+s8       | ref   | convoy -n 16 as shipped         | {CONVOY} get -q -n 16 -o {OUT} {URL}
+s8       | get   | convoy -n 16 --checkpoint-interval 1h | {CONVOY} get -q -n 16 --checkpoint-interval 1h -o {OUT} {URL}
+'
+# (lftp 4.9 wants pget's -o after the URL.)
+
+trim() {
+  local s=$1
+  s=${s#"${s%%[![:space:]]*}"}
+  printf '%s' "${s%"${s##*[![:space:]]}"}"
+}
+
+T_SC=() T_KIND=() T_LABEL=() T_CMD=()
+load_tools() {
+  local line sc kind label cmd
+  while IFS= read -r line; do
+    [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+    IFS='|' read -r sc kind label cmd <<<"$line"
+    T_SC+=(" $(trim "$sc") ")
+    T_KIND+=("$(trim "$kind")")
+    T_LABEL+=("$(trim "$label")")
+    T_CMD+=("$(trim "$cmd")")
+  done <<<"$TOOLS"
+}
+
+# rows SC: the table rows of scenario SC, in table order (restart lines left out).
+rows() {
+  local i
+  for i in "${!T_SC[@]}"; do
+    [[ ${T_SC[i]} == *" $1 "* && ${T_KIND[i]} != again ]] && echo "$i"
+  done
+  return 0
+}
+
+# again_cmd I: the restart command of row I (its own command unless an again line exists).
+again_cmd() {
+  local i
+  for i in "${!T_SC[@]}"; do
+    if [[ ${T_KIND[i]} == again && ${T_LABEL[i]} == "${T_LABEL[$1]}" ]]; then
+      echo "${T_CMD[i]}"
+      return
+    fi
+  done
+  echo "${T_CMD[$1]}"
+}
+
+# render CMD URL FILE: CMD with its placeholders filled in.
+render() {
+  local c=$1
+  c=${c//'{CONVOY}'/$convoy}
+  c=${c//'{URL}'/$2}
+  c=${c//'{OUT}'/$out_dir/$out_name}
+  c=${c//'{DIR}'/$out_dir}
+  c=${c//'{NAME}'/$out_name}
+  c=${c//'{FILE}'/$work/www/$3}
+  printf '%s' "$c"
+}
+
+# ---------------------------------------------------------------- processes
+
+bg_pids=()
+forget() {
+  local keep=() p
+  for p in "${bg_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  bg_pids=("${keep[@]}")
+}
+
+cleanup() {
+  local p
+  for p in "${bg_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [ -n "${nginx_pid:-}" ]; then
+    kill "$nginx_pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+}
 
 need() {
   local missing=()
   command -v nginx >/dev/null || missing+=(nginx-light)
   command -v curl >/dev/null || missing+=(curl)
+  command -v aria2c >/dev/null || missing+=(aria2)
+  command -v axel >/dev/null || missing+=(axel)
+  command -v lftp >/dev/null || missing+=(lftp)
+  [ -x /usr/bin/time ] || missing+=(time)
   if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    echo "bench: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  command -v go >/dev/null || { echo "bench: go is needed to build convoy" >&2; exit 1; }
+}
+
+# busy PORT: true when something on 127.0.0.1 accepts on PORT.
+busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A parallel fuzzer distorts every timing: wait for it to end, BENCH_FUZZ_WAIT
+# seconds at most (default 2400; 0 does not wait).
+fuzz_wait=0 fuzz_note='' built_from=unknown built_dirty=''
+wait_quiet() {
+  local t0=$SECONDS max=${BENCH_FUZZ_WAIT:-2400}
+  while pgrep -f 'test.fuzz' >/dev/null && [ $((SECONDS - t0)) -lt "$max" ]; do
+    [ $((SECONDS - t0)) -eq 0 ] && echo "bench: a fuzzer is running; waiting ($max s at most)" >&2
+    sleep 20
+  done
+  fuzz_wait=$((SECONDS - t0))
+  if pgrep -f 'test.fuzz' >/dev/null; then
+    echo "bench: a fuzzer is still running; measuring anyway" >&2
+    fuzz_note="; a fuzzer was still running when the measurements began"
   fi
 }
 
 setup() {
   need
-  mkdir -p "$work"/{www,logs,tmp,out}
+  mkdir -p "$work"/{www,logs,tmp,bin,corrupt} "$out_dir"
+  if [ -f "$work/nginx.pid" ] && kill -0 "$(cat "$work/nginx.pid")" 2>/dev/null; then
+    echo "bench: an nginx of another run uses $work (pid $(cat "$work/nginx.pid")); set BENCH_WORK" >&2
+    exit 1
+  fi
+  local p
+  for p in "$port_fast" "$port_cap" "$port_slow" "$port_proxy"; do
+    if busy "$p"; then
+      echo "bench: 127.0.0.1:$p is in use; set BENCH_PORT to the first of four free ports" >&2
+      exit 1
+    fi
+  done
   [ -f "$work/www/1g.bin" ] || head -c 1G /dev/urandom >"$work/www/1g.bin"
   [ -f "$work/www/256m.bin" ] || head -c 256M /dev/urandom >"$work/www/256m.bin"
   (cd "$work/www" && sha256sum 1g.bin 256m.bin >"$work/sums")
-  (cd "$root" && go build -o "$convoy" ./cmd/convoy)
-  sed -e "s|@WORK@|$work|g" -e "s|@PORT_FAST@|$port_fast|" -e "s|@PORT_SLOW@|$port_slow|" \
-    "$here/nginx.conf.in" >"$work/nginx.conf"
+  wait_quiet # before the build, so the binary is the tree as measured
+  local try
+  for try in 1 2 3; do # others may be editing the tree: a broken build gets two more tries
+    built_from=$(git -C "$root" describe --tags --always --dirty 2>/dev/null || echo unknown)
+    built_dirty=$(git -C "$root" status --short -- '*.go' 2>/dev/null | awk '{print $2}' | grep -v '^bench/' | paste -sd' ' || true)
+    (cd "$root" && go build -ldflags "-X github.com/convoy-dl/convoy.Version=$built_from" -o "$convoy" ./cmd/convoy) && break
+    [ "$try" = 3 ] && { echo "bench: convoy does not build" >&2; exit 1; }
+    sleep 20
+  done
+  (cd "$root" && go build -o "$faultproxy" ./bench/faultproxy)
+  sed -e "s|@WORK@|$work|g" -e "s|@PORT_FAST@|$port_fast|" -e "s|@PORT_CAP@|$port_cap|" \
+    -e "s|@PORT_SLOW@|$port_slow|" "$here/nginx.conf.in" >"$work/nginx.conf"
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  rm -f "$work/nginx.pid"
   nginx -c "$work/nginx.conf"
-  trap stop EXIT
   for _ in $(seq 1 50); do
-    curl -sf -o /dev/null -r 0-0 "http://127.0.0.1:$port_fast/256m.bin" && return
+    [ -s "$work/nginx.pid" ] && break
+    sleep 0.1
+  done
+  nginx_pid=$(cat "$work/nginx.pid")
+  for _ in $(seq 1 50); do
+    if curl -sf -o /dev/null -r 0-0 "http://127.0.0.1:$port_fast/256m.bin"; then
+      return
+    fi
     sleep 0.1
   done
   echo "bench: nginx did not start" >&2
   exit 1
 }
 
-stop() {
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+# ---------------------------------------------------------------- measuring
+
+# sent LOG: body bytes nginx logged, once the sum has stopped changing (4 s at most).
+sent() {
+  local prev=-1 cur=0 still=0
+  for _ in $(seq 1 40); do
+    cur=$(awk '{s += $3} END {printf "%.0f\n", s}' "$1")
+    if [ "$cur" = "$prev" ]; then
+      still=$((still + 1))
+      [ "$still" -ge 2 ] && break
+    else
+      still=0
+    fi
+    prev=$cur
+    sleep 0.1
+  done
+  echo "$cur"
 }
 
-# checksum FILE NAME: fails unless FILE has the recorded SHA-256 of NAME.
-checksum() {
-  local want got
-  want=$(awk -v n="$2" '$2 == n {print $1}' "$work/sums")
-  got=$(sha256sum "$1" | cut -d' ' -f1)
-  [ "$got" = "$want" ] || { echo "bench: $1 is corrupt ($got, want $want)" >&2; exit 1; }
+want_sum() { awk -v n="$1" '$2 == n {print $1}' "$work/sums"; }
+
+# fresh LOG: a clean output folder, quiet disk, empty access log. Outside timing.
+fresh() {
+  rm -rf "${out_dir:?}"/* "$out_dir"/.[!.]* 2>/dev/null || true
+  sync # no tool pays for another's dirty pages
+  : >"$1"
 }
 
-# wall CMD...: runs CMD and prints its wall seconds.
-wall() {
-  local start end
-  start=$(date +%s.%N)
-  "$@" >/dev/null 2>&1
-  end=$(date +%s.%N)
-  echo "$end - $start" | bc -l
+corrupt=() # runs whose file did not match: any makes the harness fail
+
+# check KIND FILE TAG: sets R_STATUS to CORRUPT when the output is not FILE byte for byte.
+check() {
+  [ "$1" = limit ] && return
+  local got want
+  want=$(want_sum "$2")
+  got=$(sha256sum "$out_dir/$out_name" 2>/dev/null | cut -d' ' -f1 || true)
+  if [ "$got" != "$want" ]; then
+    R_STATUS=CORRUPT
+    mv "$out_dir/$out_name" "$work/corrupt/$3.bin" 2>/dev/null || true
+    corrupt+=("$3: sha256 ${got:-none}, want $want (kept as $work/corrupt/$3.bin)")
+    echo "bench: CORRUPT output: $3" >&2
+  fi
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# timed I URL FILE LOG TAG: one timed run of row I. Sets R_WALL (s), R_CPU (user+sys s),
+# R_RSS (peak KiB) and R_STATUS (ok, "did not finish", "failed (exit N)", CORRUPT).
+timed() {
+  local i=$1 cmd tf="$work/time.txt" t0 t1 tp rc=0
+  cmd=$(render "${T_CMD[i]}" "$2" "$3")
+  fresh "$4"
+  rm -f "$tf"
+  t0=$(date +%s%N)
+  timeout -k 5 "$limit" /usr/bin/time -v -o "$tf" bash -c "exec $cmd" >"$work/logs/tool.out" 2>&1 &
+  tp=$!
+  bg_pids+=("$tp")
+  wait "$tp" || rc=$?
+  t1=$(date +%s%N)
+  forget "$tp"
+  R_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", (b - a) / 1e9}')
+  read -r R_CPU R_RSS < <(awk -F': ' '/User time/ {u = $2} /System time/ {s = $2}
+    /Maximum resident set size/ {m = $2} END {printf "%.2f %d\n", u + s, m}' "$tf" 2>/dev/null || echo "0 0")
+  if [ "$rc" -eq 0 ]; then
+    R_STATUS=ok
+    check "${T_KIND[i]}" "$3" "$5"
+  elif [ "$rc" -eq 124 ] || { [ "$rc" -eq 137 ] && [ $(((t1 - t0) / 1000000000)) -ge "$limit" ]; }; then
+    R_STATUS="did not finish in ${limit} s"
+  else
+    R_STATUS=$(failure "$rc")
+  fi
+}
+
+# failure RC: how a run that exited RC failed, with the end of its output.
+failure() {
+  local why="exit $1" tail
+  [ "$1" -gt 128 ] && why="killed by SIG$(kill -l $(($1 - 128)) 2>/dev/null || echo '?'), exit $1"
+  tail=$(tail -c 160 "$work/logs/tool.out" | tr -s '\n\t' '  ' | sed 's/|/\\|/g')
+  echo "failed ($why)${tail:+: $tail}"
+}
+
+# Per-key results: space-separated lists of the successful runs' numbers.
+declare -A K_WALL K_CPU K_RSS K_SENT K_RUNS K_OK K_NOTE K_SKIP K_EXTRA
+record() { # KEY RUN: files the R_* of this run under KEY
+  local k=$1
+  K_RUNS[$k]=$((${K_RUNS[$k]:-0} + 1))
+  if [ "$R_STATUS" = ok ]; then
+    K_OK[$k]=$((${K_OK[$k]:-0} + 1))
+    K_WALL[$k]+="$R_WALL "
+    K_CPU[$k]+="$R_CPU "
+    K_RSS[$k]+="$R_RSS "
+    K_SENT[$k]+="$R_SENT "
+  else
+    K_NOTE[$k]+="run $2: $R_STATUS; "
+    [[ $R_STATUS == "did not finish"* ]] && K_SKIP[$k]=1 # bounded: one timeout is enough
+  fi
+  return 0
+}
+
+# stats LIST: "median min max" of the numbers in LIST, or nothing.
+stats() {
+  tr -s ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{a[NR] = $1}
+    END {if (NR) printf "%.15g %.15g %.15g\n", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2), a[1], a[NR]}'
+}
+imedian() { median "$1" | awk '{printf "%.0f\n", $1}'; } # bytes: a whole number
+median() { stats "$1" | awk '{print $1}'; }
+maxof() { stats "$1" | awk '{print $3}'; }
+
+progress() { printf '%-4s run %s  %-40s %8.3f s  %s\n' "$1" "$2" "$3" "$R_WALL" "$R_STATUS" >&2; }
+
+# row_cells KEY SIZE REF_MEDIAN: the cells runs ok | wall | MiB/s | ratio | CPU | RSS.
+row_cells() {
+  local k=$1 size=$2 ref=$3 w c r
+  w=$(stats "${K_WALL[$k]:-}")
+  if [ -z "$w" ]; then
+    printf '%s/%s | – | – | – | – | –' "${K_OK[$k]:-0}" "${K_RUNS[$k]:-0}"
+    return
+  fi
+  c=$(median "${K_CPU[$k]}")
+  r=$(maxof "${K_RSS[$k]}")
+  awk -v w="$w" -v ok="${K_OK[$k]:-0}" -v n="${K_RUNS[$k]:-0}" -v size="$size" -v ref="$ref" \
+    -v c="$c" -v r="$r" 'BEGIN {
+      split(w, a, " ")
+      printf "%d/%d | %.3f (%.3f–%.3f) | %.1f | %s | %.2f | %.1f", ok, n, a[1], a[2], a[3],
+        size / 1048576 / a[1], (ref > 0 ? sprintf("%.2f", a[1] / ref) : "–"), c, r / 1024
+    }'
+}
+
+notes() { # KEY LABEL: failure notes of KEY as a list item
+  [ -n "${K_NOTE[$1]:-}" ] && echo "- $2: ${K_NOTE[$1]%; }"
+  return 0
+}
+notes_block() { # SC I...: the failure notes of rows I of SC, if any, and a blank line
+  local sc=$1 i any
+  shift
+  any=$(for i in "$@"; do notes "$sc/$i" "${T_LABEL[i]}"; done)
+  [ -z "$any" ] || printf 'Runs that did not count:\n\n%s\n\n' "$any"
+}
+
+# ---------------------------------------------------------------- scenarios
+
+# simple SC PORT FILE LOG RUNS TITLE [IDEAL]: every row of SC in turn, RUNS times;
+# the ratio is to IDEAL seconds when given, else to the row of kind ref.
+simple() {
+  local sc=$1 url="http://127.0.0.1:$2/$3" file=$3 log=$4 runs=$5 title=$6 ideal=${7:-}
+  local size i r ref refname k
+  local -a idx
+  size=$(stat -c %s "$work/www/$file")
+  mapfile -t idx < <(rows "$sc")
+  for r in $(seq 1 "$runs"); do
+    for i in "${idx[@]}"; do
+      k="$sc/$i"
+      [ -n "${K_SKIP[$k]:-}" ] && continue
+      timed "$i" "$url" "$file" "$log" "$sc-$i-run$r"
+      R_SENT=$(sent "$log")
+      record "$k" "$r"
+      progress "$sc" "$r/$runs" "${T_LABEL[i]}"
+    done
+  done
+  if [ -n "$ideal" ]; then
+    ref=$ideal refname="ideal ($ideal s)"
+  else
+    for i in "${idx[@]}"; do
+      [ "${T_KIND[i]}" = ref ] && { ref=$(median "${K_WALL[$sc/$i]:-}"); refname=${T_LABEL[i]}; }
+    done
+  fi
+  echo "### $title"
+  echo
+  echo "| tool | runs ok | wall s, median (min–max) | MiB/s | ratio to $refname | CPU s (user+sys) | peak RSS MiB | server sent, bytes (over file size) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for i in "${idx[@]}"; do
+    k="$sc/$i"
+    local s
+    s=$(imedian "${K_SENT[$k]:-}")
+    if [ "${T_CMD[i]}" != "${T_CMD[i]#dd }" ] || [ -z "$s" ]; then
+      s="–"
+    else
+      s="$s (+$((s - size)))"
+    fi
+    echo "| ${T_LABEL[i]} | $(row_cells "$k" "$size" "${ref:-0}") | $s |"
+  done
+  echo
+  notes_block "$sc" "${idx[@]}"
+}
 
 s1() {
-  local runs=${1:-5} url="http://127.0.0.1:$port_fast/1g.bin" c k
-  local -a tc tk
-  for i in $(seq 1 "$runs"); do
-    rm -f "$work/out/curl.bin" "$work/out/convoy.bin"
-    sync # each tool starts on a quiet disk, not with the other's dirty pages
-    c=$(wall curl -s -o "$work/out/curl.bin" "$url")
-    checksum "$work/out/curl.bin" 1g.bin
-    rm -f "$work/out/curl.bin"
-    sync
-    k=$(wall "$convoy" get -q -n 16 -o "$work/out/convoy.bin" "$url")
-    checksum "$work/out/convoy.bin" 1g.bin
-    rm -f "$work/out/convoy.bin"
-    tc+=("$c"); tk+=("$k")
-    printf 'run %d: curl %.3f s, convoy %.3f s, ratio %.3f\n' "$i" "$c" "$k" "$(echo "$k / $c" | bc -l)"
-  done
-  local mc mk
-  mc=$(printf '%s\n' "${tc[@]}" | median)
-  mk=$(printf '%s\n' "${tk[@]}" | median)
-  local ratios
-  ratios=$(for i in "${!tc[@]}"; do echo "${tk[$i]} / ${tc[$i]}" | bc -l; done | median)
+  simple s1 "$port_fast" 1g.bin "$work/logs/fast.log" "$1" \
+    "S1: 1 GiB from nginx on loopback, unthrottled, to disk"
+  echo "Ratio: median wall over the median of \`curl -o\`. The two limit rows write no file."
   echo
-  echo "| S1: 1 GiB, loopback nginx | median wall s | ratio to curl |"
-  echo "|---|---|---|"
-  printf '| curl -o | %.3f | 1.00 |\n' "$mc"
-  printf '| convoy get -n 16 | %.3f | %.2f (median of per-run ratios) |\n' "$mk" "$ratios"
 }
 
-# sent LOG: sum of body bytes nginx logged.
-sent() { awk '{s += $3} END {print s + 0}' "$1"; }
+s2() {
+  simple s2 "$port_cap" 256m.bin "$work/logs/cap.log" "$1" \
+    "S2: 256 MiB, 5 MiB/s per connection (limit_rate 5m, sendfile_max_chunk 64k), 16 connections" 3.2
+  echo "Ideal: 256 MiB / (16 × 5 MiB/s) = 3.2 s; ratio is median wall over that."
+  echo
+}
 
-s4() {
-  local url="http://127.0.0.1:$port_slow/256m.bin" size=$((256 << 20)) log="$work/logs/slow.log"
-  local out="$work/out/s4.bin" pid prev=0 now
-  rm -f "$out" "$out.part" "$out.convoy"
-  : >"$log"
-  nginx -c "$work/nginx.conf" -s reopen
-  sleep 0.2
-  echo "| S4: kill -9 at | bytes sent so far | bytes sent twice so far |"
-  echo "|---|---|---|"
-  for at in 3 7 11; do
-    "$convoy" get -q -n 8 -o "$out" "$url" &
-    pid=$!
-    sleep $((at - prev))
-    kill -9 "$pid"
-    wait "$pid" 2>/dev/null || true
-    prev=$at
-    sleep 0.3 # let nginx log the cut answers
-    now=$(sent "$log")
-    printf '| %d s | %d | - |\n' "$at" "$now"
+s8() {
+  simple s8 "$port_fast" 1g.bin "$work/logs/fast.log" "$1" \
+    "S8: durability cost, S1 with convoy as shipped (--checkpoint-interval 1s) against 1h"
+  local a b i
+  for i in $(rows s8); do
+    if [ "${T_KIND[i]}" = ref ]; then a=$(median "${K_WALL[s8/$i]:-}"); else b=$(median "${K_WALL[s8/$i]:-}"); fi
   done
-  "$convoy" get -q -n 8 -o "$out" "$url"
-  sleep 0.3
-  checksum "$out" 256m.bin
-  now=$(sent "$log")
-  printf '| done | %d | %d (%.1f MiB) |\n' "$now" "$((now - size))" "$(echo "($now - $size) / 1048576" | bc -l)"
-  rm -f "$out"
+  if [ -n "${a:-}" ] && [ -n "${b:-}" ]; then
+    awk -v a="$a" -v b="$b" 'BEGIN {printf "Ratio of medians, shipped / 1h: %.3f / %.3f = %.2f. With 1h the only checkpoint is the final one.\n\n", a, b, a / b}'
+  fi
 }
 
-case "${1:-}" in
-  s1) setup; shift; s1 "$@" ;;
-  s4) setup; s4 ;;
-  *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+# S4: per tool, start, kill -9 after 3 s of running time, start again, kill
+# after 4 more (7 s of running time in all), again after 4 more (11 s), then
+# run to the end. The time between a kill and the next start is not counted.
+s4() {
+  local runs=$1 url="http://127.0.0.1:$port_slow/256m.bin" log="$work/logs/slow.log"
+  local size i r k at prev pid first again t0 t1 rc tp twice cmd
+  local -a idx
+  size=$(stat -c %s "$work/www/256m.bin")
+  mapfile -t idx < <(rows s4)
+  for r in $(seq 1 "$runs"); do
+    for i in "${idx[@]}"; do
+      k="s4/$i"
+      first=$(render "${T_CMD[i]}" "$url" 256m.bin)
+      again=$(render "$(again_cmd "$i")" "$url" 256m.bin)
+      fresh "$log"
+      prev=0
+      K_EXTRA[$k]+="run $r:"
+      for at in 3 7 11; do
+        [ "$at" = 3 ] && cmd=$first || cmd=$again
+        bash -c "exec $cmd" >>"$work/logs/tool.out" 2>&1 &
+        pid=$!
+        bg_pids+=("$pid")
+        sleep $((at - prev))
+        if kill -0 "$pid" 2>/dev/null; then
+          kill -9 "$pid" 2>/dev/null || true
+          { wait "$pid"; } 2>/dev/null || true
+          K_EXTRA[$k]+=" $(($(sent "$log") / MiB)) MiB sent by ${at}s,"
+        else
+          { wait "$pid"; } 2>/dev/null && rc=0 || rc=$?
+          K_EXTRA[$k]+=" exited (status $rc) before the kill at ${at}s,"
+        fi
+        forget "$pid"
+        prev=$at
+      done
+      rc=0
+      t0=$(date +%s%N)
+      timeout -k 5 "$limit" bash -c "exec $again" >"$work/logs/tool.out" 2>&1 &
+      tp=$!
+      bg_pids+=("$tp")
+      wait "$tp" || rc=$?
+      t1=$(date +%s%N)
+      forget "$tp"
+      R_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", (b - a) / 1e9}')
+      R_CPU=0 R_RSS=0
+      if [ "$rc" -eq 0 ]; then
+        R_STATUS=ok
+        check get 256m.bin "s4-$i-run$r"
+      elif [ "$rc" -eq 124 ] || { [ "$rc" -eq 137 ] && [ $(((t1 - t0) / 1000000000)) -ge "$limit" ]; }; then
+        R_STATUS="did not finish in ${limit} s after the last start"
+      else
+        R_STATUS=$(failure "$rc")
+      fi
+      R_SENT=$(sent "$log")
+      twice=$((R_SENT - size))
+      K_EXTRA[$k]+=" $R_SENT in all, $twice twice, last start ran $R_WALL s, $R_STATUS; "
+      record "$k" "$r"
+      progress s4 "$r/$runs" "${T_LABEL[i]}"
+    done
+  done
+  echo "### S4: kill -9 and resume: 256 MiB, 2 MiB/s per connection (limit_rate 2m), 8 connections"
+  echo
+  echo "| tool | runs ok (sha256 checked) | bytes sent twice, median (min–max) | MiB sent twice, median | last start to done, s, median |"
+  echo "|---|---|---|---|---|"
+  local t w
+  for i in "${idx[@]}"; do
+    k="s4/$i"
+    t=$(stats "$(for s in ${K_SENT[$k]:-}; do echo $((s - size)); done)")
+    w=$(median "${K_WALL[$k]:-}")
+    if [ -z "$t" ]; then
+      echo "| ${T_LABEL[i]} | ${K_OK[$k]:-0}/${K_RUNS[$k]:-0} | – | – | – |"
+    else
+      awk -v t="$t" -v w="$w" -v l="${T_LABEL[i]}" -v ok="${K_OK[$k]:-0}" -v n="${K_RUNS[$k]:-0}" 'BEGIN {
+        split(t, a, " "); printf "| %s | %d/%d | %.0f (%.0f–%.0f) | %.1f | %.2f |\n", l, ok, n, a[1], a[2], a[3], a[1] / 1048576, w }'
+    fi
+  done
+  echo
+  echo "Kills after 3, 7 and 11 s of running time (the gaps between a kill and the next start are not counted)."
+  echo "Bytes sent twice: the sum of \$body_bytes_sent in nginx's log over all four starts, minus the file size."
+  echo
+  for i in "${idx[@]}"; do
+    echo "- ${T_LABEL[i]}: ${K_EXTRA[s4/$i]%; }"
+  done
+  echo
+  notes_block s4 "${idx[@]}"
+}
+
+proxy_pid=
+proxy_start() { # RESET(true|false)
+  "$faultproxy" -listen "127.0.0.1:$port_proxy" -to "127.0.0.1:$port_cap" -seed "$seed" \
+    -reset="$1" -lifetime 10m >"$work/logs/proxy.out" 2>"$work/logs/proxy.err" &
+  proxy_pid=$!
+  bg_pids+=("$proxy_pid")
+  for _ in $(seq 1 50); do
+    grep -q listening "$work/logs/proxy.out" 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "bench: the fault proxy did not start: $(cat "$work/logs/proxy.err")" >&2
+  exit 1
+}
+proxy_stop() { # prints the number of resets
+  kill "$proxy_pid" 2>/dev/null || true
+  wait "$proxy_pid" 2>/dev/null || true
+  forget "$proxy_pid"
+  sed -n 's/.* \([0-9]*\) resets$/\1/p' "$work/logs/proxy.err"
+}
+
+# S7: each tool through the fault proxy, with and without resets, in turn. A
+# fresh proxy with the same seed per run: every run meets the same sequence of
+# limits, connection by connection in accept order.
+s7() {
+  local runs=$1 url="http://127.0.0.1:$port_proxy/256m.bin" log="$work/logs/cap.log"
+  local size i r k mode resets
+  local -a idx
+  size=$(stat -c %s "$work/www/256m.bin")
+  mapfile -t idx < <(rows s7)
+  for r in $(seq 1 "$runs"); do
+    for i in "${idx[@]}"; do
+      for mode in false true; do
+        k="s7/$i/$mode"
+        [ -n "${K_SKIP[$k]:-}" ] && continue
+        proxy_start "$mode"
+        timed "$i" "$url" 256m.bin "$log" "s7-$i-reset_$mode-run$r"
+        resets=$(proxy_stop)
+        R_SENT=$(sent "$log")
+        [ "$R_STATUS" = ok ] && K_EXTRA[$k]+="${resets:-0} "
+        record "$k" "$r"
+        progress s7 "$r/$runs" "${T_LABEL[i]} resets=$mode"
+      done
+    done
+  done
+  echo "### S7: flaky link: S2 behind a proxy that resets every connection (TCP RST) after a random 4–16 MiB"
+  echo
+  echo "| tool | link | runs ok | wall s, median (min–max) | MiB/s | ratio to no resets | CPU s (user+sys) | peak RSS MiB | bytes sent twice, median | resets, median |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  local ref s t
+  for i in "${idx[@]}"; do
+    ref=$(median "${K_WALL[s7/$i/false]:-}")
+    for mode in false true; do
+      k="s7/$i/$mode"
+      s=$(imedian "${K_SENT[$k]:-}")
+      [ -n "$s" ] && s=$((s - size)) || s="–"
+      t=$(imedian "${K_EXTRA[$k]:-}")
+      if [ "$mode" = false ]; then
+        echo "| ${T_LABEL[i]} | no resets | $(row_cells "$k" "$size" 0) | $s | ${t:-–} |"
+      else
+        echo "| ${T_LABEL[i]} | resets | $(row_cells "$k" "$size" "${ref:-0}") | $s | ${t:-–} |"
+      fi
+    done
+  done
+  echo
+  echo "Proxy: bench/faultproxy, seed $seed, one fresh proxy per run; runs bounded to $limit s (a tool that times out is not run again)."
+  echo
+  local any
+  any=$(for i in "${idx[@]}"; do
+    notes "s7/$i/false" "${T_LABEL[i]}, no resets"
+    notes "s7/$i/true" "${T_LABEL[i]}, resets"
+  done)
+  [ -z "$any" ] || printf 'Runs that did not count:\n\n%s\n\n' "$any"
+}
+
+# ---------------------------------------------------------------- report
+
+versions() {
+  echo "- convoy: \`$("$convoy" --version 2>&1 | head -1)\`, built from $1"
+  echo "- curl: \`$(curl --version | head -1 | cut -d' ' -f1-3)\`"
+  echo "- aria2c: \`$(aria2c --version | head -1)\`"
+  echo "- axel: \`$(axel --version 2>&1 | head -1)\`"
+  echo "- lftp: \`$(lftp --version | head -1 | cut -d'|' -f1-2 | tr -s ' ')\`"
+  echo "- nginx: \`$(nginx -v 2>&1)\`"
+  echo "- fault proxy: bench/faultproxy (stdlib Go, built with the same toolchain)"
+  echo "- $(go version), GNU time $(dpkg-query -W -f='${Version}' time 2>/dev/null || echo '?')"
+}
+
+header() { # RUNS COMMAND
+  echo "# convoy benchmark results"
+  echo
+  echo "Written by \`bench/bench.sh all\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+  echo "Reproduce from the repository root: \`$2\` (or \`make bench\`)."
+  echo
+  echo "## Machine"
+  echo
+  echo "- $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory, kernel $(uname -r)"
+  echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg); waited ${fuzz_wait} s for fuzzers to end${fuzz_note}"
+  echo
+  echo "## Tools"
+  echo
+  versions "\`git describe\` $built_from${built_dirty:+ (uncommitted changes in $built_dirty)}"
+  echo
+  echo "## Method"
+  echo
+  echo "- Everything on 127.0.0.1: nginx serves random files from $work/www (in the page cache); outputs go to $out_dir on $(findmnt -n -o FSTYPE --target "$work" 2>/dev/null || echo '?')."
+  echo "- $1 runs per tool and scenario, the tools in turn (A B C A B C …). Before every run, outside the timing: the previous output and its side files are deleted, \`sync\`, and nginx's access log is emptied."
+  echo "- Wall: \`date +%s%N\` around \`timeout $limit /usr/bin/time -v bash -c 'exec COMMAND'\`. CPU (user+sys, median) and peak RSS (max over runs) from \`/usr/bin/time -v\`."
+  echo "- Server sent: the sum of \`\$body_bytes_sent\` in nginx's access log for that run (median over runs)."
+  echo "- After every run the output's SHA-256 is compared with the served file's; any mismatch fails the harness."
+  echo "- Only runs that exited 0 with the right SHA-256 count in the numbers; the others are listed under their table."
+  echo
+  echo "## Commands"
+  echo
+  echo "| scenarios | tool | command |"
+  echo "|---|---|---|"
+  local i
+  for i in "${!T_SC[@]}"; do
+    echo "| $(trim "${T_SC[i]}")$([ "${T_KIND[i]}" = again ] && echo ' (restarts)') | ${T_LABEL[i]} | \`$(trim "${T_CMD[i]}")\` |"
+  done
+  echo
+  echo "## Results"
+  echo
+}
+
+finish() {
+  if [ ${#corrupt[@]} -gt 0 ]; then
+    echo
+    echo "## CORRUPT OUTPUTS"
+    echo
+    printf -- '- %s\n' "${corrupt[@]}"
+  fi
+}
+
+load_tools
+cmd=${1:-}
+runs=${2:-3}
+case "$cmd" in
+  s1 | s2 | s4 | s7 | s8)
+    setup
+    "$cmd" "$runs"
+    finish
+    ;;
+  all)
+    setup
+    repro="bench/bench.sh all $runs"
+    for v in BENCH_WORK BENCH_PORT BENCH_TIMEOUT BENCH_SEED BENCH_FUZZ_WAIT; do
+      [ -n "${!v:-}" ] && repro="$v=${!v} $repro"
+    done
+    tmp="$work/RESULTS.md"
+    t_start=$SECONDS
+    header "$runs" "$repro" >"$tmp"
+    for s in s1 s2 s4 s7 s8; do
+      "$s" "$runs" >"$work/$s.md" # not in a pipe: the results must stay in this shell
+      tee -a "$tmp" <"$work/$s.md"
+    done
+    {
+      echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). The whole run took $(((SECONDS - t_start) / 60)) min $(((SECONDS - t_start) % 60)) s."
+      finish
+    } | tee -a "$tmp"
+    cp "$tmp" "$here/RESULTS.md"
+    echo "bench: wrote $here/RESULTS.md" >&2
+    ;;
+  *)
+    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
 esac
+[ ${#corrupt[@]} -eq 0 ] || { echo "bench: ${#corrupt[@]} corrupt output(s)" >&2; exit 1; }
