@@ -74,7 +74,8 @@ type Config struct {
 	// RetryInitial and RetryMax shape the exponential backoff between tries
 	// (defaults 500ms and 30s).
 	RetryInitial, RetryMax time.Duration
-	// CheckpointInterval is how often progress is made durable (default 1s).
+	// CheckpointInterval is how often progress is made durable (default
+	// DefaultCheckpointInterval).
 	CheckpointInterval time.Duration
 	// Client replaces the HTTP client convoy builds (for tests and embedding).
 	Client *http.Client
@@ -141,6 +142,12 @@ const DefaultVersion = "0.1.0-dev"
 // with -ldflags "-X github.com/convoy-dl/convoy.Version=...".
 var Version = DefaultVersion
 
+// DefaultCheckpointInterval is how often progress is made durable unless the
+// Config says otherwise. A kill loses about this much download time; with
+// writeback started as regions finish, a checkpoint costs almost nothing
+// (bench S8: 250 ms against none at all, 0.99 of the wall time).
+const DefaultCheckpointInterval = 250 * time.Millisecond
+
 // MaxConnections bounds Config.Connections.
 const MaxConnections = 128
 
@@ -194,7 +201,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxTries = 10
 	}
 	if c.CheckpointInterval <= 0 {
-		c.CheckpointInterval = time.Second
+		c.CheckpointInterval = DefaultCheckpointInterval
 	}
 	if c.ProgressInterval <= 0 {
 		c.ProgressInterval = 250 * time.Millisecond

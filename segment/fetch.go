@@ -231,7 +231,7 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 		for !s.done() {
 			written, err := f.fetchOnce(ctx, s, w, c)
 			if written >= minProgress || (written > 0 && !errors.Is(err, ErrStalled)) {
-				pol.Reset()
+				pol.progressed()
 			}
 			if err != nil {
 				s.failed()

@@ -75,6 +75,7 @@ type retryPolicy struct {
 	tries      int
 	retryAfter time.Duration
 	gaveUp     bool
+	moved      bool // the last attempt delivered bytes
 }
 
 // maxRetryAfter caps a server's Retry-After.
@@ -105,17 +106,28 @@ func (p *retryPolicy) NextBackOff() time.Duration {
 		p.gaveUp = true
 		return backoff.Stop
 	}
-	d := p.exp.NextBackOff()
-	if ra := min(p.retryAfter, maxRetryAfter); ra > d {
-		d = ra
-	}
+	ra := min(p.retryAfter, maxRetryAfter)
 	p.retryAfter = 0
-	return d
+	if p.moved && ra == 0 {
+		// The connection was delivering until it broke: reconnect at once;
+		// waiting only costs throughput. A second failure backs off.
+		p.moved = false
+		return 0
+	}
+	p.moved = false
+	return max(p.exp.NextBackOff(), ra)
 }
 
 func (p *retryPolicy) Reset() {
 	p.exp.Reset()
 	p.tries = 0
+}
+
+// progressed records that the last attempt delivered bytes: the count of
+// tries starts again and the next try comes at once.
+func (p *retryPolicy) progressed() {
+	p.Reset()
+	p.moved = true
 }
 
 // wrap names the attempts when the policy gave up, and the cause when ctx

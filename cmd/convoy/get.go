@@ -50,7 +50,7 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "allow-downgrade", Usage: "follow redirects from https to plain http"},
 			&cli.DurationFlag{Name: "stall-timeout", Usage: "retry a connection that receives nothing for this long", Value: 20 * time.Second},
 			&cli.IntFlag{Name: "max-tries", Usage: "tries of one range without progress before giving up", Value: 10},
-			&cli.DurationFlag{Name: "checkpoint-interval", Usage: "how often progress is made durable", Value: time.Second},
+			&cli.DurationFlag{Name: "checkpoint-interval", Usage: "how often progress is made durable", Value: convoy.DefaultCheckpointInterval},
 		},
 		Action: func(c *cli.Context) error { return get(c, stdout, stderr) },
 	}
