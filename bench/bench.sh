@@ -416,7 +416,7 @@ s2() {
 
 s8() {
   simple s8 "$port_fast" 1g.bin "$work/logs/fast.log" "$1" \
-    "S8: durability cost, S1 with convoy as shipped (--checkpoint-interval 1s) against 1h"
+    "S8: durability cost, S1 with convoy as shipped (checkpoints every 250 ms) against --checkpoint-interval 1h"
   local a b i
   for i in $(rows s8); do
     if [ "${T_KIND[i]}" = ref ]; then a=$(median "${K_WALL[s8/$i]:-}"); else b=$(median "${K_WALL[s8/$i]:-}"); fi
