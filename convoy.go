@@ -30,6 +30,10 @@ const maxRestarts = 2
 // fdatasync has little left to do.
 const writebackEvery = 8 << 20
 
+// hashChunk is the range size of a plan cut in file order for a download
+// with a checksum.
+const hashChunk = 8 << 20
+
 // Suffixes of the files kept beside the output while a download runs.
 const (
 	PartSuffix     = ".part"
@@ -222,7 +226,13 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		ETag:         remote.ETag,
 		LastModified: remote.LastModified,
 	}
-	plan, err := segment.NewPlan(remote.Size, prev.segs, d.cfg.Connections, d.cfg.MinSplitSize)
+	segs := prev.segs
+	if segs == nil && want != nil {
+		// Fill the file from the front, so the hash can follow the download
+		// instead of reading most of the file back after the last byte.
+		segs = orderedChunks(remote.Size, hashChunk)
+	}
+	plan, err := segment.NewPlan(remote.Size, segs, d.cfg.Connections, d.cfg.MinSplitSize)
 	if err != nil {
 		return Result{}, errors.Join(err, part.Close())
 	}

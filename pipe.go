@@ -73,17 +73,22 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-// maxPipeChunks bounds the ranges of one stream, so the planner's
-// bookkeeping stays small for a file of any size.
-const maxPipeChunks = 1 << 14
+// maxOrderedChunks bounds the ranges of a plan cut in file order, so the
+// planner's bookkeeping stays small for a file of any size.
+const maxOrderedChunks = 1 << 14
 
 // pipeChunks cuts [0, size) into ranges small enough that every connection
-// working on one at a time stays within half the buffer, and no more than
-// maxPipeChunks of them (a huge file gets larger ranges; connections then
-// wait for the cursor more often).
+// working on one at a time stays within half the buffer.
 func pipeChunks(size, buffer int64, conns int) []segment.Segment {
-	chunk := min(max(buffer/int64(2*conns), 64<<10), maxPipeChunk)
-	chunk = max(chunk, (size+maxPipeChunks-1)/maxPipeChunks)
+	return orderedChunks(size, min(max(buffer/int64(2*conns), 64<<10), maxPipeChunk))
+}
+
+// orderedChunks cuts [0, size) into ranges of chunk bytes (larger when that
+// would make more than maxOrderedChunks of them). Connections take pending
+// ranges in file order, so the file fills from the front: what a stream's
+// cursor and a checksum's hash wait for.
+func orderedChunks(size, chunk int64) []segment.Segment {
+	chunk = max(chunk, (size+maxOrderedChunks-1)/maxOrderedChunks, 1)
 	if size == 0 {
 		return []segment.Segment{{}}
 	}
