@@ -101,18 +101,12 @@ func (c *checkpointer) save() error {
 	m := c.base
 	m.Segments = segs
 	if c.hash != nil {
-		var err error
-		// The hash never runs ahead of what the last manifest made durable.
-		if m.HashAlgo, m.HashPos, m.HashState, err = c.hash.state(); err != nil {
-			return err
-		}
+		// Only a hash state within the bytes this manifest claims is saved.
+		m.HashAlgo, m.HashPos, m.HashState, _ = c.hash.stateAt(contiguousPrefix(segs))
 	}
 	if err := manifest.Save(c.path, &m); err != nil {
 		return err
 	}
 	c.durable = m.Done()
-	if c.hash != nil {
-		c.hash.advanceTo(durablePrefix(segs))
-	}
 	return nil
 }

@@ -238,7 +238,8 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	}
 	cp := &checkpointer{plan: plan, part: part, path: f.manifest, base: base}
 	if want != nil {
-		if cp.hash, err = newFollower(part, *want, prev.m, durablePrefix(plan.Snapshot())); err != nil {
+		prefix := func() int64 { return contiguousPrefix(plan.Snapshot()) }
+		if cp.hash, err = newFollower(part, *want, prev.m, prefix); err != nil {
 			return Result{}, errors.Join(err, part.Close())
 		}
 		// Stops the background hashing on every way out; its error, if any,

@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
@@ -93,26 +92,43 @@ func (d *download) checksumFromList(ctx context.Context, name string) (merge.Che
 	return c, nil
 }
 
-// follower hashes the part file's contiguous prefix in the background, as
-// checkpoints make more of it durable, so that verifying a finished file
-// reads back only its last few percent.
+// follower hashes the part file's contiguous written prefix in the
+// background, as the download extends it, so that verifying a finished file
+// reads back only what arrived last. It may run ahead of what checkpoints
+// have made durable, so it keeps the hash state at a few positions: a
+// checkpoint saves the last one the manifest's durable prefix covers.
 type follower struct {
 	h      *merge.PrefixHasher
 	want   merge.Checksum
-	target atomic.Int64 // durable prefix to hash up to
-	wake   chan struct{}
+	prefix func() int64 // the contiguous written prefix, now
 	stop   chan struct{}
 	once   sync.Once
 	done   chan struct{}
 	err    error // set by the goroutine before done closes
+
+	mu    sync.Mutex
+	marks []hashMark // ascending by pos
 }
 
-// newFollower restores the hash state a manifest saved when it matches,
-// else starts from byte zero.
-func newFollower(part *merge.PartFile, want merge.Checksum, m *manifest.Manifest, prefix int64) (*follower, error) {
+// hashMark is the hash state after the first pos bytes.
+type hashMark struct {
+	pos   int64
+	state []byte
+}
+
+// Marks are taken every markEvery bytes; at most maxMarks are kept.
+const (
+	markEvery  = 8 << 20
+	maxMarks   = 256
+	followTick = 50 * time.Millisecond
+)
+
+// newFollower restores the hash state a manifest saved when it matches and
+// lies within the prefix already written, else starts from byte zero.
+func newFollower(part *merge.PartFile, want merge.Checksum, m *manifest.Manifest, prefix func() int64) (*follower, error) {
 	var h *merge.PrefixHasher
 	var err error
-	if m != nil && m.HashAlgo == want.Algo && m.HashPos <= prefix {
+	if m != nil && m.HashAlgo == want.Algo && m.HashPos <= prefix() {
 		h, err = merge.NewPrefixHasher(want.Algo, part, m.HashPos, m.HashState)
 	}
 	if h == nil || err != nil {
@@ -120,41 +136,79 @@ func newFollower(part *merge.PartFile, want merge.Checksum, m *manifest.Manifest
 			return nil, err
 		}
 	}
-	f := &follower{h: h, want: want, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	f.target.Store(prefix)
+	f := &follower{h: h, want: want, prefix: prefix, stop: make(chan struct{}), done: make(chan struct{})}
+	if err := f.mark(); err != nil {
+		return nil, err
+	}
 	go f.run()
-	f.advanceTo(prefix)
 	return f, nil
 }
 
 func (f *follower) run() {
 	defer close(f.done)
+	tick := time.NewTicker(followTick)
+	defer tick.Stop()
 	for {
 		select {
 		case <-f.stop:
 			return
-		case <-f.wake:
-			if err := f.h.AdvanceUntil(f.target.Load(), f.stop); err != nil {
+		case <-tick.C:
+		}
+		target := f.prefix()
+		for {
+			pos, _, err := f.h.State()
+			if err == nil && pos >= target {
+				break
+			}
+			if err == nil {
+				err = f.h.AdvanceUntil(min(pos-pos%markEvery+markEvery, target), f.stop)
+			}
+			if err == nil {
+				err = f.mark()
+			}
+			if err != nil {
 				f.err = err
 				return
+			}
+			select {
+			case <-f.stop:
+				return
+			default:
 			}
 		}
 	}
 }
 
-// advanceTo lets the follower hash up to n, a prefix already durable.
-func (f *follower) advanceTo(n int64) {
-	f.target.Store(n)
-	select {
-	case f.wake <- struct{}{}:
-	default:
+// mark records the hash state at the current position.
+func (f *follower) mark() error {
+	pos, state, err := f.h.State()
+	if err != nil {
+		return err
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.marks); n > 0 && f.marks[n-1].pos == pos {
+		return nil
+	}
+	f.marks = append(f.marks, hashMark{pos: pos, state: state})
+	if len(f.marks) > maxMarks {
+		f.marks = f.marks[len(f.marks)-maxMarks:]
+	}
+	return nil
 }
 
-// state is what a checkpoint saves of the hash.
-func (f *follower) state() (algo string, pos int64, state []byte, err error) {
-	pos, state, err = f.h.State()
-	return f.want.Algo, pos, state, err
+// stateAt returns the last saved hash state within the first durable
+// bytes, for a checkpoint; ok is false when none is.
+func (f *follower) stateAt(durable int64) (algo string, pos int64, state []byte, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.marks) - 1; i >= 0; i-- {
+		if m := f.marks[i]; m.pos <= durable {
+			f.marks = f.marks[i:] // older marks are of no more use
+			return f.want.Algo, m.pos, m.state, true
+		}
+	}
+	return "", 0, nil, false
 }
 
 // close stops the background hashing; it may be called more than once.
@@ -176,9 +230,9 @@ func (f *follower) finish(size int64) error {
 	return f.h.Verify(f.want)
 }
 
-// durablePrefix is the length of the contiguous run of written bytes from
+// contiguousPrefix is the length of the contiguous run of written bytes from
 // the start of the file.
-func durablePrefix(segs []segment.Segment) int64 {
+func contiguousPrefix(segs []segment.Segment) int64 {
 	var n int64
 	for _, s := range segs {
 		n = s.Start + s.Written
