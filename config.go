@@ -19,6 +19,13 @@ import (
 type Config struct {
 	// URL of the file; http or https.
 	URL string
+	// Mirrors are more URLs of the same file. Each is probed and compared
+	// with URL (size, range support, sampled bytes); those that agree share
+	// the download, and one that fails later is dropped.
+	Mirrors []string
+	// MaxPerHost bounds the connections to one host name (default 4) when
+	// there are mirrors.
+	MaxPerHost int
 	// Output is the path to write. Empty: a name from the server
 	// (Content-Disposition, else the URL path), sanitised, inside Dir.
 	Output string
@@ -170,6 +177,17 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Connections < 1 || c.Connections > MaxConnections {
 		return c, fmt.Errorf("%w: connections must be between 1 and %d, not %d", ErrUsage, MaxConnections, c.Connections)
+	}
+	for _, m := range c.Mirrors {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, fmt.Errorf("%w: mirror %s is not an http or https URL", ErrUsage, redact.URL(m))
+		}
+	}
+	if c.MaxPerHost == 0 {
+		c.MaxPerHost = 4
+	}
+	if c.MaxPerHost < 1 {
+		return c, fmt.Errorf("%w: --max-per-host must be at least 1", ErrUsage)
 	}
 	if c.MinSplitSize == 0 {
 		c.MinSplitSize = 1 << 20

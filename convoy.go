@@ -100,7 +100,8 @@ type download struct {
 	connMu    sync.Mutex
 	conns     []ConnProgress // what each connection last reported
 	cfg       Config
-	limiter   *rate.Limiter // nil without a rate limit
+	limiter   *rate.Limiter    // nil without a rate limit
+	mirrors   []segment.Remote // mirrors that agreed with the primary
 	client    *http.Client
 	start     time.Time
 	retries   atomic.Int64
@@ -136,6 +137,7 @@ func (d *download) run(ctx context.Context) (Result, error) {
 	if err := manifest.RemoveTemps(f.manifest); err != nil {
 		d.cfg.Logf("could not remove stale temporary files: %v", err)
 	}
+	d.mirrors = d.mirrorsFor(ctx, remote)
 	res, err := d.fetchWithRestarts(ctx, remote, f)
 	if rerr := lock.Release(); rerr != nil && err == nil {
 		err = rerr
@@ -144,6 +146,11 @@ func (d *download) run(ctx context.Context) (Result, error) {
 }
 
 func (d *download) probe(ctx context.Context) (segment.Remote, error) {
+	return d.probeURL(ctx, d.cfg.URL)
+}
+
+// probeURL probes u with the download's client, headers and retry policy.
+func (d *download) probeURL(ctx context.Context, u string) (segment.Remote, error) {
 	p := &segment.Prober{
 		Client:       d.client,
 		Header:       d.cfg.Header,
@@ -153,7 +160,7 @@ func (d *download) probe(ctx context.Context) (segment.Remote, error) {
 		RetryMax:     d.cfg.RetryMax,
 		OnRetry:      d.onRetry,
 	}
-	r, err := p.Probe(ctx, d.cfg.URL)
+	r, err := p.Probe(ctx, u)
 	if err != nil {
 		if ctx.Err() != nil {
 			return r, fmt.Errorf("%w before the download began", ErrInterrupted)
@@ -259,7 +266,10 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	fetcher.OnRegion = part.StartWriteback
 	res := Result{Path: f.out, Size: remote.Size, Resumed: prev.done}
 	runErr := d.withCheckpoints(ctx, cp, plan.Written, func(ctx context.Context) error {
-		return fetcher.Run(ctx, plan, part, d.cfg.Connections)
+		if len(d.mirrors) == 0 {
+			return fetcher.Run(ctx, plan, part, d.cfg.Connections)
+		}
+		return d.runMirrors(ctx, remote, fetcher, plan, part)
 	})
 	res.Fetched = fetched.Load()
 	if runErr != nil {
@@ -376,10 +386,30 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 	return f
 }
 
+// runMirrors fetches plan from the primary and the mirrors together; a
+// source that fails is dropped and the others take over.
+func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *segment.Fetcher, plan *segment.Plan, w *merge.PartFile) error {
+	remotes := append([]segment.Remote{primary}, d.mirrors...)
+	counts := assignConnections(remotes, d.cfg.Connections, d.cfg.MaxPerHost)
+	sources := make([]segment.Source, len(remotes))
+	for i, r := range remotes {
+		f := pf
+		if i > 0 {
+			f = d.newFetcher(r)
+			f.OnWrite, f.RegionSize, f.OnRegion = pf.OnWrite, pf.RegionSize, pf.OnRegion
+		}
+		sources[i] = segment.Source{Fetcher: f, Connections: counts[i]}
+	}
+	return segment.RunSources(ctx, plan, w, sources, func(i int, err error) {
+		d.cfg.Logf("dropping %s: %v", redact.URL(remotes[i].URL), err)
+		d.emit(Event{Type: "mirror-dropped", URL: redact.URL(remotes[i].URL), Error: redact.Text(err.Error())})
+	})
+}
+
 // resolveAgain probes the original URL again for a fresh redirect target;
 // the file must still be the one being fetched.
 func (d *download) resolveAgain(ctx context.Context, was segment.Remote) (string, error) {
-	now, err := d.probe(ctx)
+	now, err := d.probeURL(ctx, was.URL)
 	if err != nil {
 		return "", err
 	}

@@ -104,9 +104,7 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 			if j.checksum != "" {
 				cfg.Checksum = j.checksum
 			}
-			if len(j.mirrors) > 0 {
-				out.logf("line %d: mirrors are not supported yet; using %s only", j.line, redact.URL(j.url))
-			}
+			cfg.Mirrors = append(append([]string(nil), base.Mirrors...), j.mirrors...)
 			if _, err := runOne(ctx, cfg, out, events); err != nil {
 				mu.Lock()
 				failures = append(failures, fmt.Sprintf("line %d: %s: %s", j.line, redact.URL(j.url), redact.Text(err.Error())))

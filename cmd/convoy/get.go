@@ -22,8 +22,8 @@ import (
 func getCommand(stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:      "get",
-		Usage:     "download URL to a file",
-		ArgsUsage: "URL",
+		Usage:     "download URL to a file (more URLs of the same file are mirrors)",
+		ArgsUsage: "URL [MIRROR...]",
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
@@ -43,6 +43,8 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print events as JSON lines on stdout (see README)"},
 			&cli.StringFlag{Name: "input-file", Aliases: []string{"i"}, Usage: "download every URL listed in `FILE` (one a line, aria2 style; - for stdin)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "with -i, downloads at a time", Value: 1},
+			&cli.StringFlag{Name: "mirror-file", Usage: "more URLs of the same file, one a line, in `FILE`"},
+			&cli.IntFlag{Name: "max-per-host", Aliases: []string{"x"}, Usage: "with mirrors, connections to one host at most", Value: 4},
 			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header `'Name: value'` (repeatable)"},
 			&cli.StringFlag{Name: "user-agent", Usage: "User-Agent header (default: convoy/VERSION, or the one given with -H)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "do NOT verify TLS certificates (anyone on the path can then forge the file)"},
@@ -61,8 +63,8 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 	switch {
 	case batch != "" && c.NArg() != 0:
 		return usagef("give URLs either on the command line or with --input-file, not both")
-	case batch == "" && c.NArg() != 1:
-		return usagef("get takes exactly one URL (got %d arguments); see 'convoy get --help'", c.NArg())
+	case batch == "" && c.NArg() == 0:
+		return usagef("get takes a URL (and optionally mirrors of the same file); see 'convoy get --help'")
 	}
 	json := c.Bool("json")
 	out := newReporter(stderr, c.Bool("quiet"), isTerminal(stderr) && !json && c.Int("jobs") == 1)
@@ -80,6 +82,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		return runBatch(c.Context, batch, c.Int("jobs"), cfg, out, events)
 	}
 	cfg.URL = c.Args().First()
+	cfg.Mirrors = append(cfg.Mirrors, c.Args().Tail()...)
 	if cfg.Output == "-" {
 		if json {
 			return usagef("-o - and --json both want stdout")
@@ -123,7 +126,21 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 	if c.Bool("insecure") {
 		out.logf("warning: --insecure: TLS certificates are not verified; a man in the middle can forge what you download")
 	}
+	var mirrors []string
+	if path := c.String("mirror-file"); path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return convoy.Config{}, usagef("--mirror-file: %v", err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				mirrors = append(mirrors, line)
+			}
+		}
+	}
 	return convoy.Config{
+		Mirrors:            mirrors,
+		MaxPerHost:         c.Int("max-per-host"),
 		Output:             c.String("output"),
 		Dir:                c.String("dir"),
 		Connections:        c.Int("connections"),

@@ -39,8 +39,8 @@ func TestExitCodes(t *testing.T) {
 		code int
 		says string
 	}{
-		{"no-url", []string{"get"}, exitUsage, "exactly one URL"},
-		{"two-urls", []string{"get", "http://a/x", "http://b/y"}, exitUsage, "exactly one URL"},
+		{"no-url", []string{"get"}, exitUsage, "takes a URL"},
+		{"mirror-not-http", []string{"get", srv.URL, "ftp://b/y"}, exitUsage, "mirror"},
 		{"unknown-flag", []string{"get", "--bogus", srv.URL}, exitUsage, "bogus"},
 		{"bad-connections", []string{"get", "-n", "0", srv.URL}, exitUsage, "connections"},
 		{"bad-min-split", []string{"get", "--min-split-size", "lots", srv.URL}, exitUsage, "min-split-size"},
@@ -281,4 +281,23 @@ printf '%s\n' "${COMPREPLY[@]}"`
 	if code, text := runCLI(t, "--version"); code != exitOK || !strings.Contains(text, "convoy version") {
 		t.Errorf("--version: exit %d, %q", code, text)
 	}
+}
+
+func TestMirrorsOnTheCommandLine(t *testing.T) {
+	primary := testserver.New(t, testserver.Size(2<<20))
+	m1 := testserver.New(t, testserver.Size(2<<20))
+	bad := testserver.New(t, testserver.Size(2<<20), testserver.Seed(5))
+	dir := t.TempDir()
+	list := filepath.Join(dir, "mirrors.txt")
+	if err := os.WriteFile(list, []byte("# mirrors\n"+bad.URL+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runCLI(t, "get", "-d", dir, "-o", "m.bin", "-x", "8", "--mirror-file", list, primary.URL, m1.URL)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if !strings.Contains(out, "dropping mirror") || !strings.Contains(out, "differ") {
+		t.Errorf("output does not say the bad mirror was dropped: %s", out)
+	}
+	primary.Verify(t, filepath.Join(dir, "m.bin"))
 }

@@ -1,0 +1,149 @@
+package convoy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/segment"
+)
+
+// sampleSize is how many bytes are compared at each sampled place before a
+// mirror is trusted.
+const sampleSize = 64 << 10
+
+// sampleTimeout bounds the comparison of one mirror.
+const sampleTimeout = time.Minute
+
+// mirrorsFor probes every mirror of cfg and keeps those that serve the same
+// file as the primary: same size, real range support, and the same bytes at
+// the start, the middle and the end. Each one dropped is named in a notice.
+func (d *download) mirrorsFor(ctx context.Context, primary segment.Remote) []segment.Remote {
+	if len(d.cfg.Mirrors) == 0 {
+		return nil
+	}
+	if !primary.Ranges || primary.Size <= 0 {
+		d.cfg.Logf("%s cannot serve ranges: ignoring the mirrors", redact.URL(primary.URL))
+		return nil
+	}
+	places := samplePlaces(primary.Size)
+	want, err := d.samples(ctx, primary, places)
+	if err != nil {
+		d.cfg.Logf("cannot sample %s to compare mirrors (%v): ignoring the mirrors", redact.URL(primary.URL), err)
+		return nil
+	}
+	found := make([]*segment.Remote, len(d.cfg.Mirrors))
+	var wg sync.WaitGroup
+	for i, u := range d.cfg.Mirrors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, why := d.checkMirror(ctx, u, primary, places, want)
+			if why != "" {
+				d.cfg.Logf("dropping mirror %s: %s", redact.URL(u), why)
+				d.emit(Event{Type: "mirror-dropped", URL: redact.URL(u), Error: why})
+				return
+			}
+			found[i] = &r
+		}()
+	}
+	wg.Wait()
+	var out []segment.Remote
+	for _, r := range found {
+		if r != nil {
+			out = append(out, *r)
+		}
+	}
+	return out
+}
+
+// checkMirror probes one mirror and compares its samples; it returns why
+// the mirror cannot be used, or "".
+func (d *download) checkMirror(ctx context.Context, u string, primary segment.Remote, places []int64, want [][]byte) (segment.Remote, string) {
+	p := &segment.Prober{Client: d.client, Header: d.cfg.Header, StallTimeout: d.cfg.StallTimeout,
+		MaxTries: min(d.cfg.MaxTries, 3), RetryInitial: d.cfg.RetryInitial, RetryMax: d.cfg.RetryMax}
+	r, err := p.Probe(ctx, u)
+	switch {
+	case err != nil:
+		return r, redact.Text(err.Error())
+	case r.Size != primary.Size:
+		return r, fmt.Sprintf("it serves %d bytes, the primary %d", r.Size, primary.Size)
+	case !r.Ranges:
+		return r, "it does not serve ranges"
+	}
+	got, err := d.samples(ctx, r, places)
+	if err != nil {
+		return r, "sampling it failed: " + redact.Text(err.Error())
+	}
+	for i := range places {
+		if !bytes.Equal(got[i], want[i]) {
+			return r, fmt.Sprintf("its bytes at offset %d differ from the primary's", places[i])
+		}
+	}
+	return r, ""
+}
+
+// samplePlaces are the offsets compared: start, middle and end.
+func samplePlaces(size int64) []int64 {
+	n := min(size, sampleSize)
+	places := []int64{0}
+	if mid := size/2 - n/2; mid > 0 {
+		places = append(places, mid)
+	}
+	if end := size - n; end > 0 {
+		places = append(places, end)
+	}
+	return places
+}
+
+// samples fetches the sampled bytes of r.
+func (d *download) samples(ctx context.Context, r segment.Remote, places []int64) ([][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, sampleTimeout)
+	defer cancel()
+	f := d.newFetcher(r)
+	out := make([][]byte, len(places))
+	for i, off := range places {
+		b, err := f.Sample(ctx, off, min(r.Size-off, sampleSize))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// assignConnections shares total connections among sources round robin,
+// at most perHost to one host name; a source may get none.
+func assignConnections(remotes []segment.Remote, total, perHost int) []int {
+	counts := make([]int, len(remotes))
+	perHostUsed := map[string]int{}
+	hosts := make([]string, len(remotes))
+	for i, r := range remotes {
+		if u, err := url.Parse(r.FinalURL); err == nil {
+			hosts[i] = u.Hostname()
+		}
+	}
+	for given := 0; given < total; {
+		progress := false
+		for i := range remotes {
+			if given == total {
+				break
+			}
+			if perHostUsed[hosts[i]] >= perHost {
+				continue
+			}
+			counts[i]++
+			perHostUsed[hosts[i]]++
+			given++
+			progress = true
+		}
+		if !progress {
+			break
+		}
+	}
+	return counts
+}

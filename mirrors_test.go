@@ -1,0 +1,161 @@
+package convoy_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/testserver"
+)
+
+// notices collects Logf lines.
+type notices struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (n *notices) logf(f string, a ...any) {
+	n.mu.Lock()
+	n.lines = append(n.lines, fmt.Sprintf(f, a...))
+	n.mu.Unlock()
+}
+
+func (n *notices) has(sub string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.ContainsFunc(n.lines, func(l string) bool { return strings.Contains(l, sub) })
+}
+
+func TestMirrorsShareTheDownload(t *testing.T) {
+	const size = 8 << 20
+	opts := []testserver.Option{testserver.Size(size), testserver.Rate(2 << 20)}
+	primary := testserver.New(t, opts...)
+	m1 := testserver.New(t, opts...)
+	m2 := testserver.New(t, opts...)
+	dir := t.TempDir()
+	cfg := fastConfig(primary.URL, dir)
+	cfg.Mirrors = []string{m1.URL, m2.URL}
+	cfg.Connections, cfg.MaxPerHost = 6, 6 // all three are 127.0.0.1
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary.Verify(t, filepath.Join(dir, "out.bin"))
+	if res.Connections != 6 {
+		t.Errorf("%d connections used, want 6", res.Connections)
+	}
+	for i, s := range []*testserver.Server{primary, m1, m2} {
+		// Beyond the probe and the samples, each served ranges of the file.
+		if st := s.Stats(); st.BodyBytes < size/8 {
+			t.Errorf("server %d sent only %d bytes", i, st.BodyBytes)
+		}
+	}
+}
+
+func TestMirrorDisagreementsAreDropped(t *testing.T) {
+	const size = 4 << 20
+	tests := []struct {
+		name string
+		opts []testserver.Option
+		says string
+	}{
+		{"other-size", []testserver.Option{testserver.Size(size + 1)}, "serves"},
+		{"other-bytes", []testserver.Option{testserver.Size(size), testserver.Seed(99)}, "differ"},
+		{"no-ranges", []testserver.Option{testserver.Size(size), testserver.NoRanges()}, "ranges"},
+		{"missing", []testserver.Option{testserver.Statuses(404, 404, 404)}, "404"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			primary := testserver.New(t, testserver.Size(size))
+			bad := testserver.New(t, tt.opts...)
+			dir := t.TempDir()
+			cfg := fastConfig(primary.URL, dir)
+			cfg.Mirrors = []string{bad.URL}
+			var n notices
+			cfg.Logf = n.logf
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			primary.Verify(t, filepath.Join(dir, "out.bin"))
+			if !n.has("dropping mirror") || !n.has(tt.says) {
+				t.Errorf("notices %q do not say the mirror was dropped for %q", n.lines, tt.says)
+			}
+			// The bad mirror was asked for no more than the probe's byte and
+			// the three samples.
+			if st := bad.Stats(); st.RangeGets > 4 {
+				t.Errorf("the dropped mirror got %d range requests", st.RangeGets)
+			}
+		})
+	}
+}
+
+// The per-host cap counts host names: servers that share one get no more
+// connections together than the cap.
+func TestMaxPerHost(t *testing.T) {
+	primary := testserver.New(t, testserver.Size(4<<20))
+	mirror := testserver.New(t, testserver.Size(4<<20))
+	dir := t.TempDir()
+	cfg := fastConfig(primary.URL, dir)
+	cfg.Mirrors = []string{mirror.URL}
+	cfg.Connections, cfg.MaxPerHost = 8, 3
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connections != 3 {
+		t.Errorf("%d connections to one host, cap 3", res.Connections)
+	}
+	primary.Verify(t, filepath.Join(dir, "out.bin"))
+}
+
+// A mirror that starts failing mid-download is dropped; the others finish.
+func TestMirrorFailingMidDownload(t *testing.T) {
+	// One connection each, two 4 MiB requests each: the second request to the
+	// mirror meets its refusal.
+	const size = 16 << 20
+	opts := []testserver.Option{testserver.Size(size), testserver.Rate(4 << 20)}
+	primary := testserver.New(t, opts...)
+	flaky := testserver.New(t, opts...)
+	dir := t.TempDir()
+	cfg := fastConfig(primary.URL, dir)
+	cfg.Mirrors = []string{flaky.URL}
+	cfg.Connections = 2
+	var n notices
+	cfg.Logf = n.logf
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		flaky.SetOption(testserver.Statuses(403, 403, 403, 403, 403, 403, 403, 403), testserver.CutAfter(0, -1))
+	}()
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	primary.Verify(t, filepath.Join(dir, "out.bin"))
+	if !n.has("dropping") {
+		t.Errorf("notices %q: the failing mirror was not dropped", n.lines)
+	}
+}
+
+// When every source fails, the download fails.
+func TestAllSourcesFailing(t *testing.T) {
+	opts := []testserver.Option{testserver.Size(4 << 20), testserver.Rate(1 << 20)}
+	primary := testserver.New(t, opts...)
+	mirror := testserver.New(t, opts...)
+	cfg := fastConfig(primary.URL, t.TempDir())
+	cfg.Mirrors = []string{mirror.URL}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		for _, s := range []*testserver.Server{primary, mirror} {
+			s.SetOption(testserver.Statuses(410, 410, 410, 410, 410, 410, 410, 410), testserver.CutAfter(0, -1))
+		}
+	}()
+	_, err := convoy.Download(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "410") {
+		t.Fatalf("error %v, want the 410", err)
+	}
+}
