@@ -58,6 +58,10 @@ type Config struct {
 	// the digest the file must have; it is computed while the download runs.
 	// Without it a digest the server sends (Repr-Digest, Digest) is checked.
 	Checksum string
+	// Digest names an algorithm (md5, sha1, sha256, sha512) whose digest of
+	// the file is computed while it downloads and reported in
+	// Result.Checksum, when no checksum is known to compare with.
+	Digest string
 	// ChecksumFile, a path or an http(s) URL of a list such as SHA256SUMS,
 	// gives the digest on the line for the output's name.
 	ChecksumFile string
@@ -133,8 +137,10 @@ type Result struct {
 	// Restarts counts the times the download started over because the file
 	// changed on the server.
 	Restarts int
-	// Checksum is the digest the file was verified against ("" for none).
+	// Checksum is the file's digest as "ALGO:HEX" when one was verified or
+	// computed ("" for none); Verified tells which.
 	Checksum string
+	Verified bool
 	// AlreadyComplete is set when an earlier run had finished the file and
 	// only its bookkeeping was left.
 	AlreadyComplete bool

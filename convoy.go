@@ -280,13 +280,14 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		return res, errors.Join(interrupted(ctx, describeFileError(runErr, f.part), !errors.Is(runErr, errSaveFailed)), part.Close())
 	}
 	if cp.hash != nil {
-		if err := cp.hash.finish(remote.Size); err != nil {
+		sum, err := cp.hash.finish(remote.Size)
+		if err != nil {
 			if errors.Is(err, merge.ErrChecksum) && d.cfg.RemoveOnError {
 				return res, errors.Join(badBytes(err, f, false), part.Close(), os.Remove(f.part), manifest.Remove(f.manifest))
 			}
 			return res, errors.Join(badBytes(err, f, true), part.Close())
 		}
-		res.Checksum = want.String()
+		res.Checksum, res.Verified = sum, want.Sum != nil
 	}
 	if err := part.Commit(f.out, remote.Size, lastModified(remote)); err != nil {
 		return res, describeFileError(err, f.out)
@@ -353,7 +354,7 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 		if err != nil {
 			return res, errors.Join(badBytes(err, f, false), part.Close())
 		}
-		res.Checksum = want.String()
+		res.Checksum, res.Verified = merge.Checksum{Algo: want.Algo, Sum: h.Sum()}.String(), want.Sum != nil
 	}
 	if err := part.Commit(f.out, wantSize, lastModified(remote)); err != nil {
 		return res, describeFileError(err, f.out)

@@ -35,6 +35,18 @@ func (d *download) expectedChecksum(ctx context.Context, r segment.Remote, name 
 		}
 		return &c, nil
 	}
+	best := d.serverDigest(r)
+	if best == nil && d.cfg.Digest != "" {
+		if _, err := merge.NewHash(d.cfg.Digest); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+		return &merge.Checksum{Algo: d.cfg.Digest}, nil // computed, not compared
+	}
+	return best, nil
+}
+
+// serverDigest is the strongest whole-file digest the server sent, or nil.
+func (d *download) serverDigest(r segment.Remote) *merge.Checksum {
 	var best *merge.Checksum
 	rank := map[string]int{"md5": 1, "sha1": 2, "sha256": 3, "sha512": 4}
 	for _, v := range r.Digests {
@@ -44,7 +56,7 @@ func (d *download) expectedChecksum(ctx context.Context, r segment.Remote, name 
 			}
 		}
 	}
-	return best, nil
+	return best
 }
 
 // maxSumsFile and sumsFileTimeout bound a checksum list fetched over HTTP.
@@ -218,16 +230,19 @@ func (f *follower) close() error {
 	return f.err
 }
 
-// finish stops the background hashing, hashes what is left up to size and
-// compares the digest with the expected one.
-func (f *follower) finish(size int64) error {
+// finish stops the background hashing, hashes what is left up to size,
+// compares the digest with the expected one and returns it as "ALGO:HEX".
+func (f *follower) finish(size int64) (string, error) {
 	if err := f.close(); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.h.Advance(size); err != nil {
-		return err
+		return "", err
 	}
-	return f.h.Verify(f.want)
+	if err := f.h.Verify(f.want); err != nil {
+		return "", err
+	}
+	return merge.Checksum{Algo: f.want.Algo, Sum: f.h.Sum()}.String(), nil
 }
 
 // contiguousPrefix is the length of the contiguous run of written bytes from

@@ -65,10 +65,10 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 		return res, interrupted(ctx, err, false)
 	}
 	if want != nil {
-		if got := h.Sum(nil); string(got) != string(want.Sum) {
+		if got := h.Sum(nil); want.Sum != nil && string(got) != string(want.Sum) {
 			return res, fmt.Errorf("%w: %s expected %x, got %x; the bytes were already written out", merge.ErrChecksum, want.Algo, want.Sum, got)
 		}
-		res.Checksum = want.String()
+		res.Checksum, res.Verified = merge.Checksum{Algo: want.Algo, Sum: h.Sum(nil)}.String(), want.Sum != nil
 	}
 	return res, nil
 }

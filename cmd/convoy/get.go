@@ -77,6 +77,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		events = newEventWriter(stdout)
 		cfg.ProgressInterval = 500 * time.Millisecond
 		cfg.OnEvent = events.write
+		cfg.Digest = "sha256" // the done event carries the file's SHA-256
 	}
 	if batch != "" {
 		return runBatch(c.Context, batch, c.Int("jobs"), cfg, out, events)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -226,6 +228,14 @@ func TestJSONEvents(t *testing.T) {
 	if types[0] != "start" || types[len(types)-1] != "done" {
 		t.Errorf("events %v: want start first and done last", types)
 	}
+	var done convoy.Event
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &done); err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(srv.Content()); done.Checksum != "sha256:"+hex.EncodeToString(sum[:]) {
+		t.Errorf("done event checksum %q, want the file's SHA-256", done.Checksum)
+	}
 	for _, want := range []string{"progress", "checkpoint", "retry"} {
 		if !slices.Contains(types, want) {
 			t.Errorf("events %v lack %q", types, want)
@@ -236,7 +246,7 @@ func TestJSONEvents(t *testing.T) {
 	stdout.Reset()
 	code = run([]string{"convoy", "get", "--json", "-q", "-d", dir, missing.URL}, &stdout, &stderr)
 	var last convoy.Event
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	lines = strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || code != exitFailure || last.Type != "error" || !strings.Contains(last.Error, "404") {
 		t.Errorf("failed download: exit %d, last event %+v (%v)", code, last, err)
 	}

@@ -106,7 +106,7 @@ func (r *reporter) summary(res convoy.Result) {
 	if res.Restarts > 0 {
 		extra = append(extra, fmt.Sprintf("%d restarts", res.Restarts))
 	}
-	if res.Checksum != "" {
+	if res.Verified {
 		algo, _, _ := strings.Cut(res.Checksum, ":")
 		extra = append(extra, algo+" verified")
 	}
