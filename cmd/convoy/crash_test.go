@@ -227,7 +227,8 @@ func TestProxyFromEnvironment(t *testing.T) {
 
 // TestProgressOnTerminal runs convoy with stderr on a pseudo-terminal: the
 // live display (a total bar and one bar per connection) is drawn and redrawn
-// in place, and the summary follows it cleanly.
+// in place, survives the terminal being resized, and the summary follows it
+// cleanly.
 func TestProgressOnTerminal(t *testing.T) {
 	bin := buildBinary(t)
 	srv := testserver.New(t, testserver.Size(4<<20), testserver.Rate(1<<20))
@@ -247,6 +248,13 @@ func TestProgressOnTerminal(t *testing.T) {
 		defer close(done)
 		_, _ = io.Copy(&screen, tty) // ends with EIO when the child exits
 	}()
+	// Resize the terminal twice while the bars are drawn.
+	for _, cols := range []uint16{60, 150} {
+		time.Sleep(700 * time.Millisecond)
+		if err := pty.Setsize(tty, &pty.Winsize{Rows: 40, Cols: cols}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("%v: %s", err, screen.String())
 	}
