@@ -159,3 +159,36 @@ func TestAllSourcesFailing(t *testing.T) {
 		t.Fatalf("error %v, want the 410", err)
 	}
 }
+
+// A busy mirror (503 with Retry-After) loses connections instead of being
+// hammered; the download finishes from the others.
+func TestBusyMirrorIsNotHammered(t *testing.T) {
+	const size = 8 << 20
+	primary := testserver.New(t, testserver.Size(size), testserver.Rate(4<<20))
+	busy := testserver.New(t, testserver.Size(size))
+	dir := t.TempDir()
+	cfg := fastConfig(primary.URL, dir)
+	cfg.Mirrors = []string{busy.URL}
+	cfg.Connections, cfg.MaxPerHost, cfg.MaxTries = 8, 8, 3
+	cfg.ProgressInterval = 10 * time.Millisecond
+	var once sync.Once
+	cfg.OnProgress = func(convoy.Progress) {
+		// After the samples, every answer of the mirror is 503.
+		once.Do(func() {
+			codes := make([]int, 100)
+			for i := range codes {
+				codes[i] = 503
+			}
+			busy.SetOption(testserver.Statuses(codes...), testserver.RetryAfter("1"))
+		})
+	}
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	primary.Verify(t, filepath.Join(dir, "out.bin"))
+	// 4 connections went to the mirror: 3 shed at their first 503, the last
+	// one tries MaxTries times at most.
+	if n := busy.Stats().Statuses[503]; n < 1 || n > 3+3 {
+		t.Errorf("the busy mirror answered 503 %d times, want 1 to 6", n)
+	}
+}

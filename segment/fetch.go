@@ -70,6 +70,10 @@ type Fetcher struct {
 	// together; it is shared, so one limiter can serve every Fetcher of a
 	// download.
 	Limiter *rate.Limiter
+	// ShedOnBusy, if set, is asked when a connection meets a 503 or 429;
+	// when it returns true the connection stops instead of retrying, so a
+	// busy server gets fewer connections (its range goes back to the plan).
+	ShedOnBusy func() bool
 	// OnDiscard, if set, is told of received bytes that were not written
 	// because another connection took their range meanwhile.
 	OnDiscard func(n int64)
@@ -235,6 +239,9 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 			}
 			if err != nil {
 				s.failed()
+				if f.busy(err) && f.ShedOnBusy != nil && f.ShedOnBusy() {
+					return backoff.Permanent(errShed)
+				}
 				return f.classify(ctx, err, pol)
 			}
 		}
@@ -242,6 +249,15 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	}
 	err := backoff.RetryNotify(op, backoff.WithContext(pol, ctx), f.OnRetry)
 	return pol.wrap(ctx, err)
+}
+
+// errShed ends a connection that a busy server asked to go away.
+var errShed = errors.New("connection given up: the server is busy")
+
+// busy reports a 503 or 429: the server is at its limit.
+func (f *Fetcher) busy(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && (se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests)
 }
 
 // fetchOnce sends one ranged GET for the next chunk of s and copies the

@@ -20,8 +20,10 @@ type Source struct {
 // A source whose connection meets an error of its own (a refused status, a
 // broken answer, another version of the file, tries exhausted) is dropped:
 // onDrop is told, its connections stop, and the other sources take over its
-// ranges. A failure of the writer, the end of ctx, or the loss of the last
-// source ends the run with that error.
+// ranges. A source that answers 503 or 429 sheds connections, down to one
+// that backs off (RunSources sets each Fetcher's ShedOnBusy). A failure of
+// the writer, the end of ctx, or the loss of the last source ends the run
+// with that error.
 func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error)) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if a, ok := w.(Aborter); ok {
@@ -32,7 +34,11 @@ func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 		mu      sync.Mutex
 		dropped = make([]bool, len(sources))
 		alive   = len(sources)
+		conns   = make([]int, len(sources)) // connections still working per source
 	)
+	for i, src := range sources {
+		conns[i] = max(src.Connections, 0)
+	}
 	drop := func(i int, err error) (last bool) {
 		mu.Lock()
 		if dropped[i] {
@@ -56,6 +62,17 @@ func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 	id := 0
 	for i, src := range sources {
 		f := src.Fetcher
+		// A busy source sheds connections down to one; that one backs off
+		// and honours Retry-After.
+		f.ShedOnBusy = func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if conns[i] <= 1 {
+				return false
+			}
+			conns[i]--
+			return true
+		}
 		for range max(src.Connections, 0) {
 			c := &conn{id: id, buf: make([]byte, f.bufferSize()), chunk: minChunk}
 			id++
@@ -73,6 +90,9 @@ func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 					err := f.fetchSpan(ctx, span, w, c)
 					if err == nil {
 						continue
+					}
+					if errors.Is(err, errShed) {
+						return nil
 					}
 					var we *WriteError
 					if ctx.Err() != nil || errors.As(err, &we) {
