@@ -311,3 +311,52 @@ func TestMirrorsOnTheCommandLine(t *testing.T) {
 	}
 	primary.Verify(t, filepath.Join(dir, "m.bin"))
 }
+
+func TestBenchRanksMirrors(t *testing.T) {
+	const size = 32 << 20
+	slow := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	mid := testserver.New(t, testserver.Size(size), testserver.Rate(2<<20))
+	fast := testserver.New(t, testserver.Size(size), testserver.Rate(4<<20))
+	other := testserver.New(t, testserver.Size(size), testserver.Seed(9), testserver.Rate(8<<20))
+	missing := testserver.New(t, testserver.Statuses(404, 404, 404, 404))
+	urls := []string{slow.URL, mid.URL, fast.URL, other.URL, missing.URL}
+
+	var stdout, stderr bytes.Buffer
+	args := append([]string{"convoy", "bench", "--duration", "400ms", "-n", "2", "--json"}, urls...)
+	if code := run(args, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var reports []convoy.MirrorReport
+	if err := json.Unmarshal(stdout.Bytes(), &reports); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	var order []string
+	for _, r := range reports {
+		order = append(order, r.URL)
+		if r.URL == other.URL && r.Agrees {
+			t.Error("the mirror with other bytes agrees")
+		}
+		if r.URL == missing.URL && !strings.Contains(r.Error, "404") {
+			t.Errorf("the missing mirror's error is %q", r.Error)
+		}
+	}
+	// The one with other bytes is fastest, but the agreeing ones rank 4 > 2 > 1.
+	var agreeing []string
+	for _, u := range order {
+		if u == slow.URL || u == mid.URL || u == fast.URL {
+			agreeing = append(agreeing, u)
+		}
+	}
+	if !slices.Equal(agreeing, []string{fast.URL, mid.URL, slow.URL}) || order[len(order)-1] != missing.URL {
+		t.Errorf("ranked %v", order)
+	}
+
+	stdout.Reset()
+	args = append([]string{"convoy", "bench", "--duration", "400ms", "-n", "2", "--top", "2"}, slow.URL, mid.URL, fast.URL)
+	if code := run(args, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if got := strings.Fields(stdout.String()); !slices.Equal(got, []string{fast.URL, mid.URL}) {
+		t.Errorf("--top 2 printed %q", got)
+	}
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/units"
+)
+
+func benchCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "bench",
+		Usage:     "measure mirrors of one file and rank them",
+		ArgsUsage: "URL...",
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "duration", Usage: "time spent measuring each mirror's throughput, per connection count", Value: 5 * time.Second},
+			&cli.StringFlag{Name: "bytes", Usage: "also stop a measurement after `SIZE` bytes (K, M, G suffixes)"},
+			&cli.IntFlag{Name: "connections", Aliases: []string{"n"}, Usage: "connections for the parallel measurement", Value: 8},
+			&cli.BoolFlag{Name: "parallel", Usage: "measure the mirrors at the same time (they then share the link)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the reports as JSON"},
+			&cli.IntFlag{Name: "top", Usage: "print only the `K` fastest mirrors' URLs, one a line"},
+			&cli.BoolFlag{Name: "insecure", Usage: "do NOT verify TLS certificates"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usagef("bench takes one or more URLs of the same file")
+			}
+			bc := convoy.BenchConfig{
+				URLs: c.Args().Slice(), Duration: c.Duration("duration"), Connections: c.Int("connections"),
+				Parallel: c.Bool("parallel"), Insecure: c.Bool("insecure"),
+			}
+			if v := c.String("bytes"); v != "" {
+				n, err := units.ParseSize(v)
+				if err != nil {
+					return usagef("--bytes: %v", err)
+				}
+				bc.Bytes = n
+			}
+			reports, err := convoy.BenchMirrors(c.Context, bc)
+			if err != nil {
+				return err
+			}
+			switch {
+			case c.Int("top") > 0:
+				for i, r := range reports {
+					if i == c.Int("top") || r.Error != "" || !r.Agrees {
+						break
+					}
+					fmt.Fprintln(stdout, r.RawURL())
+				}
+			case c.Bool("json"):
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(reports)
+			default:
+				printBench(stdout, reports)
+			}
+			return nil
+		},
+	}
+}
+
+func printBench(w io.Writer, reports []convoy.MirrorReport) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RANK\tMIRROR\tTTFB\t1 CONN\tN CONNS\tRANGES\tSIZE\tAGREES\tERROR")
+	for i, r := range reports {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "-\t%s\t\t\t\t\t\t\t%s\n", r.URL, r.Error)
+			continue
+		}
+		agrees := "yes"
+		if !r.Agrees {
+			agrees = "NO"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%.0f ms\t%s/s\t%s/s (%d)\t%v\t%s\t%s\t\n", i+1, r.URL, r.TTFB*1000,
+			units.FormatBytes(int64(r.Single)), units.FormatBytes(int64(r.Parallel)), r.Connections, r.Ranges, units.FormatBytes(r.Size), agrees)
+	}
+	_ = tw.Flush() // stdout gone: nothing left to tell
+}
