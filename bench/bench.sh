@@ -13,6 +13,11 @@
 #                              after 4-16 MiB, against the same proxy without resets
 #   bench/bench.sh s8 [RUNS]   S1 with convoy as shipped against convoy with
 #                              --checkpoint-interval 1h (durability cost)
+#   bench/bench.sh s3 [RUNS]   256 MiB from three mirrors (127.0.0.11-13) at 1, 2
+#                              and 4 MiB/s per connection, 4 connections each;
+#                              ideal 256 MiB / (4 x 7 MiB/s) = 9.14 s; then S3b:
+#                              plus a bad mirror (127.0.0.14, another file, 8 MiB/s),
+#                              and one `convoy bench` ranking of the three
 #
 # RUNS (default 3) is per tool; the tools take turns (A B C A B C ...).
 # Environment: BENCH_WORK (work folder, default /tmp/convoy-bench), BENCH_PORT
@@ -22,7 +27,7 @@
 #
 # Installs what is missing from Debian (nginx-light, curl, aria2, axel, lftp,
 # time), builds convoy from this tree and the fault proxy from bench/faultproxy,
-# talks to 127.0.0.1 only, and stops every process it started by its PID on exit.
+# talks to 127.0.0.0/8 only, and stops every process it started by its PID on exit.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -45,7 +50,9 @@ MiB=1048576
 #          ref: as get, and the scenario's reference for the ratio column
 #          limit: writes no file (an upper bound, not a tool)
 #          again: S4 only, the command for restarts when it differs from get
-#   command placeholders: {CONVOY} the convoy binary, {URL}, {OUT} = {DIR}/{NAME},
+#          bench: S3 only, run once, not timed (convoy bench's ranking)
+#   command placeholders: {CONVOY} the convoy binary, {URL}, {URLS} (the mirrors'
+#          URLs, space-separated; S3 and S3b), {OUT} = {DIR}/{NAME},
 #          {FILE} the served file on disk. It runs as `bash -c "exec COMMAND"`.
 TOOLS='
 s1 s2 s7 | get   | convoy -n 16                    | {CONVOY} get -q -n 16 -o {OUT} {URL}
@@ -61,6 +68,11 @@ s4       | again | aria2c -x8 -s8 (defaults)       | aria2c -c -x8 -s8 -d {DIR} 
 s4       | get   | axel -n 8                       | axel -q -n 8 -o {OUT} {URL}
 s8       | ref   | convoy -n 16 as shipped         | {CONVOY} get -q -n 16 -o {OUT} {URL}
 s8       | get   | convoy -n 16 --checkpoint-interval 1h | {CONVOY} get -q -n 16 --checkpoint-interval 1h -o {OUT} {URL}
+s3       | get   | convoy -n 12 -x 4               | {CONVOY} get -q -n 12 -x 4 -o {OUT} {URLS}
+s3       | get   | aria2c -x4 -s12 -j1             | aria2c -q -x4 -s12 -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URLS}
+s3       | get   | axel -n 12                      | axel -q -n 12 -o {OUT} {URLS}
+s3       | bench | convoy bench (ranking, once)    | {CONVOY} bench --duration 3s -n 4 --json {URLS}
+s3b      | get   | convoy -n 12 -x 4, 4 URLs       | {CONVOY} get -q -n 12 -x 4 -o {OUT} {URLS}
 '
 # (lftp 4.9 wants pget's -o after the URL.)
 
@@ -87,7 +99,7 @@ load_tools() {
 rows() {
   local i
   for i in "${!T_SC[@]}"; do
-    [[ ${T_SC[i]} == *" $1 "* && ${T_KIND[i]} != again ]] && echo "$i"
+    [[ ${T_SC[i]} == *" $1 "* && ${T_KIND[i]} != again && ${T_KIND[i]} != bench ]] && echo "$i"
   done
   return 0
 }
@@ -108,6 +120,7 @@ again_cmd() {
 render() {
   local c=$1
   c=${c//'{CONVOY}'/$convoy}
+  c=${c//'{URLS}'/$2}
   c=${c//'{URL}'/$2}
   c=${c//'{OUT}'/$out_dir/$out_name}
   c=${c//'{DIR}'/$out_dir}
@@ -171,7 +184,7 @@ wait_quiet() {
 
 setup() {
   need
-  mkdir -p "$work"/{www,logs,tmp,bin,corrupt} "$out_dir"
+  mkdir -p "$work"/{www,www-other,logs,tmp,bin,corrupt} "$out_dir"
   if [ -f "$work/nginx.pid" ] && kill -0 "$(cat "$work/nginx.pid")" 2>/dev/null; then
     echo "bench: an nginx of another run uses $work (pid $(cat "$work/nginx.pid")); set BENCH_WORK" >&2
     exit 1
@@ -183,8 +196,16 @@ setup() {
       exit 1
     fi
   done
+  for p in 11 12 13 14; do
+    if (exec 3<>"/dev/tcp/127.0.0.$p/$port_fast") 2>/dev/null; then
+      echo "bench: 127.0.0.$p:$port_fast is in use; set BENCH_PORT" >&2
+      exit 1
+    fi
+  done
   [ -f "$work/www/1g.bin" ] || head -c 1G /dev/urandom >"$work/www/1g.bin"
   [ -f "$work/www/256m.bin" ] || head -c 256M /dev/urandom >"$work/www/256m.bin"
+  [ -f "$work/www/256m-other.bin" ] || head -c 256M /dev/urandom >"$work/www/256m-other.bin"
+  ln -f "$work/www/256m-other.bin" "$work/www-other/256m.bin" # the bad mirror's file, same path
   (cd "$work/www" && sha256sum 1g.bin 256m.bin >"$work/sums")
   wait_quiet # before the build, so the binary is the tree as measured
   local try
@@ -586,6 +607,93 @@ s7() {
   [ -z "$any" ] || printf 'Runs that did not count:\n\n%s\n\n' "$any"
 }
 
+# S3: three mirrors of one file at 1, 2 and 4 MiB/s per connection, at most 4
+# connections each (limit_conn, 503 beyond); S3b adds a bad mirror that serves
+# another file of the same size at 8 MiB/s; one `convoy bench` ranks the three.
+m_url() { echo "http://127.0.0.$1:$port_fast/256m.bin"; }
+m_logs() { local m; for m in "$@"; do echo "$work/logs/m$m.log"; done; }
+s3_sc() { # SC RUNS IDEAL LOG_NUMBERS...: run every row of SC, RUNS times, on the mirrors
+  local sc=$1 runs=$2 ideal=$3 size i r k l s n urls=''
+  shift 3
+  local -a idx logs
+  mapfile -t logs < <(m_logs "$@")
+  for n in "$@"; do urls+="$(m_url "1$n") "; done
+  urls=${urls% }
+  size=$(stat -c %s "$work/www/256m.bin")
+  mapfile -t idx < <(rows "$sc")
+  for r in $(seq 1 "$runs"); do
+    for i in "${idx[@]}"; do
+      k="$sc/$i"
+      [ -n "${K_SKIP[$k]:-}" ] && continue
+      for l in "${logs[@]}"; do : >"$l"; done
+      timed "$i" "$urls" 256m.bin "${logs[0]}" "$sc-$i-run$r"
+      s=0 n=0
+      for l in "${logs[@]}"; do
+        s=$((s + $(sent "$l")))
+        n=$((n + $(awk '$2 == 503' "$l" | wc -l)))
+      done
+      R_SENT=$s
+      K_EXTRA[$k]+="$n "
+      record "$k" "$r"
+      progress "$sc" "$r/$runs" "${T_LABEL[i]}"
+    done
+  done
+  echo "| tool | runs ok (sha256 right) | wall s, median (min–max) | ratio to ideal ($ideal s) | 503 answers, median (min–max) | server sent, bytes, median (over file size) |"
+  echo "|---|---|---|---|---|---|"
+  local w e
+  for i in "${idx[@]}"; do
+    k="$sc/$i"
+    w=$(stats "${K_WALL[$k]:-}")
+    e=$(stats "${K_EXTRA[$k]:-}")
+    s=$(imedian "${K_SENT[$k]:-}")
+    [ -n "$s" ] && s="$s (+$((s - size)))" || s="–"
+    awk -v w="$w" -v e="$e" -v ideal="$ideal" -v l="${T_LABEL[i]}" -v ok="${K_OK[$k]:-0}" \
+      -v n="${K_RUNS[$k]:-0}" -v s="$s" 'BEGIN {
+        split(w, a, " "); split(e, b, " ")
+        printf "| %s | %d/%d | %s | %s | %s | %s |\n", l, ok, n,
+          (w == "" ? "–" : sprintf("%.3f (%.3f–%.3f)", a[1], a[2], a[3])),
+          (w == "" ? "–" : sprintf("%.2f", a[1] / ideal)),
+          (e == "" ? "–" : sprintf("%d (%d–%d)", b[1], b[2], b[3])), s }'
+  done
+  echo
+  echo "503 answers and bytes: counted in the access logs of all the mirrors of the run, failed runs included in the 503 column."
+  echo
+  notes_block "$sc" "${idx[@]}"
+}
+
+s3() {
+  local runs=$1 i cmd rank want got
+  echo "### S3: 256 MiB from three mirrors (127.0.0.11, .12, .13) at 1, 2 and 4 MiB/s per connection (limit_rate, sendfile_max_chunk 64k), at most 4 connections each (limit_conn, 503 beyond)"
+  echo
+  s3_sc s3 "$runs" 9.14 1 2 3
+  echo "Ideal: 256 MiB / (4 × (1 + 2 + 4) MiB/s) = 9.14 s."
+  echo
+  echo "### S3b: S3 plus a bad mirror (127.0.0.14, 8 MiB/s, 4 connections) serving a different random file of the same size under the same path"
+  echo
+  s3_sc s3b "$runs" 9.14 1 2 3 4
+  echo "Right: the output's SHA-256 is the good file's (the bad mirror was dropped); a wrong one counts as CORRUPT and fails the harness."
+  echo
+  for i in "${!T_SC[@]}"; do
+    [[ ${T_SC[i]} == *" s3 "* && ${T_KIND[i]} == bench ]] || continue
+    cmd=$(render "${T_CMD[i]}" "$(m_url 11) $(m_url 12) $(m_url 13)" 256m.bin)
+    echo "### S3: \`convoy bench\` ranking of the three mirrors (run once)"
+    echo
+    if timeout -k 5 "$limit" bash -c "exec $cmd" >"$work/s3-bench.json" 2>"$work/logs/bench.err"; then
+      rank=$(grep -o '"url": *"[^"]*"' "$work/s3-bench.json" | sed 's/.*"\(http[^"]*\)"/\1/' | paste -sd' ')
+      want="$(m_url 13) $(m_url 12) $(m_url 11)"
+      [ "$rank" = "$want" ] && got=yes || got=no
+      echo "| command | ranking, fastest first | 4 > 2 > 1 MiB/s |"
+      echo "|---|---|---|"
+      echo "| \`$(trim "${T_CMD[i]}")\` | ${rank// / > } | $got |"
+      echo
+      echo "Parallel throughput per mirror (bytes/s): $(grep -o '"parallel_bytes_per_s": *[0-9.e+]*' "$work/s3-bench.json" | awk '{printf "%s%.0f", (NR > 1 ? ", " : ""), $2}')."
+    else
+      echo "convoy bench failed: $(tail -c 200 "$work/logs/bench.err" | tr -s '\n' ' ')"
+    fi
+    echo
+  done
+}
+
 # ---------------------------------------------------------------- report
 
 versions() {
@@ -649,7 +757,7 @@ load_tools
 cmd=${1:-}
 runs=${2:-3}
 case "$cmd" in
-  s1 | s2 | s4 | s7 | s8)
+  s1 | s2 | s3 | s4 | s7 | s8)
     setup
     "$cmd" "$runs"
     finish
@@ -663,7 +771,7 @@ case "$cmd" in
     tmp="$work/RESULTS.md"
     t_start=$SECONDS
     header "$runs" "$repro" >"$tmp"
-    for s in s1 s2 s4 s7 s8; do
+    for s in s1 s2 s3 s4 s7 s8; do
       "$s" "$runs" >"$work/$s.md" # not in a pipe: the results must stay in this shell
       tee -a "$tmp" <"$work/$s.md"
     done
@@ -675,7 +783,7 @@ case "$cmd" in
     echo "bench: wrote $here/RESULTS.md" >&2
     ;;
   *)
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
