@@ -3,6 +3,7 @@ package convoy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"sync"
@@ -31,18 +32,24 @@ func (d *download) mirrorsFor(ctx context.Context, primary segment.Remote) []seg
 		return nil
 	}
 	places := samplePlaces(primary.Size)
-	want, err := d.samples(ctx, primary, places)
-	if err != nil {
-		d.cfg.Logf("cannot sample %s to compare mirrors (%v): ignoring the mirrors", redact.URL(primary.URL), err)
-		return nil
-	}
+	// The primary is sampled while the mirrors are probed and sampled.
+	var want [][]byte
+	var wantErr error
+	wantReady := make(chan struct{})
+	go func() {
+		defer close(wantReady)
+		want, wantErr = d.samples(ctx, primary, places)
+	}()
 	found := make([]*segment.Remote, len(d.cfg.Mirrors))
 	var wg sync.WaitGroup
 	for i, u := range d.cfg.Mirrors {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, why := d.checkMirror(ctx, u, primary, places, want)
+			r, why := d.checkMirror(ctx, u, primary, places, func() ([][]byte, error) {
+				<-wantReady
+				return want, wantErr
+			})
 			if why != "" {
 				d.cfg.Logf("dropping mirror %s: %s", redact.URL(u), why)
 				d.emit(Event{Type: "mirror-dropped", URL: redact.URL(u), Error: why})
@@ -52,6 +59,11 @@ func (d *download) mirrorsFor(ctx context.Context, primary segment.Remote) []seg
 		}()
 	}
 	wg.Wait()
+	<-wantReady
+	if wantErr != nil {
+		d.cfg.Logf("cannot sample %s to compare mirrors (%v): ignoring the mirrors", redact.URL(primary.URL), wantErr)
+		return nil
+	}
 	var out []segment.Remote
 	for _, r := range found {
 		if r != nil {
@@ -63,7 +75,7 @@ func (d *download) mirrorsFor(ctx context.Context, primary segment.Remote) []seg
 
 // checkMirror probes one mirror and compares its samples; it returns why
 // the mirror cannot be used, or "".
-func (d *download) checkMirror(ctx context.Context, u string, primary segment.Remote, places []int64, want [][]byte) (segment.Remote, string) {
+func (d *download) checkMirror(ctx context.Context, u string, primary segment.Remote, places []int64, primarySamples func() ([][]byte, error)) (segment.Remote, string) {
 	p := &segment.Prober{Client: d.client, Header: d.cfg.Header, StallTimeout: d.cfg.StallTimeout,
 		MaxTries: min(d.cfg.MaxTries, 3), RetryInitial: d.cfg.RetryInitial, RetryMax: d.cfg.RetryMax}
 	r, err := p.Probe(ctx, u)
@@ -78,6 +90,10 @@ func (d *download) checkMirror(ctx context.Context, u string, primary segment.Re
 	got, err := d.samples(ctx, r, places)
 	if err != nil {
 		return r, "sampling it failed: " + redact.Text(err.Error())
+	}
+	want, err := primarySamples()
+	if err != nil {
+		return r, "" // the primary could not be sampled: all mirrors are ignored
 	}
 	for i := range places {
 		if !bytes.Equal(got[i], want[i]) {
@@ -106,14 +122,17 @@ func (d *download) samples(ctx context.Context, r segment.Remote, places []int64
 	defer cancel()
 	f := d.newFetcher(r)
 	out := make([][]byte, len(places))
+	errs := make([]error, len(places))
+	var wg sync.WaitGroup
 	for i, off := range places {
-		b, err := f.Sample(ctx, off, min(r.Size-off, sampleSize))
-		if err != nil {
-			return nil, err
-		}
-		out[i] = b
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = f.Sample(ctx, off, min(r.Size-off, sampleSize))
+		}()
 	}
-	return out, nil
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
 
 // assignConnections shares total connections among sources round robin,

@@ -143,11 +143,13 @@ func TestMirrorFailingMidDownload(t *testing.T) {
 
 // When every source fails, the download fails.
 func TestAllSourcesFailing(t *testing.T) {
-	opts := []testserver.Option{testserver.Size(4 << 20), testserver.Rate(1 << 20)}
+	// One connection each, two 4 MiB requests each: the second ones fail.
+	opts := []testserver.Option{testserver.Size(16 << 20), testserver.Rate(4 << 20)}
 	primary := testserver.New(t, opts...)
 	mirror := testserver.New(t, opts...)
 	cfg := fastConfig(primary.URL, t.TempDir())
 	cfg.Mirrors = []string{mirror.URL}
+	cfg.Connections = 2
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		for _, s := range []*testserver.Server{primary, mirror} {
