@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/convoy-dl/convoy/internal/redact"
@@ -106,31 +105,7 @@ type Aborter interface {
 // meets a permanent error; then every other connection stops too. No
 // goroutine started by Run outlives it.
 func (f *Fetcher) Run(ctx context.Context, plan *Plan, w io.WriterAt, connections int) error {
-	g, ctx := errgroup.WithContext(ctx)
-	if a, ok := w.(Aborter); ok {
-		stop := context.AfterFunc(ctx, func() { a.Abort(context.Cause(ctx)) })
-		defer stop()
-	}
-	for id := range max(connections, 1) {
-		g.Go(func() error {
-			c := &conn{id: id, buf: make([]byte, f.bufferSize()), chunk: minChunk}
-			defer f.report(c, nil, 0)
-			for {
-				span, ok := plan.Next()
-				if !ok {
-					f.report(c, nil, 0)
-					if plan.Wait(ctx) {
-						continue
-					}
-					return context.Cause(ctx) // nil unless ctx ended
-				}
-				if err := f.fetchSpan(ctx, span, w, c); err != nil {
-					return err
-				}
-			}
-		})
-	}
-	return g.Wait()
+	return runSources(ctx, plan, w, []Source{{Fetcher: f, Connections: max(connections, 1)}}, nil, false)
 }
 
 // Request sizing: a connection asks for at most chunk bytes at a time, so

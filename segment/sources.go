@@ -25,6 +25,13 @@ type Source struct {
 // the writer, the end of ctx, or the loss of the last source ends the run
 // with that error.
 func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error)) error {
+	return runSources(ctx, plan, w, sources, onDrop, true)
+}
+
+// runSources runs the connections of every source on plan; with shed, a
+// busy source gives up connections (see RunSources). With one source and no
+// shedding it is Run: the first error of a connection ends the run.
+func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error), shed bool) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if a, ok := w.(Aborter); ok {
 		stop := context.AfterFunc(ctx, func() { a.Abort(context.Cause(ctx)) })
@@ -62,16 +69,18 @@ func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 	id := 0
 	for i, src := range sources {
 		f := src.Fetcher
-		// A busy source sheds connections down to one; that one backs off
-		// and honours Retry-After.
-		f.ShedOnBusy = func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			if conns[i] <= 1 {
-				return false
+		if shed {
+			// A busy source sheds connections down to one; that one backs off
+			// and honours Retry-After.
+			f.ShedOnBusy = func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				if conns[i] <= 1 {
+					return false
+				}
+				conns[i]--
+				return true
 			}
-			conns[i]--
-			return true
 		}
 		for range max(src.Connections, 0) {
 			c := &conn{id: id, buf: make([]byte, f.bufferSize()), chunk: minChunk}
