@@ -3,6 +3,7 @@ package convoy_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -167,27 +168,38 @@ func TestAllSourcesFailing(t *testing.T) {
 func TestBusyMirrorIsNotHammered(t *testing.T) {
 	const size = 8 << 20
 	primary := testserver.New(t, testserver.Size(size), testserver.Rate(4<<20))
-	busy := testserver.New(t, testserver.Size(size))
-	dir := t.TempDir()
-	cfg := fastConfig(primary.URL, dir)
-	cfg.Mirrors = []string{busy.URL}
-	cfg.Connections, cfg.MaxPerHost, cfg.MaxTries = 8, 8, 3
-	cfg.ProgressInterval = 10 * time.Millisecond
-	var once sync.Once
-	cfg.OnProgress = func(convoy.Progress) {
-		// After the samples, every answer of the mirror is 503.
-		once.Do(func() {
+	var busy *testserver.Server
+	var mu sync.Mutex
+	ranged := 0
+	busy = testserver.New(t, testserver.Size(size), testserver.OnRequest(func(r *http.Request) {
+		if r.Method != http.MethodGet || r.Header.Get("Range") == "" {
+			return
+		}
+		mu.Lock()
+		ranged++
+		n := ranged
+		mu.Unlock()
+		if n == 5 { // after the probe and the three samples, this and every later answer is 503
 			codes := make([]int, 100)
 			for i := range codes {
 				codes[i] = 503
 			}
 			busy.SetOption(testserver.Statuses(codes...), testserver.RetryAfter("1"))
-		})
-	}
+		}
+	}))
+	dir := t.TempDir()
+	cfg := fastConfig(primary.URL, dir)
+	cfg.Mirrors = []string{busy.URL}
+	cfg.Connections, cfg.MaxPerHost, cfg.MaxTries = 8, 8, 3
+	var n notices
+	cfg.Logf = n.logf
 	if _, err := convoy.Download(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	primary.Verify(t, filepath.Join(dir, "out.bin"))
+	if n.has("dropping mirror") {
+		t.Fatalf("the mirror was dropped before the download (%q): shedding was not exercised", n.lines)
+	}
 	// 4 connections went to the mirror: 3 shed at their first 503, the last
 	// one tries MaxTries times at most.
 	if n := busy.Stats().Statuses[503]; n < 1 || n > 3+3 {
