@@ -62,6 +62,7 @@ s1 s2 s7 | get   | axel -n 16                      | axel -q -n 16 -o {OUT} {URL
 s1 s2 s7 | get   | lftp pget -n 16                 | lftp -c "pget -n 16 {URL} -o {OUT}"
 s1       | limit | curl -o /dev/null               | curl -s -o /dev/null {URL}
 s1       | limit | dd bs=16k of the served file    | dd if={FILE} of=/dev/null bs=16k
+s1       | limit | dd to disk, O_DIRECT bs=8M      | dd if={FILE} of={OUT} bs=8M oflag=direct status=none
 s4       | get   | convoy -n 8                     | {CONVOY} get -q -n 8 -o {OUT} {URL}
 s4       | get   | aria2c -x8 -s8 (defaults)       | aria2c -x8 -s8 -d {DIR} -o {NAME} {URL}
 s4       | again | aria2c -x8 -s8 (defaults)       | aria2c -c -x8 -s8 -d {DIR} -o {NAME} {URL}
@@ -424,8 +425,25 @@ simple() {
 s1() {
   simple s1 "$port_fast" 1g.bin "$work/logs/fast.log" "$1" \
     "S1: 1 GiB from nginx on loopback, unthrottled, to disk"
-  echo "Ratio: median wall over the median of \`curl -o\`. The two limit rows write no file."
+  echo "Ratio: median wall over the median of \`curl -o\`. Limit rows: \`curl -o /dev/null\` is the network"
+  echo "alone, \`dd\` to /dev/null the server's page cache alone; \`dd\` to disk with O_DIRECT is the rate at"
+  echo "which this disk makes 1 GiB durable, a floor for any tool that, like convoy, fsyncs before it is done"
+  echo "(\`curl\`, \`aria2c\`, \`axel\` and \`lftp\` leave the bytes in the page cache)."
+  local c d
+  c=$(median "$(walls_of s1 'convoy -n 16')") d=$(median "$(walls_of s1 'dd to disk, O_DIRECT bs=8M')")
+  if [ -n "$c" ] && [ -n "$d" ]; then
+    echo
+    echo "convoy over the disk's O_DIRECT floor: $c / $d = $(awk -v a="$c" -v b="$d" 'BEGIN{printf "%.2f", a/b}')."
+  fi
   echo
+}
+
+# walls_of SC LABEL: the wall times recorded for the tool LABEL in SC.
+walls_of() {
+  local i
+  for i in $(rows "$1"); do
+    [ "${T_LABEL[i]}" = "$2" ] && { echo "${K_WALL[$1/$i]:-}"; return; }
+  done
 }
 
 s2() {
