@@ -160,6 +160,8 @@ type conn struct {
 	written int64
 	buf     []byte
 	chunk   int64
+	// last is the throughput and latency of the connection's last answer.
+	last Thief
 	// credit is limiter tokens taken for a read that returned fewer bytes.
 	credit int
 	// region is the contiguous run of bytes written since the last OnRegion.
@@ -193,10 +195,14 @@ func (f *Fetcher) wrote(c *conn, off, n int64) {
 // learn adapts the chunk to a request that took latency to answer and then
 // moved n bytes in transfer.
 func (c *conn) learn(latency, transfer time.Duration, n int64) {
-	if transfer <= 0 || n < minChunk/4 {
+	if transfer <= 0 || n < stealFloor {
 		return
 	}
 	rate := float64(n) / transfer.Seconds()
+	c.last = Thief{Rate: rate, Latency: latency}
+	if n < minChunk/4 {
+		return // too short to tell what a longer request would do
+	}
 	want := int64(rate * latency.Seconds() * requestsPerPause)
 	c.chunk = min(max(want, minChunk), maxChunk)
 }

@@ -65,7 +65,7 @@ func NewPlan(size int64, segments []Segment, parts int, minSplit int64) (*Plan, 
 		p.spans = append(p.spans, &Span{plan: p, start: s.Start, end: s.End, reserved: s.Written, written: s.Written})
 	}
 	for p.pending() < parts {
-		if _, ok := p.splitLargest(false); !ok {
+		if _, ok := p.splitLargest(false, Thief{}); !ok {
 			break
 		}
 	}
@@ -86,18 +86,19 @@ func (p *Plan) pending() int {
 
 // splitLargest cuts a span in two and returns the new back half, marked
 // active when take is set. It prefers the span with the most bytes that no
-// request in flight covers, and splits those, so the owner's answer is never
-// cut short; only when no span has enough of them does it split a request in
-// flight, and then the owner stops reading at the new end. No split leaves
-// either half with fewer than minSplit bytes to fetch.
-func (p *Plan) splitLargest(take bool) (*Span, bool) {
+// request in flight covers, and splits those in half, so the owner's answer
+// is never cut short; only when no span has enough of them does it split the
+// answer in flight that would finish last (see slowest), and then the owner
+// stops reading at the new end. The first kind of split leaves neither half
+// with fewer than minSplit bytes to fetch.
+func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
 	victim, from, most := p.largest(func(s *Span) int64 { return max(s.start+s.reserved, s.requested) })
+	mid := from + most/2
 	if most < 2*p.minSplit {
-		if victim, from, most = p.slowest(); victim == nil {
+		if victim, mid = p.slowest(t); victim == nil {
 			return nil, false
 		}
 	}
-	mid := from + most/2
 	back := &Span{plan: p, start: mid, end: victim.end, active: take}
 	victim.end = mid
 	i := slices.Index(p.spans, victim)
@@ -116,22 +117,36 @@ func (p *Plan) largest(from func(*Span) int64) (victim *Span, at, most int64) {
 	return victim, at, most
 }
 
-// stealAfter is how long the slowest answer in flight must still need
-// before its back half is worth a new request: cutting an answer short wastes
-// the bytes already on the wire, so only a connection that would hold the
-// tail for a while is split.
-const stealAfter = time.Second
+// Thief is what an idle connection asking for work knows of itself: the
+// throughput and the request latency of its last answer, zero when unknown.
+type Thief struct {
+	Rate    float64 // bytes per second
+	Latency time.Duration
+}
 
-// slowest finds the span whose answer in flight would finish last, if it
-// still needs more than stealAfter and has at least twice minSplit bytes
-// left.
-func (p *Plan) slowest() (victim *Span, at, left int64) {
+// Splitting an answer in flight cuts it short, which wastes the bytes already
+// on the wire and the owner's connection; it is done only when the range
+// then finishes at least minGain sooner, and gives the thief stealFloor bytes
+// or more (minSplit, if smaller). An answer that has delivered nothing for
+// stealAfter counts as stalled and is split in half.
+const (
+	minGain    = 200 * time.Millisecond
+	stealFloor = 64 << 10
+	stealAfter = time.Second
+)
+
+// slowest finds the answer in flight that would finish last and where to cut
+// it so that its owner and thief t finish together: the owner at its rate,
+// the thief at its own (the owner's, if unknown) after one request latency.
+// It returns nil when no cut gains minGain.
+func (p *Plan) slowest(t Thief) (victim *Span, cut int64) {
 	now := time.Now()
 	var worst time.Duration
+	floor := min(p.minSplit, stealFloor)
 	for _, s := range p.spans {
 		from := s.start + s.reserved
 		n := s.end - from
-		if n < 2*p.minSplit || s.askedAt.IsZero() {
+		if n < 2*floor || s.askedAt.IsZero() {
 			continue
 		}
 		var need time.Duration
@@ -140,18 +155,43 @@ func (p *Plan) slowest() (victim *Span, at, left int64) {
 			need = time.Duration(float64(n) / s.rate * float64(time.Second))
 		case now.Sub(s.askedAt) > stealAfter:
 			need = time.Duration(math.MaxInt64) // nothing arrived for a while
+		default:
+			continue
 		}
-		if need > stealAfter && need > worst {
-			victim, at, left, worst = s, from, n, need
+		if need > worst {
+			victim, worst = s, need
 		}
 	}
-	return victim, at, left
+	if victim == nil {
+		return nil, 0
+	}
+	from := victim.start + victim.reserved
+	n := victim.end - from
+	if victim.rate <= 0 {
+		return victim, from + n/2
+	}
+	rv, rt := victim.rate, t.Rate
+	if rt <= 0 {
+		rt = rv
+	}
+	// keep/rv = (n-keep)/rt + latency: both halves end at the same moment.
+	keep := int64((float64(n)/rt + t.Latency.Seconds()) / (1/rv + 1/rt))
+	keep = min(max(keep, 0), n-floor)
+	after := time.Duration(float64(keep) / rv * float64(time.Second))
+	thief := t.Latency + time.Duration(float64(n-keep)/rt*float64(time.Second))
+	if worst-max(after, thief) < minGain {
+		return nil, 0
+	}
+	return victim, from + keep
 }
 
-// Next hands the caller a span to fetch: one nobody is fetching, else the
-// back half of the span with the most bytes left. It returns false when no
-// work is left that is worth a connection.
-func (p *Plan) Next() (*Span, bool) {
+// Next is NextFor a thief that knows nothing of itself yet.
+func (p *Plan) Next() (*Span, bool) { return p.NextFor(Thief{}) }
+
+// NextFor hands connection t a span to fetch: one nobody is fetching, else
+// part of another span (see splitLargest). It returns false when no work is
+// left that is worth a connection.
+func (p *Plan) NextFor(t Thief) (*Span, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.spans {
@@ -160,12 +200,12 @@ func (p *Plan) Next() (*Span, bool) {
 			return s, true
 		}
 	}
-	return p.splitLargest(true)
+	return p.splitLargest(true, t)
 }
 
 // recheckEvery is how often an idle connection looks again for an answer
 // that has become slow enough to split.
-const recheckEvery = 250 * time.Millisecond
+const recheckEvery = 100 * time.Millisecond
 
 // Wait blocks an idle connection until a span stops being fetched, a moment
 // has passed (an answer in flight may have become slow enough to split), or

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/convoy-dl/convoy/internal/ranges"
 )
@@ -874,5 +875,50 @@ func TestPlanWaitWakesOnFinish(t *testing.T) {
 	b, ok := p.Next()
 	if !ok || b != a || nextByte(b) != 40 {
 		t.Fatalf("after the wait Next = %v, %v; want the span given up, from byte 40", b, ok)
+	}
+}
+
+// An answer in flight is cut where its owner and the thief finish together:
+// a thief four times as fast takes four fifths of what is left, less what
+// its request latency costs it.
+func TestNextForCutsByRate(t *testing.T) {
+	tests := []struct {
+		name      string
+		thief     Thief
+		ownerRate float64
+		wantCut   int64 // -1: no steal
+	}{
+		{"faster thief", Thief{Rate: 400}, 100, 200},
+		{"faster thief with latency", Thief{Rate: 400, Latency: time.Second}, 100, 280},
+		{"unknown thief takes half", Thief{}, 100, 500},
+		{"equal rates take half", Thief{Rate: 100}, 100, 500},
+		{"slower thief takes less", Thief{Rate: 25}, 100, 800},
+		// 1000 bytes at 10 kB/s need 100 ms: no cut can gain minGain.
+		{"owner nearly done", Thief{Rate: 1e6}, 1e4, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPlan(1000, nil, 1, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := p.Next()
+			a.request(1000)
+			a.observe(tt.ownerRate)
+			b, ok := p.NextFor(tt.thief)
+			if ok != (tt.wantCut >= 0) {
+				t.Fatalf("NextFor stole = %v, want cut at %d", ok, tt.wantCut)
+			}
+			if !ok {
+				return
+			}
+			if start, end := spanRange(b); start != tt.wantCut || end != 1000 {
+				t.Fatalf("stolen [%d,%d), want [%d,1000)", start, end, tt.wantCut)
+			}
+			if off, n := a.reserve(1000); off != 0 || n != tt.wantCut {
+				t.Fatalf("owner reserve(1000) = %d, %d; want 0, %d", off, n, tt.wantCut)
+			}
+			checkPlan(t, p)
+		})
 	}
 }

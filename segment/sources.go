@@ -88,7 +88,7 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 			g.Go(func() error {
 				defer f.report(c, nil, 0)
 				for !isDropped(i) {
-					span, ok := plan.Next()
+					span, ok := plan.NextFor(c.last)
 					if !ok {
 						f.report(c, nil, 0)
 						if plan.Wait(ctx) {
