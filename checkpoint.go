@@ -86,6 +86,8 @@ type checkpointer struct {
 	path string
 	base manifest.Manifest
 	hash *follower // nil without a checksum to verify
+	// served, if set, is saved as the manifest's served_by.
+	served *provenance
 	// durable counts the bytes the last saved manifest claims.
 	durable int64
 }
@@ -100,6 +102,9 @@ func (c *checkpointer) save() error {
 	}
 	m := c.base
 	m.Segments = segs
+	if c.served != nil {
+		m.ServedBy = c.served.snapshot()
+	}
 	if c.hash != nil {
 		// Only a hash state within the bytes this manifest claims is saved.
 		m.HashAlgo, m.HashPos, m.HashState, _ = c.hash.stateAt(contiguousPrefix(segs))

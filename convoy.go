@@ -243,7 +243,15 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if err != nil {
 		return Result{}, errors.Join(err, part.Close())
 	}
-	cp := &checkpointer{plan: plan, part: part, path: f.manifest, base: base}
+	var prov *provenance
+	if len(d.mirrors) > 0 || (prev.m != nil && len(prev.m.ServedBy) > 0) {
+		var earlier []manifest.Served
+		if prev.m != nil {
+			earlier = prev.m.ServedBy
+		}
+		prov = newProvenance(earlier)
+	}
+	cp := &checkpointer{plan: plan, part: part, path: f.manifest, base: base, served: prov}
 	if want != nil {
 		prefix := func() int64 { return contiguousPrefix(plan.Snapshot()) }
 		if cp.hash, err = newFollower(part, *want, prev.m, prefix); err != nil {
@@ -260,8 +268,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		Connections: d.cfg.Connections, Segments: len(plan.Snapshot())})
 
 	var fetched atomic.Int64
+	countFetched := func(_, n int64) { fetched.Add(n) }
 	fetcher := d.newFetcher(remote)
-	fetcher.OnWrite = func(_, n int64) { fetched.Add(n) }
+	fetcher.OnWrite = attributed(countFetched, prov, remote)
 	fetcher.RegionSize = writebackEvery
 	fetcher.OnRegion = part.StartWriteback
 	res := Result{Path: f.out, Size: remote.Size, Resumed: prev.done}
@@ -269,7 +278,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		if len(d.mirrors) == 0 {
 			return fetcher.Run(ctx, plan, part, d.cfg.Connections)
 		}
-		return d.runMirrors(ctx, remote, fetcher, plan, part)
+		return d.runMirrors(ctx, remote, fetcher, plan, part, func(r segment.Remote) func(off, n int64) {
+			return attributed(countFetched, prov, r)
+		})
 	})
 	res.Fetched = fetched.Load()
 	if runErr != nil {
@@ -282,6 +293,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if cp.hash != nil {
 		sum, err := cp.hash.finish(remote.Size)
 		if err != nil {
+			if errors.Is(err, merge.ErrChecksum) && prov != nil {
+				err = fmt.Errorf("%w; %s", err, d.blame(ctx, remote, prov, part))
+			}
 			if errors.Is(err, merge.ErrChecksum) && d.cfg.RemoveOnError {
 				return res, errors.Join(badBytes(err, f, false), part.Close(), os.Remove(f.part), manifest.Remove(f.manifest))
 			}
@@ -389,7 +403,7 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 
 // runMirrors fetches plan from the primary and the mirrors together; a
 // source that fails is dropped and the others take over.
-func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *segment.Fetcher, plan *segment.Plan, w *merge.PartFile) error {
+func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *segment.Fetcher, plan *segment.Plan, w *merge.PartFile, onWrite func(segment.Remote) func(off, n int64)) error {
 	remotes := append([]segment.Remote{primary}, d.mirrors...)
 	counts := assignConnections(remotes, d.cfg.Connections, d.cfg.MaxPerHost)
 	sources := make([]segment.Source, len(remotes))
@@ -397,7 +411,7 @@ func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *s
 		f := pf
 		if i > 0 {
 			f = d.newFetcher(r)
-			f.OnWrite, f.RegionSize, f.OnRegion = pf.OnWrite, pf.RegionSize, pf.OnRegion
+			f.OnWrite, f.RegionSize, f.OnRegion = onWrite(r), pf.RegionSize, pf.OnRegion
 		}
 		sources[i] = segment.Source{Fetcher: f, Connections: counts[i]}
 	}

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/manifest"
+	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/segment"
 )
 
@@ -165,4 +168,92 @@ func assignConnections(remotes []segment.Remote, total, perHost int) []int {
 		}
 	}
 	return counts
+}
+
+// Blame checks are bounded: at most blameRanges recorded ranges, each
+// sampled at its start, middle and end, blameSample bytes a place, within
+// blameTimeout.
+const (
+	blameRanges  = 64
+	blameSample  = 16 << 10
+	blameTimeout = 30 * time.Second
+)
+
+// blame explains a file that failed its checksum: which servers sent it,
+// and which ranges the other servers contradict now, sampled at a few
+// places. A range whose bytes on disk differ from what two or more other
+// servers send, none agreeing, is suspect; with only one other server to
+// ask, a difference is reported as disputed, since either may be wrong.
+func (d *download) blame(ctx context.Context, primary segment.Remote, prov *provenance, part *merge.PartFile) string {
+	msg := "the file came from " + prov.summary()
+	ctx, cancel := context.WithTimeout(ctx, blameTimeout)
+	defer cancel()
+	remotes := map[string]segment.Remote{}
+	for _, r := range append([]segment.Remote{primary}, d.mirrors...) {
+		remotes[redact.URL(r.URL)] = r
+	}
+	fetchers := map[string]*segment.Fetcher{}
+	var suspect, disputed []string
+	for i, s := range prov.snapshot() {
+		if i == blameRanges || ctx.Err() != nil {
+			break
+		}
+		var others []*segment.Fetcher
+		for u, r := range remotes {
+			if u == s.URL {
+				continue
+			}
+			if fetchers[u] == nil {
+				fetchers[u] = d.newFetcher(r)
+			}
+			others = append(others, fetchers[u])
+		}
+		off, against := contradicted(ctx, s, others, part)
+		what := fmt.Sprintf("bytes %d-%d from %s (other bytes at offset %d)", s.Start, s.End-1, s.URL, off)
+		switch {
+		case against >= 2:
+			suspect = append(suspect, what)
+		case against == 1:
+			disputed = append(disputed, what)
+		}
+	}
+	switch {
+	case len(suspect) > 0:
+		msg += "; suspect: " + strings.Join(suspect, "; ")
+	case len(disputed) > 0:
+		msg += "; disputed by the other server: " + strings.Join(disputed, "; ")
+	default:
+		msg += "; sampling found no server to blame"
+	}
+	return msg
+}
+
+// contradicted samples s at its start, middle and end, and returns the
+// first place where the bytes on disk differ from what every one of others
+// that answered sends, with how many answered there; 0 when none
+// contradicts it.
+func contradicted(ctx context.Context, s manifest.Served, others []*segment.Fetcher, part *merge.PartFile) (at int64, against int) {
+	n := min(s.End-s.Start, blameSample)
+	disk := make([]byte, n)
+	for _, off := range []int64{s.Start, s.Start + (s.End-s.Start)/2 - n/2, s.End - n} {
+		if _, err := part.ReadAt(disk, off); err != nil {
+			return 0, 0
+		}
+		answered, agreed := 0, false
+		for _, f := range others {
+			got, err := f.Sample(ctx, off, n)
+			if err != nil {
+				continue
+			}
+			answered++
+			if bytes.Equal(got, disk) {
+				agreed = true
+				break
+			}
+		}
+		if answered > 0 && !agreed {
+			return off, answered
+		}
+	}
+	return 0, 0
 }

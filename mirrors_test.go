@@ -2,6 +2,7 @@ package convoy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/testserver"
+	"github.com/convoy-dl/convoy/manifest"
+	"github.com/convoy-dl/convoy/merge"
 )
 
 // notices collects Logf lines.
@@ -204,5 +207,51 @@ func TestBusyMirrorIsNotHammered(t *testing.T) {
 	// one tries MaxTries times at most.
 	if n := busy.Stats().Statuses[503]; n < 1 || n > 3+3 {
 		t.Errorf("the busy mirror answered 503 %d times, want 1 to 6", n)
+	}
+}
+
+// A mirror that serves damaged bytes away from the sampled places gets past
+// the comparison; the checksum catches the file, and the error names that
+// mirror, not the good ones. The manifest kept for the part file says which
+// server sent which bytes.
+func TestChecksumMismatchNamesTheBadMirror(t *testing.T) {
+	const size = 4 << 20
+	const sample, mid = 64 << 10, size / 2
+	opts := []testserver.Option{testserver.Size(size), testserver.Rate(1 << 20)}
+	primary := testserver.New(t, opts...)
+	good := testserver.New(t, opts...)
+	bad := testserver.New(t, append(opts, testserver.Corrupt(sample, mid-sample/2), testserver.Corrupt(mid+sample/2, size-sample))...)
+	dir := t.TempDir()
+	cfg := fastConfig(primary.URL, dir)
+	cfg.Mirrors = []string{good.URL, bad.URL}
+	cfg.Connections, cfg.MaxPerHost = 6, 6
+	cfg.Checksum = "sha256:" + sums(primary.Content())["sha256"]
+	_, err := convoy.Download(context.Background(), cfg)
+	if !errors.Is(err, merge.ErrChecksum) {
+		t.Fatalf("error %v, want a checksum mismatch", err)
+	}
+	msg := err.Error()
+	_, suspects, ok := strings.Cut(msg, "suspect: ")
+	if !ok || !strings.Contains(suspects, bad.URL) {
+		t.Fatalf("error %q does not name the bad mirror %s as suspect", msg, bad.URL)
+	}
+	t.Log(msg)
+	for _, u := range []string{primary.URL, good.URL} {
+		if strings.Contains(suspects, "from "+u+" ") {
+			t.Errorf("error %q blames the good server %s", msg, u)
+		}
+	}
+	m, err := manifest.Load(filepath.Join(dir, "out.bin"+convoy.ManifestSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	from := map[string]int64{}
+	for _, s := range m.ServedBy {
+		total += s.End - s.Start
+		from[s.URL] += s.End - s.Start
+	}
+	if total != size || len(from) != 3 {
+		t.Fatalf("served_by accounts for %d of %d bytes from %d servers: %+v", total, size, len(from), m.ServedBy)
 	}
 }

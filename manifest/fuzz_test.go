@@ -19,6 +19,8 @@ var fuzzSeeds = []string{
 	`{"version":1,"kind":"convoy-manifest","size":30,"segments":[{"start":0,"end":10,"written":0},{"start":11,"end":30,"written":0}]}`,
 	`{"version":1,"kind":"convoy-manifest","size":0,"segments":[{"start":0,"end":0,"written":0},{"start":0,"end":0,"written":0}]}`,
 	`{"name":"left-pad","version":"1.3.0"}`,
+	`{"version":1,"kind":"convoy-manifest","url":"u","size":10,"segments":[{"start":0,"end":10,"written":6}],"served_by":[{"url":"http://a/f","start":0,"end":4},{"url":"http://b/f","start":4,"end":6}]}`,
+	`{"version":1,"kind":"convoy-manifest","url":"u","size":10,"segments":[{"start":0,"end":10,"written":6}],"served_by":[{"url":"http://a/f","start":4,"end":6},{"url":"http://b/f","start":0,"end":4}]}`,
 	`null`,
 	``,
 }
@@ -43,6 +45,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		if err := ranges.CheckCover(m.Segments, m.Size); err != nil {
 			t.Fatalf("Decode accepted segments that fail CheckCover: %v", err)
+		}
+		if err := checkServed(m.ServedBy, m.Size); err != nil {
+			t.Fatalf("Decode accepted served_by that fails checkServed: %v", err)
 		}
 		if d := m.Done(); d < 0 || d > m.Size {
 			t.Fatalf("Done() = %d outside [0, %d]", d, m.Size)

@@ -43,6 +43,17 @@ type Manifest struct {
 	HashAlgo  string `json:"hash_algo,omitempty"`
 	HashPos   int64  `json:"hash_pos,omitempty"`
 	HashState []byte `json:"hash_state,omitempty"`
+	// ServedBy names the server that sent each byte range, where a download
+	// used several; ranges are in file order and do not overlap, and bytes
+	// not listed are unattributed (not yet written, or from a single server).
+	ServedBy []Served `json:"served_by,omitempty"`
+}
+
+// Served records that URL (redacted) sent bytes [Start, End).
+type Served struct {
+	URL   string `json:"url"`
+	Start int64  `json:"start"`
+	End   int64  `json:"end"`
 }
 
 // Segment records that [Start, Start+Written) of [Start, End) is on disk.
@@ -99,6 +110,9 @@ func Decode(data []byte) (*Manifest, error) {
 	if err := checkHash(&m); err != nil {
 		return nil, err
 	}
+	if err := checkServed(m.ServedBy, m.Size); err != nil {
+		return nil, err
+	}
 	return &m, nil
 }
 
@@ -116,6 +130,22 @@ func checkHash(m *Manifest) error {
 	return nil
 }
 
+// checkServed accepts attributions in file order, non-empty, without
+// overlap, within the file, each naming a server.
+func checkServed(served []Served, size int64) error {
+	var prevEnd int64
+	for i, s := range served {
+		switch {
+		case s.URL == "":
+			return fmt.Errorf("served_by entry %d names no server", i)
+		case s.Start < prevEnd || s.Start >= s.End || s.End > size:
+			return fmt.Errorf("served_by entry %d, bytes [%d,%d), is out of order or outside the file's %d bytes", i, s.Start, s.End, size)
+		}
+		prevEnd = s.End
+	}
+	return nil
+}
+
 // Encode returns m as JSON, stamped with the current version and kind.
 func Encode(m *Manifest) ([]byte, error) {
 	c := *m
@@ -124,6 +154,9 @@ func Encode(m *Manifest) ([]byte, error) {
 		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
 	}
 	if err := checkHash(&c); err != nil {
+		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
+	}
+	if err := checkServed(c.ServedBy, c.Size); err != nil {
 		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
 	}
 	return json.MarshalIndent(&c, "", "  ")

@@ -178,6 +178,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{"size=10/unicode-strings", unicodeURL},
 		{"size=maxint64/segments=2", huge},
 		{"size=1000/segments=1000", sample(1000, 1000)},
+		{"size=30/served-by-two", servedSample()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,6 +191,19 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// servedSample is a manifest of 30 bytes whose first 20 came from two
+// servers.
+func servedSample() *Manifest {
+	m := sample(30, 3)
+	m.ServedBy = []Served{{URL: "http://a/f", Start: 0, End: 8}, {URL: "http://b/f", Start: 8, End: 12}, {URL: "http://a/f", Start: 15, End: 20}}
+	return m
+}
+
+// withServed is validJSON (30 bytes) with served_by set to the JSON list.
+func withServed(list string) string {
+	return strings.Replace(validJSON, `"size": 30`, `"size": 30, "served_by": `+list, 1)
 }
 
 func TestEncodeStampsVersionAndKind(t *testing.T) {
@@ -329,6 +343,15 @@ func TestDecodeRejects(t *testing.T) {
 		{"written-on-empty-file", withSegments("0", `[{"start":0,"end":0,"written":1}]`)},
 		{"[0,0)/size=10", withSegments("10", `[{"start":0,"end":0,"written":0}]`)},
 		{"segment-not-object", withSegments("10", `[[0,10,0]]`)},
+		{"served-no-url", withServed(`[{"url":"","start":0,"end":10}]`)},
+		{"served-empty-range", withServed(`[{"url":"a","start":5,"end":5}]`)},
+		{"served-reversed", withServed(`[{"url":"a","start":9,"end":5}]`)},
+		{"served-past-size", withServed(`[{"url":"a","start":20,"end":31}]`)},
+		{"served-negative", withServed(`[{"url":"a","start":-1,"end":5}]`)},
+		{"served-overlap", withServed(`[{"url":"a","start":0,"end":10},{"url":"b","start":9,"end":20}]`)},
+		{"served-out-of-order", withServed(`[{"url":"a","start":10,"end":20},{"url":"b","start":0,"end":10}]`)},
+		{"served-unknown-field", withServed(`[{"url":"a","start":0,"end":10,"mirror":1}]`)},
+		{"served-not-list", withServed(`{"url":"a","start":0,"end":10}`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

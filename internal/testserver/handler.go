@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -198,6 +199,8 @@ type reply struct {
 	gzip   bool
 	early  bool  // flush the header before the body, forcing chunked encoding
 	rate   int64 // body bytes per second; 0 = unlimited
+	// corrupt: content offsets [c[0], c[1]) of each c are sent inverted.
+	corrupt [][2]int64
 
 	cutAt    int64 // drop the connection after this many body bytes; < 0 = never
 	stallAt  int64 // pause for stallFor after this many body bytes; < 0 = never
@@ -318,6 +321,7 @@ func (h *Handler) plan(r *http.Request) reply {
 		hd.Set("Vary", "Accept-Encoding")
 	}
 	rep.status, rep.seed, rep.n = http.StatusOK, seed, size
+	rep.corrupt = slices.Clone(c.corrupt)
 	if rh := r.Header.Get("Range"); ranges && isGet && rh != "" && ifRangeMatches(r.Header.Get("If-Range"), etag, lastMod) {
 		start, end, res := parseRange(rh, size)
 		switch res {
@@ -522,6 +526,7 @@ func (h *Handler) writeBody(ctx context.Context, w *recorder, rep reply) {
 			}
 		}
 		Pattern(rep.seed, rep.off+pos, buf[:k])
+		invert(buf[:k], rep.off+pos, rep.corrupt)
 		if _, err := out.Write(buf[:k]); err != nil {
 			abort()
 		}
@@ -532,6 +537,17 @@ func (h *Handler) writeBody(ctx context.Context, w *recorder, rep reply) {
 	}
 	if gz != nil && gz.Close() != nil {
 		abort()
+	}
+}
+
+// invert flips the bits of the bytes of p, which holds content from offset
+// off, that fall in one of spans ([start, end) each).
+func invert(p []byte, off int64, spans [][2]int64) {
+	for _, span := range spans {
+		from, to := max(span[0]-off, 0), min(span[1]-off, int64(len(p)))
+		for i := from; i < to; i++ {
+			p[i] ^= 0xff
+		}
 	}
 }
 

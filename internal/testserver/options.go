@@ -41,6 +41,8 @@ type config struct {
 	changeLeft int   // GETs until the content changes; < 0 = never
 	changeSize int64 // size after that change; < 0 = unchanged
 
+	corrupt [][2]int64 // content bytes [c[0], c[1]) of each c are sent inverted
+
 	gzip       bool
 	redirects  int
 	relative   bool
@@ -101,6 +103,14 @@ func take(left *int) bool {
 		*left--
 	}
 	return true
+}
+
+// Corrupt makes the server send the bytes at offsets [start, end) of its
+// content inverted (every bit flipped), as a mirror with a damaged copy
+// does: its ETag and size stay those of the true content. Each use adds a
+// damaged range.
+func Corrupt(start, end int64) Option {
+	return func(c *config) { c.corrupt = append(c.corrupt, [2]int64{start, end}) }
 }
 
 // Size sets the content length in bytes (default 1 MiB; 0 is an empty file).

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -643,4 +644,17 @@ func TestRateCancel(t *testing.T) {
 	if err == nil {
 		t.Fatal("throttled 10 MiB GET finished within 50ms")
 	}
+}
+
+func TestCorrupt(t *testing.T) {
+	s := New(t, Size(1000), Corrupt(100, 200))
+	want := slices.Clone(s.Content())
+	for i := 100; i < 200; i++ {
+		want[i] ^= 0xff
+	}
+	_, body := do(t, newClient(t), "GET", s.URL)
+	wantBody(t, body, want)
+	// A range across the damaged bytes carries them damaged too.
+	_, body = do(t, newClient(t), "GET", s.URL, "Range", "bytes=150-249")
+	wantBody(t, body, want[150:250])
 }
