@@ -8,7 +8,8 @@
 #                              ideal 256 MiB / (16 x 5 MiB/s) = 3.2 s
 #   bench/bench.sh s4 [RUNS]   256 MiB at 2 MiB/s per connection, 8 connections:
 #                              kill -9 after 3, 7 and 11 s of running time, run
-#                              to the end, count the bytes the server sent twice
+#                              to the end, count the bytes the server sent twice,
+#                              in all and per kill
 #   bench/bench.sh s7 [RUNS]   S2 behind a proxy that resets every connection
 #                              after 4-16 MiB, against the same proxy without resets
 #   bench/bench.sh s8 [RUNS]   S1 with convoy as shipped against convoy with
@@ -320,6 +321,7 @@ failure() {
 
 # Per-key results: space-separated lists of the successful runs' numbers.
 declare -A K_WALL K_CPU K_RSS K_SENT K_RUNS K_OK K_NOTE K_SKIP K_EXTRA
+declare -A K_KILL # S4: KEY/N, the bytes sent twice attributed to kill N, per successful run
 record() { # KEY RUN: files the R_* of this run under KEY
   local k=$1
   K_RUNS[$k]=$((${K_RUNS[$k]:-0} + 1))
@@ -465,13 +467,75 @@ s8() {
   fi
 }
 
+# kill_waste LOG SIZE PATH N1 N2 N3: "W1 W2 W3 SAME OTHER MISSING SENT", bytes, from S4's
+# access LOG, whose lines 1..N1 are start 1's, N1+1..N2 start 2's, N2+1..N3 start 3's and
+# the rest start 4's. Each answer of PATH is the file's bytes [lo, lo + $body_bytes_sent):
+# lo = 0 for a 200, the first byte of "bytes=a-b", "bytes=a-" or "bytes=-n" for a 206.
+# Wk: bytes that start k got and a later start got again, the copies kill k lost (a byte
+# that starts 1, 2 and 4 got counts at kills 1 and 2); SAME: the further copies of a byte
+# within one start; OTHER: body bytes that are not the file's (other paths or
+# statuses, multipart answers); MISSING: bytes of the file no start got; SENT: all body
+# bytes. SENT - SIZE = W1 + W2 + W3 + SAME + OTHER - MISSING, exactly.
+kill_waste() {
+  local log=$1 size=$2 path=$3
+  shift 3
+  awk -v size="$size" -v path="$path" -v b="$*" '
+    BEGIN {nb = split(b, bound, " ")}
+    {
+      s = 1
+      while (s <= nb && NR > bound[s]) s++
+      n = $3 + 0
+      if (n == 0) next
+      uri = $1
+      sub(/\?.*/, "", uri)
+      r = tolower($4)
+      gsub(/[" ]/, "", r)
+      lo = -1
+      if (uri == path && $2 == 200) {
+        lo = 0
+      } else if (uri == path && $2 == 206 && r ~ /^bytes=[0-9]+-[0-9]*$/) {
+        sub(/^bytes=/, "", r)
+        split(r, a, "-")
+        lo = a[1] + 0
+      } else if (uri == path && $2 == 206 && r ~ /^bytes=-[0-9]+$/) {
+        lo = size - substr(r, 8)
+        if (lo < 0) lo = 0
+      }
+      if (lo < 0) other += n
+      else printf "%.0f %d 1\n%.0f %d -1\n", lo, s, lo + n, s
+    }
+    END {printf "-1 %.0f %d\n", other, nb + 1}' "$log" | sort -k1,1n |
+    awk -v size="$size" '
+      $1 < 0 {other = $2; ns = $3; next}
+      {
+        if (seen && $1 > pos) { # the segment [pos, $1): which starts hold it, how often
+          len = $1 - pos
+          held = 0
+          for (k = 1; k <= ns; k++) if (c[k] > 0) { held++; same += (c[k] - 1) * len }
+          if (held) covered += len
+          for (k = 1; k < ns; k++) {
+            if (c[k] <= 0) continue
+            for (j = k + 1; j <= ns; j++) if (c[j] > 0) { w[k] += len; break }
+          }
+        }
+        seen = 1
+        pos = $1
+        c[$2] += $3
+        file += ($3 > 0 ? -$1 : $1) # the sum of hi - lo
+      }
+      END {printf "%.0f %.0f %.0f %.0f %.0f %.0f %.0f\n", w[1], w[2], w[3], same, other, size - covered, file + other}'
+}
+
 # S4: per tool, start, kill -9 after 3 s of running time, start again, kill
 # after 4 more (7 s of running time in all), again after 4 more (11 s), then
 # run to the end. The time between a kill and the next start is not counted.
+# After each kill (or early exit) the access log's line count marks the end of
+# that start's answers, for the bytes sent twice per kill (kill_waste).
 s4() {
   local runs=$1 url="http://127.0.0.1:$port_slow/256m.bin" log="$work/logs/slow.log"
-  local size i r k at prev pid first again t0 t1 rc tp twice cmd
-  local -a idx
+  local size i r k at prev pid first again t0 t1 rc tp twice cmd n
+  local w1 w2 w3 same other missing all split
+  local -a idx bounds
   size=$(stat -c %s "$work/www/256m.bin")
   mapfile -t idx < <(rows s4)
   for r in $(seq 1 "$runs"); do
@@ -481,6 +545,7 @@ s4() {
       again=$(render "$(again_cmd "$i")" "$url" 256m.bin)
       fresh "$log"
       prev=0
+      bounds=()
       K_EXTRA[$k]+="run $r:"
       for at in 3 7 11; do
         [ "$at" = 3 ] && cmd=$first || cmd=$again
@@ -494,8 +559,11 @@ s4() {
           K_EXTRA[$k]+=" $(($(sent "$log") / MiB)) MiB sent by ${at}s,"
         else
           { wait "$pid"; } 2>/dev/null && rc=0 || rc=$?
+          sent "$log" >/dev/null # every answer of this start logged
           K_EXTRA[$k]+=" exited (status $rc) before the kill at ${at}s,"
         fi
+        n=$(wc -l <"$log")
+        bounds+=("$n")
         forget "$pid"
         prev=$at
       done
@@ -519,30 +587,47 @@ s4() {
       fi
       R_SENT=$(sent "$log")
       twice=$((R_SENT - size))
-      K_EXTRA[$k]+=" $R_SENT in all, $twice twice, last start ran $R_WALL s, $R_STATUS; "
+      read -r w1 w2 w3 same other missing all < <(kill_waste "$log" "$size" /256m.bin "${bounds[@]}")
+      split="$w1 + $w2 + $w3 at kills 1, 2, 3"
+      [ "$same" = 0 ] || split+=" + $same twice within one start"
+      [ "$other" = 0 ] || split+=" + $other not the file's"
+      [ "$missing" = 0 ] || split+=" - $missing never sent"
+      [ "$all" = "$R_SENT" ] || split+=" (from a log of $all bytes: it changed while read)"
+      K_EXTRA[$k]+=" $R_SENT in all, $twice twice = $split, last start ran $R_WALL s, $R_STATUS; "
       record "$k" "$r"
+      if [ "$R_STATUS" = ok ]; then
+        K_KILL[$k/1]+="$w1 " K_KILL[$k/2]+="$w2 " K_KILL[$k/3]+="$w3 "
+      fi
       progress s4 "$r/$runs" "${T_LABEL[i]}"
     done
   done
   echo "### S4: kill -9 and resume: 256 MiB, 2 MiB/s per connection (limit_rate 2m), 8 connections"
   echo
-  echo "| tool | runs ok (sha256 checked) | bytes sent twice, median (min–max) | MiB sent twice, median | last start to done, s, median |"
-  echo "|---|---|---|---|---|"
-  local t w
+  echo "| tool | runs ok (sha256 checked) | bytes sent twice, median (min–max) | MiB sent twice, median | MiB twice at kill 1, median | at kill 2 | at kill 3 | worst kill, MiB (max over runs) | last start to done, s, median |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  local t w per
   for i in "${idx[@]}"; do
     k="s4/$i"
     t=$(stats "$(for s in ${K_SENT[$k]:-}; do echo $((s - size)); done)")
     w=$(median "${K_WALL[$k]:-}")
+    per="$(median "${K_KILL[$k/1]:-}") $(median "${K_KILL[$k/2]:-}") $(median "${K_KILL[$k/3]:-}")"
+    per+=" $(maxof "${K_KILL[$k/1]:-} ${K_KILL[$k/2]:-} ${K_KILL[$k/3]:-}")"
     if [ -z "$t" ]; then
-      echo "| ${T_LABEL[i]} | ${K_OK[$k]:-0}/${K_RUNS[$k]:-0} | – | – | – |"
+      echo "| ${T_LABEL[i]} | ${K_OK[$k]:-0}/${K_RUNS[$k]:-0} | – | – | – | – | – | – | – |"
     else
-      awk -v t="$t" -v w="$w" -v l="${T_LABEL[i]}" -v ok="${K_OK[$k]:-0}" -v n="${K_RUNS[$k]:-0}" 'BEGIN {
-        split(t, a, " "); printf "| %s | %d/%d | %.0f (%.0f–%.0f) | %.1f | %.2f |\n", l, ok, n, a[1], a[2], a[3], a[1] / 1048576, w }'
+      awk -v t="$t" -v w="$w" -v p="$per" -v l="${T_LABEL[i]}" -v ok="${K_OK[$k]:-0}" -v n="${K_RUNS[$k]:-0}" 'BEGIN {
+        split(t, a, " "); split(p, q, " ")
+        printf "| %s | %d/%d | %.0f (%.0f–%.0f) | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f |\n", l, ok, n, a[1], a[2], a[3],
+          a[1] / 1048576, q[1] / 1048576, q[2] / 1048576, q[3] / 1048576, q[4] / 1048576, w }'
     fi
   done
   echo
   echo "Kills after 3, 7 and 11 s of running time (the gaps between a kill and the next start are not counted)."
   echo "Bytes sent twice: the sum of \$body_bytes_sent in nginx's log over all four starts, minus the file size."
+  echo "Per kill: each answer in the log is a range of the file (from \$http_range and \$body_bytes_sent; the lines"
+  echo "logged before a kill, once the log stopped growing, are that start's); twice at kill k = the bytes start k"
+  echo "got that a later start got again. A byte got three times counts at both earlier kills; copies of a byte"
+  echo "within one start count at no kill. Per run, the notes give the total as the sum of its parts, in bytes."
   echo
   for i in "${idx[@]}"; do
     echo "- ${T_LABEL[i]}: ${K_EXTRA[s4/$i]%; }"
