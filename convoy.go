@@ -218,7 +218,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		d.cfg.Logf("the server sends neither a strong ETag nor Last-Modified: downloading in one stream, so a change of the file cannot mix versions")
 		return d.stream(ctx, remote, f, want)
 	}
-	prev, err := d.resumeState(remote, f, fresh)
+	prev, err := d.resumeState(ctx, remote, f, fresh)
 	if err != nil {
 		return Result{}, err
 	}
@@ -232,6 +232,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		Size:         remote.Size,
 		ETag:         remote.ETag,
 		LastModified: remote.LastModified,
+	}
+	if len(d.mirrors) > 0 || (prev.m != nil && len(prev.m.Sources) > 0) {
+		base.Sources = sourcesFor(prev.m, append([]segment.Remote{remote}, d.mirrors...))
 	}
 	segs := prev.segs
 	if segs == nil && want != nil {

@@ -43,10 +43,21 @@ type Manifest struct {
 	HashAlgo  string `json:"hash_algo,omitempty"`
 	HashPos   int64  `json:"hash_pos,omitempty"`
 	HashState []byte `json:"hash_state,omitempty"`
+	// Sources are the servers the download used, with the validators each
+	// sent (servers of one file carry ETags of their own); a resume from one
+	// of them checks its validators against these.
+	Sources []Source `json:"sources,omitempty"`
 	// ServedBy names the server that sent each byte range, where a download
 	// used several; ranges are in file order and do not overlap, and bytes
 	// not listed are unattributed (not yet written, or from a single server).
 	ServedBy []Served `json:"served_by,omitempty"`
+}
+
+// Source is one server of the file and the validators it sent.
+type Source struct {
+	URL          string `json:"url"`
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
 }
 
 // Served records that URL (redacted) sent bytes [Start, End).
@@ -113,6 +124,9 @@ func Decode(data []byte) (*Manifest, error) {
 	if err := checkServed(m.ServedBy, m.Size); err != nil {
 		return nil, err
 	}
+	if err := checkSources(m.Sources); err != nil {
+		return nil, err
+	}
 	return &m, nil
 }
 
@@ -126,6 +140,16 @@ func checkHash(m *Manifest) error {
 		return errors.New("hash state without an algorithm")
 	case m.HashAlgo != "" && len(m.HashState) == 0:
 		return errors.New("hash algorithm without a state")
+	}
+	return nil
+}
+
+// checkSources accepts sources that each name a server.
+func checkSources(sources []Source) error {
+	for i, s := range sources {
+		if s.URL == "" {
+			return fmt.Errorf("source %d names no server", i)
+		}
 	}
 	return nil
 }
@@ -157,6 +181,9 @@ func Encode(m *Manifest) ([]byte, error) {
 		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
 	}
 	if err := checkServed(c.ServedBy, c.Size); err != nil {
+		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
+	}
+	if err := checkSources(c.Sources); err != nil {
 		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
 	}
 	return json.MarshalIndent(&c, "", "  ")

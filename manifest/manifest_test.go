@@ -197,6 +197,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 // servers.
 func servedSample() *Manifest {
 	m := sample(30, 3)
+	m.Sources = []Source{{URL: "http://a/f", ETag: `"a"`}, {URL: "http://b/f", LastModified: "Mon, 02 Jan 2006 15:04:05 GMT"}}
 	m.ServedBy = []Served{{URL: "http://a/f", Start: 0, End: 8}, {URL: "http://b/f", Start: 8, End: 12}, {URL: "http://a/f", Start: 15, End: 20}}
 	return m
 }
@@ -343,6 +344,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"written-on-empty-file", withSegments("0", `[{"start":0,"end":0,"written":1}]`)},
 		{"[0,0)/size=10", withSegments("10", `[{"start":0,"end":0,"written":0}]`)},
 		{"segment-not-object", withSegments("10", `[[0,10,0]]`)},
+		{"source-no-url", strings.Replace(validJSON, `"size": 30`, `"size": 30, "sources": [{"url":"","etag":"\"e\""}]`, 1)},
+		{"source-unknown-field", strings.Replace(validJSON, `"size": 30`, `"size": 30, "sources": [{"url":"a","digest":"x"}]`, 1)},
 		{"served-no-url", withServed(`[{"url":"","start":0,"end":10}]`)},
 		{"served-empty-range", withServed(`[{"url":"a","start":5,"end":5}]`)},
 		{"served-reversed", withServed(`[{"url":"a","start":9,"end":5}]`)},
