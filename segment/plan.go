@@ -44,6 +44,7 @@ type Span struct {
 	askedAt   time.Time // when the request in flight was sent
 	rate      float64   // bytes per second of the request in flight, 0 before its first bytes
 	active    bool      // a connection is fetching it
+	source    int       // the server of the connection fetching it
 }
 
 // NewPlan builds a plan for a file of size bytes from the state of earlier
@@ -99,7 +100,7 @@ func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
 			return nil, false
 		}
 	}
-	back := &Span{plan: p, start: mid, end: victim.end, active: take}
+	back := &Span{plan: p, start: mid, end: victim.end, active: take, source: t.Source}
 	victim.end = mid
 	i := slices.Index(p.spans, victim)
 	p.spans = slices.Insert(p.spans, i+1, back)
@@ -118,35 +119,49 @@ func (p *Plan) largest(from func(*Span) int64) (victim *Span, at, most int64) {
 }
 
 // Thief is what an idle connection asking for work knows of itself: the
-// throughput and the request latency of its last answer, zero when unknown.
+// throughput and the request latency of its last answer, zero when unknown,
+// and which server (source) it fetches from.
 type Thief struct {
 	Rate    float64 // bytes per second
 	Latency time.Duration
+	Source  int
 }
 
 // Splitting an answer in flight cuts it short, which wastes the bytes already
-// on the wire and the owner's connection; it is done only when the range
-// then finishes at least minGain sooner, and gives the thief stealFloor bytes
-// or more (minSplit, if smaller). An answer that has delivered nothing for
-// stealAfter counts as stalled and is split in half.
+// on the wire and in socket buffers, and the owner's connection. It is done
+// only for an answer that would still take stealAfter, when the range then
+// finishes at least minGain sooner, leaving the thief minSplit bytes or more.
+// Connections to one server share its bottleneck (its link, or the disk they
+// all write to), so their rates differ only by noise. An answer from another
+// server may also be cut when the thief is fasterBy times as fast (a faster
+// mirror), down to stealFloor bytes (minSplit, if smaller). An answer that
+// has delivered nothing for stealAfter counts as stalled and is split in half.
 const (
 	minGain    = 200 * time.Millisecond
 	stealFloor = 64 << 10
 	stealAfter = time.Second
+	fasterBy   = 2
 )
+
+// floorFor is the fewest bytes a cut of s for t may leave the thief.
+func (p *Plan) floorFor(s *Span, t Thief) int64 {
+	if s.source != t.Source {
+		return min(p.minSplit, stealFloor)
+	}
+	return p.minSplit
+}
 
 // slowest finds the answer in flight that would finish last and where to cut
 // it so that its owner and thief t finish together: the owner at its rate,
 // the thief at its own (the owner's, if unknown) after one request latency.
-// It returns nil when no cut gains minGain.
+// It returns nil when no cut is worth it (see the constants above).
 func (p *Plan) slowest(t Thief) (victim *Span, cut int64) {
 	now := time.Now()
 	var worst time.Duration
-	floor := min(p.minSplit, stealFloor)
 	for _, s := range p.spans {
 		from := s.start + s.reserved
 		n := s.end - from
-		if n < 2*floor || s.askedAt.IsZero() {
+		if n < 2*p.floorFor(s, t) || s.askedAt.IsZero() {
 			continue
 		}
 		var need time.Duration
@@ -175,11 +190,13 @@ func (p *Plan) slowest(t Thief) (victim *Span, cut int64) {
 		rt = rv
 	}
 	// keep/rv = (n-keep)/rt + latency: both halves end at the same moment.
+	floor := p.floorFor(victim, t)
 	keep := int64((float64(n)/rt + t.Latency.Seconds()) / (1/rv + 1/rt))
 	keep = min(max(keep, 0), n-floor)
 	after := time.Duration(float64(keep) / rv * float64(time.Second))
 	thief := t.Latency + time.Duration(float64(n-keep)/rt*float64(time.Second))
-	if worst-max(after, thief) < minGain {
+	fasterMirror := victim.source != t.Source && rt >= fasterBy*rv
+	if worst-max(after, thief) < minGain || (worst <= stealAfter && !fasterMirror) {
 		return nil, 0
 	}
 	return victim, from + keep
@@ -196,7 +213,7 @@ func (p *Plan) NextFor(t Thief) (*Span, bool) {
 	defer p.mu.Unlock()
 	for _, s := range p.spans {
 		if !s.active && s.reserved < s.end-s.start {
-			s.active = true
+			s.active, s.source = true, t.Source
 			return s, true
 		}
 	}

@@ -895,6 +895,15 @@ func TestNextForCutsByRate(t *testing.T) {
 		{"slower thief takes less", Thief{Rate: 25}, 100, 800},
 		// 1000 bytes at 10 kB/s need 100 ms: no cut can gain minGain.
 		{"owner nearly done", Thief{Rate: 1e6}, 1e4, -1},
+		// 1000 bytes at 2 kB/s need 500 ms, under stealAfter: a cut in half
+		// would gain 250 ms, but a thief no faster than the owner is not
+		// worth the bytes a cut wastes; one of another mirror four times
+		// as fast is.
+		{"short answer, equal thief", Thief{Rate: 2000, Source: 1}, 2000, -1},
+		{"short answer, faster mirror", Thief{Rate: 8000, Source: 1}, 2000, 200},
+		// Connections to one server share its bottleneck: a faster
+		// recent answer there is noise, not a faster path.
+		{"short answer, faster thief of the same server", Thief{Rate: 8000}, 2000, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -88,7 +88,7 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 			g.Go(func() error {
 				defer f.report(c, nil, 0)
 				for !isDropped(i) {
-					span, ok := plan.NextFor(c.last)
+					span, ok := plan.NextFor(Thief{Rate: c.last.Rate, Latency: c.last.Latency, Source: i})
 					if !ok {
 						f.report(c, nil, 0)
 						if plan.Wait(ctx) {
