@@ -71,7 +71,7 @@ s4       | get   | axel -n 8                       | axel -q -n 8 -o {OUT} {URL}
 s8       | ref   | convoy -n 16 as shipped         | {CONVOY} get -q -n 16 -o {OUT} {URL}
 s8       | get   | convoy -n 16 --checkpoint-interval 1h | {CONVOY} get -q -n 16 --checkpoint-interval 1h -o {OUT} {URL}
 s3       | get   | convoy -n 12 -x 4               | {CONVOY} get -q -n 12 -x 4 -o {OUT} {URLS}
-s3       | get   | aria2c -x4 -s12 -j1             | aria2c -q -x4 -s12 -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URLS}
+s3       | get   | aria2c -x4 -s12 -k1M            | aria2c -q -x4 -s12 -k1M -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URLS}
 s3       | get   | axel -n 12                      | axel -q -n 12 -o {OUT} {URLS}
 s3       | bench | convoy bench (ranking, once)    | {CONVOY} bench --duration 3s -n 4 --json {URLS}
 s3b      | get   | convoy -n 12 -x 4, 4 URLs       | {CONVOY} get -q -n 12 -x 4 -o {OUT} {URLS}
