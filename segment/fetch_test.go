@@ -1125,3 +1125,45 @@ func TestRunRejectsAnswerWithOtherValidators(t *testing.T) {
 		})
 	}
 }
+
+// slowDisk is a memWriter behind one slow writer at a time, as a disk that
+// all connections share.
+type slowDisk struct {
+	*memWriter
+	mu    sync.Mutex
+	delay time.Duration
+}
+
+func (d *slowDisk) WriteAt(p []byte, off int64) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	time.Sleep(d.delay)
+	return d.memWriter.WriteAt(p, off)
+}
+
+// When the writer is the bottleneck, every connection waits on it alike:
+// an idle connection must not cut another's answer short, which would only
+// throw away the bytes already received.
+func TestRunSlowWriterCutsNothing(t *testing.T) {
+	const size = 6 * mib
+	srv := testserver.New(t, testserver.Size(size))
+	f := newFetcher(t, srv, 2)
+	var discarded atomic.Int64
+	f.OnDiscard = func(n int64) { discarded.Add(n) }
+	// One long span and one short: the short one's connection is idle
+	// while the long answer still needs seconds at the writer's pace
+	// (256 KiB per 100 ms, 2.5 MiB/s).
+	plan, err := NewPlan(size, []Segment{{Start: 0, End: size - 512*kib}, {Start: size - 512*kib, End: size}}, 2, 64*kib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &slowDisk{memWriter: newMemWriter(t, size), delay: 100 * time.Millisecond}
+	if err := f.Run(context.Background(), plan, w, 2); err != nil {
+		t.Fatal(err)
+	}
+	checkDone(t, plan)
+	w.check(t, srv.Content())
+	if n := discarded.Load(); n > 0 {
+		t.Fatalf("%d received bytes were thrown away: an answer slowed by the writer was cut", n)
+	}
+}
