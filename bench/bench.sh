@@ -428,14 +428,19 @@ s1() {
   simple s1 "$port_fast" 1g.bin "$work/logs/fast.log" "$1" \
     "S1: 1 GiB from nginx on loopback, unthrottled, to disk"
   echo "Ratio: median wall over the median of \`curl -o\`. Limit rows: \`curl -o /dev/null\` is the network"
-  echo "alone, \`dd\` to /dev/null the server's page cache alone; \`dd\` to disk with O_DIRECT is the rate at"
-  echo "which this disk makes 1 GiB durable, a floor for any tool that, like convoy, fsyncs before it is done"
-  echo "(\`curl\`, \`aria2c\`, \`axel\` and \`lftp\` leave the bytes in the page cache)."
-  local c d
+  echo "alone, \`dd\` to /dev/null the server's page cache alone; \`dd\` to disk with O_DIRECT is how fast"
+  echo "this disk takes 1 GiB written straight through, the scale of what a tool that, like convoy, makes"
+  echo "the file durable before it is done can reach (\`curl\`, \`aria2c\`, \`axel\` and \`lftp\` leave"
+  echo "the bytes in the page cache and exit before the disk has them)."
+  local c d k
   c=$(median "$(walls_of s1 'convoy -n 16')") d=$(median "$(walls_of s1 'dd to disk, O_DIRECT bs=8M')")
-  if [ -n "$c" ] && [ -n "$d" ]; then
+  k=$(median "$(walls_of s1 'curl -o')")
+  if [ -n "$c" ] && [ -n "$d" ] && [ -n "$k" ]; then
     echo
-    echo "convoy over the disk's O_DIRECT floor: $c / $d = $(awk -v a="$c" -v b="$d" 'BEGIN{printf "%.2f", a/b}')."
+    awk -v c="$c" -v d="$d" -v k="$k" 'BEGIN {
+      printf "convoy over dd to disk with O_DIRECT: %.3f / %.3f = %.2f. ", c, d, c / d
+      printf "The target, 0.6 x curl -o = %.3f s with the final fsync, needs the disk to take %.0f MiB/s; ", 0.6 * k, 1024 / (0.6 * k)
+      printf "dd with O_DIRECT measured %.0f MiB/s here.\n", 1024 / d }'
   fi
   echo
 }
