@@ -985,7 +985,9 @@ type signedServer struct {
 	newest  int
 	expired bool
 	issued  int
-	URL     string
+	// refuseAll makes every signature refused once expired, even a new one.
+	refuseAll bool
+	URL       string
 }
 
 func newSignedServer(t *testing.T, h *testserver.Handler) *signedServer {
@@ -995,7 +997,7 @@ func newSignedServer(t *testing.T, h *testserver.Handler) *signedServer {
 		if r.URL.Path == "/file.bin" {
 			s.newest++
 			s.issued++
-			s.expired = false
+			s.expired = s.expired && s.refuseAll
 			n := s.newest
 			s.mu.Unlock()
 			http.Redirect(w, r, fmt.Sprintf("/signed?sig=%d", n), http.StatusFound)

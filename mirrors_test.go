@@ -255,3 +255,61 @@ func TestChecksumMismatchNamesTheBadMirror(t *testing.T) {
 		t.Fatalf("served_by accounts for %d of %d bytes from %d servers: %+v", total, size, len(from), m.ServedBy)
 	}
 }
+
+// A mirror's signed address that expires mid-download is resolved again
+// from the address the user gave, and the mirror stays; one that keeps
+// refusing after that is dropped, and the others finish the file.
+func TestMirrorExpiredSignedURL(t *testing.T) {
+	for _, refuseAgain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refuse-again=%v", refuseAgain), func(t *testing.T) {
+			// Four connections, 8 MiB each, asked for 4 MiB at a time: the
+			// mirror's second requests meet the expired address.
+			const size = 32 << 20
+			primary := testserver.New(t, testserver.Size(size), testserver.Rate(8<<20))
+			h := testserver.NewHandler(testserver.Size(size), testserver.Rate(8<<20))
+			mirror := newSignedServer(t, h)
+			dir := t.TempDir()
+			cfg := fastConfig(primary.URL, dir)
+			cfg.Mirrors = []string{mirror.URL}
+			cfg.Connections, cfg.MaxPerHost = 4, 4
+			cfg.ProgressInterval = 20 * time.Millisecond
+			var dropped []string
+			var mu sync.Mutex
+			cfg.OnEvent = func(e convoy.Event) {
+				if e.Type == "mirror-dropped" {
+					mu.Lock()
+					dropped = append(dropped, e.URL)
+					mu.Unlock()
+				}
+			}
+			var once sync.Once
+			issuedAtExpiry := 0
+			cfg.OnProgress = func(p convoy.Progress) {
+				if p.Done > 2<<20 {
+					once.Do(func() {
+						mirror.mu.Lock()
+						issuedAtExpiry = mirror.issued
+						mirror.refuseAll = refuseAgain
+						mirror.mu.Unlock()
+						mirror.expire()
+					})
+				}
+			}
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			primary.Verify(t, filepath.Join(dir, "out.bin"))
+			mirror.mu.Lock()
+			issued := mirror.issued
+			mirror.mu.Unlock()
+			mu.Lock()
+			defer mu.Unlock()
+			if issuedAtExpiry == 0 || issued <= issuedAtExpiry {
+				t.Errorf("the mirror's address was issued %d times, %d before it expired: not resolved again", issued, issuedAtExpiry)
+			}
+			if wantDrop := refuseAgain; (len(dropped) == 1) != wantDrop || (wantDrop && dropped[0] != mirror.URL) {
+				t.Errorf("dropped %q, want the mirror dropped: %v", dropped, wantDrop)
+			}
+		})
+	}
+}
