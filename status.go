@@ -24,6 +24,16 @@ type Status struct {
 	HashPos  int64
 	// PartSize is the part file's length on disk, -1 when it is missing.
 	PartSize int64
+	// Servers are the mirrors the download used, the first URL first, with
+	// their validators and the bytes each sent that are recorded; empty for
+	// a download from one server.
+	Servers []ServerStatus
+}
+
+// ServerStatus is one server of a download from several.
+type ServerStatus struct {
+	URL, ETag, LastModified string
+	Sent                    int64
 }
 
 // SegmentStatus is one range of the file and how much of it is on disk.
@@ -53,6 +63,13 @@ func ReadStatus(path string) (Status, error) {
 	st.HashAlgo, st.HashPos = m.HashAlgo, m.HashPos
 	for _, s := range m.Segments {
 		st.Segments = append(st.Segments, SegmentStatus{Start: s.Start, End: s.End, Written: s.Written})
+	}
+	sent := map[string]int64{}
+	for _, r := range m.ServedBy {
+		sent[r.URL] += r.End - r.Start
+	}
+	for _, src := range m.Sources {
+		st.Servers = append(st.Servers, ServerStatus{URL: src.URL, ETag: src.ETag, LastModified: src.LastModified, Sent: sent[src.URL]})
 	}
 	if fi, err := os.Stat(st.Part); err == nil {
 		st.PartSize = fi.Size()

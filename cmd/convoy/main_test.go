@@ -206,6 +206,42 @@ func TestStatusOfPartialDownload(t *testing.T) {
 	}
 }
 
+// The status of a download from mirrors lists each server with what it
+// sent, and the command it prints resumes from all of them.
+func TestStatusOfMirroredDownload(t *testing.T) {
+	const size = 4 << 20
+	a := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	b := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20), testserver.ETagValue(`"b-own"`))
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := convoy.Download(ctx, convoy.Config{
+		URL: a.URL, Mirrors: []string{b.URL}, MaxPerHost: 4, Dir: dir, Output: "m.bin", Connections: 4,
+		MinSplitSize: 64 << 10, CheckpointInterval: 20 * time.Millisecond, ProgressInterval: 10 * time.Millisecond,
+		OnProgress: func(p convoy.Progress) {
+			if p.Done > size/2 {
+				cancel()
+			}
+		},
+	})
+	if !errors.Is(err, convoy.ErrInterrupted) {
+		t.Fatalf("error %v, want ErrInterrupted", err)
+	}
+	out := filepath.Join(dir, "m.bin")
+	code, text := runCLI(t, "status", out)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, text)
+	}
+	for _, want := range []string{"servers:", a.URL + "  sent ", b.URL + "  sent ", `"b-own"`, "resume with:   convoy get -o " + out + " '" + a.URL + "' '" + b.URL + "'"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("status lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "sent 0 B") {
+		t.Errorf("a server is shown as having sent nothing:\n%s", text)
+	}
+}
+
 func TestJSONEvents(t *testing.T) {
 	srv := testserver.New(t, testserver.Size(3<<20), testserver.Rate(2<<20), testserver.Statuses(0, 503))
 	dir := t.TempDir()

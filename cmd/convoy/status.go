@@ -61,16 +61,30 @@ func printStatus(w io.Writer, st convoy.Status) {
 	case st.PartSize < st.Size:
 		fmt.Fprintf(w, "part file:     %s is shorter than the manifest says: a resume fetches the missing bytes\n", st.Part)
 	}
+	var mirrors []string
+	if len(st.Servers) > 0 {
+		fmt.Fprintf(w, "servers:\n")
+	}
+	for _, sv := range st.Servers {
+		validators := strings.TrimSpace(strings.Join([]string{sv.ETag, sv.LastModified}, " "))
+		fmt.Fprintf(w, "  %s  sent %s  %s\n", sv.URL, units.FormatBytes(sv.Sent), validators)
+		if sv.URL != st.URL {
+			mirrors = append(mirrors, sv.URL)
+		}
+	}
 	fmt.Fprintf(w, "segments:\n")
 	for _, s := range st.Segments {
 		fmt.Fprintf(w, "  %12d-%-12d %6.1f%%\n", s.Start, s.End, pct(s.Written, s.End-s.Start))
 	}
-	url := st.URL
+	urls := "'" + st.URL + "'"
+	for _, m := range mirrors {
+		urls += " '" + m + "'"
+	}
 	note := ""
-	if strings.Contains(url, "REDACTED") {
+	if strings.Contains(urls, "REDACTED") {
 		note = "  # put back the secrets the manifest does not keep"
 	}
-	fmt.Fprintf(w, "resume with:   convoy get -o %s '%s'%s\n", shellQuote(st.Output), url, note)
+	fmt.Fprintf(w, "resume with:   convoy get -o %s %s%s\n", shellQuote(st.Output), urls, note)
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.
