@@ -134,6 +134,9 @@ type Result struct {
 	// Twice counts bytes this run received more than once: answers cut short
 	// when their range was split, streams that started over.
 	Twice int64
+	// Cuts counts answers cut short to share their range with an idle
+	// connection; what their servers had sent past the cut was wasted.
+	Cuts int
 	// Restarts counts the times the download started over because the file
 	// changed on the server.
 	Restarts int

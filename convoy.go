@@ -88,6 +88,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	res.Retries = d.retries.Load()
 	res.Connections = len(d.connections())
 	res.Twice = d.discarded.Load()
+	res.Cuts = int(d.cuts.Load())
 	if need := res.Size - res.Resumed; res.Fetched > need && need >= 0 {
 		res.Twice += res.Fetched - need
 	}
@@ -106,6 +107,7 @@ type download struct {
 	start     time.Time
 	retries   atomic.Int64
 	discarded atomic.Int64 // received bytes not written
+	cuts      atomic.Int64 // answers in flight cut short
 }
 
 // files names the three paths of one download.
@@ -286,6 +288,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		})
 	})
 	res.Fetched = fetched.Load()
+	d.cuts.Add(int64(plan.Cuts()))
 	if runErr != nil {
 		if changedRemote(runErr) {
 			// The bytes on disk may belong to another version of the file.

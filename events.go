@@ -29,9 +29,10 @@ type Event struct {
 	Wait float64 `json:"wait,omitempty"`
 	// Error says what went wrong, on retry, restart and error.
 	Error string `json:"error,omitempty"`
-	// Fetched, Retries and Checksum, on done.
+	// Fetched, Retries, Cuts and Checksum, on done.
 	Fetched  int64  `json:"fetched,omitempty"`
 	Retries  int64  `json:"retries,omitempty"`
+	Cuts     int    `json:"cuts,omitempty"`
 	Checksum string `json:"checksum,omitempty"`
 }
 

@@ -313,3 +313,31 @@ func TestMirrorExpiredSignedURL(t *testing.T) {
 		})
 	}
 }
+
+// A slow mirror does not hold the tail: once the fast one has finished its
+// own range, it cuts the slow answer where both end together, so the slow
+// mirror sends a small part of its half, and the cut is reported.
+func TestFasterMirrorTakesTheTail(t *testing.T) {
+	const size = 4 << 20
+	slow := testserver.New(t, testserver.Size(size), testserver.Rate(256<<10))
+	fast := testserver.New(t, testserver.Size(size), testserver.Rate(4<<20))
+	dir := t.TempDir()
+	cfg := fastConfig(slow.URL, dir)
+	cfg.Mirrors = []string{fast.URL}
+	cfg.Connections, cfg.MaxPerHost = 2, 2 // one each: both are 127.0.0.1
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.Verify(t, filepath.Join(dir, "out.bin"))
+	if res.Cuts < 1 {
+		t.Errorf("Result.Cuts = %d, want the slow answer cut", res.Cuts)
+	}
+	// Holding its range to the end, it would send half the file; it sends
+	// its samples (3 x 64 KiB), what came before the fast one was idle, and
+	// the sixteenth of the rest it keeps (a sixteenth of the speed). Where
+	// the plan cuts is tested in segment.
+	if sent := slow.Stats().BodyBytes; sent > size/4 {
+		t.Errorf("the slow mirror sent %d of %d bytes: it held the tail", sent, size)
+	}
+}

@@ -27,6 +27,8 @@ type Plan struct {
 	// changed is closed, and replaced, whenever a span stops being fetched:
 	// its owner finished or failed, so idle connections should look again.
 	changed chan struct{}
+	// cuts counts answers in flight cut short by a split.
+	cuts int
 }
 
 // Span is one connection's share of a Plan. Its end may move down while it is
@@ -99,6 +101,7 @@ func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
 		if victim, mid = p.slowest(t); victim == nil {
 			return nil, false
 		}
+		p.cuts++
 	}
 	back := &Span{plan: p, start: mid, end: victim.end, active: take, source: t.Source}
 	victim.end = mid
@@ -281,6 +284,14 @@ func (p *Plan) Written() int64 {
 		n += s.written
 	}
 	return n
+}
+
+// Cuts returns how many answers in flight were cut short so far: the bytes
+// their servers had sent past the cut were wasted.
+func (p *Plan) Cuts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cuts
 }
 
 // Size is the file size the plan covers.

@@ -380,6 +380,9 @@ func TestNextSparesRequestInFlight(t *testing.T) {
 	if start, end := spanRange(b); start != 650 || end != 1000 {
 		t.Fatalf("stolen [%d,%d), want [650,1000): half of what lies past the request", start, end)
 	}
+	if n := p.Cuts(); n != 0 {
+		t.Fatalf("Cuts() = %d after a split past the request in flight, want 0", n)
+	}
 	// The owner's whole answer still fits in its span.
 	if off, n := a.reserve(200); off != 100 || n != 200 {
 		t.Fatalf("owner reserve(200) = %d, %d; want 100, 200", off, n)
@@ -917,6 +920,9 @@ func TestNextForCutsByRate(t *testing.T) {
 			b, ok := p.NextFor(tt.thief)
 			if ok != (tt.wantCut >= 0) {
 				t.Fatalf("NextFor stole = %v, want cut at %d", ok, tt.wantCut)
+			}
+			if cuts, want := p.Cuts(), map[bool]int{true: 1, false: 0}[ok]; cuts != want {
+				t.Fatalf("Cuts() = %d, want %d", cuts, want)
 			}
 			if !ok {
 				return

@@ -178,7 +178,7 @@ func runOne(ctx context.Context, cfg convoy.Config, out *reporter, events *event
 		rate = float64(res.Fetched) / s
 	}
 	events.write(convoy.Event{Type: "done", Output: res.Path, Size: res.Size, Done: res.Size,
-		Elapsed: res.Elapsed.Seconds(), Rate: rate, Fetched: res.Fetched, Retries: res.Retries, Checksum: res.Checksum})
+		Elapsed: res.Elapsed.Seconds(), Rate: rate, Fetched: res.Fetched, Retries: res.Retries, Cuts: res.Cuts, Checksum: res.Checksum})
 	out.summary(res)
 	return res, nil
 }

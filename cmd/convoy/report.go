@@ -103,6 +103,9 @@ func (r *reporter) summary(res convoy.Result) {
 		extra = append(extra, units.FormatBytes(res.Resumed)+" resumed")
 	}
 	extra = append(extra, fmt.Sprintf("%d retries", res.Retries), units.FormatBytes(res.Twice)+" fetched twice")
+	if res.Cuts > 0 {
+		extra = append(extra, fmt.Sprintf("%d answers cut short", res.Cuts))
+	}
 	if res.Restarts > 0 {
 		extra = append(extra, fmt.Sprintf("%d restarts", res.Restarts))
 	}
