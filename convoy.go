@@ -235,8 +235,16 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		ETag:         remote.ETag,
 		LastModified: remote.LastModified,
 	}
-	if len(d.mirrors) > 0 || (prev.m != nil && len(prev.m.Sources) > 0) {
-		base.Sources = sourcesFor(prev.m, append([]segment.Remote{remote}, d.mirrors...))
+	// A download from several servers, now or in an earlier run, records
+	// them and which bytes each sent.
+	var prov *provenance
+	if len(d.mirrors) > 0 || (prev.m != nil && (len(prev.m.Sources) > 0 || len(prev.m.ServedBy) > 0)) {
+		base.Sources = sourcesFor(prev.m, d.servers(remote))
+		var earlier []manifest.Served
+		if prev.m != nil {
+			earlier = prev.m.ServedBy
+		}
+		prov = newProvenance(earlier)
 	}
 	segs := prev.segs
 	if segs == nil && want != nil {
@@ -247,14 +255,6 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	plan, err := segment.NewPlan(remote.Size, segs, d.cfg.Connections, d.cfg.MinSplitSize)
 	if err != nil {
 		return Result{}, errors.Join(err, part.Close())
-	}
-	var prov *provenance
-	if len(d.mirrors) > 0 || (prev.m != nil && len(prev.m.ServedBy) > 0) {
-		var earlier []manifest.Served
-		if prev.m != nil {
-			earlier = prev.m.ServedBy
-		}
-		prov = newProvenance(earlier)
 	}
 	cp := &checkpointer{plan: plan, part: part, path: f.manifest, base: base, served: prov}
 	if want != nil {
@@ -407,10 +407,15 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 	return f
 }
 
+// servers is the primary followed by the mirrors that agreed with it.
+func (d *download) servers(primary segment.Remote) []segment.Remote {
+	return append([]segment.Remote{primary}, d.mirrors...)
+}
+
 // runMirrors fetches plan from the primary and the mirrors together; a
 // source that fails is dropped and the others take over.
 func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *segment.Fetcher, plan *segment.Plan, w *merge.PartFile, onWrite func(segment.Remote) func(off, n int64)) error {
-	remotes := append([]segment.Remote{primary}, d.mirrors...)
+	remotes := d.servers(primary)
 	counts := assignConnections(remotes, d.cfg.Connections, d.cfg.MaxPerHost)
 	sources := make([]segment.Source, len(remotes))
 	for i, r := range remotes {

@@ -189,7 +189,7 @@ func (d *download) blame(ctx context.Context, primary segment.Remote, prov *prov
 	ctx, cancel := context.WithTimeout(ctx, blameTimeout)
 	defer cancel()
 	remotes := map[string]segment.Remote{}
-	for _, r := range append([]segment.Remote{primary}, d.mirrors...) {
+	for _, r := range d.servers(primary) {
 		remotes[redact.URL(r.URL)] = r
 	}
 	fetchers := map[string]*segment.Fetcher{}

@@ -127,6 +127,17 @@ func mixedFirstRun(t *testing.T, bOpts ...testserver.Option) (a, b *testserver.S
 	return a, b, cfg, m
 }
 
+// checkResumed fails t unless the second run left only the file, byte for
+// byte srv's, and kept every byte the manifest m of the first run recorded.
+func checkResumed(t *testing.T, srv *testserver.Server, cfg convoy.Config, res convoy.Result, m *manifest.Manifest, n *notices) {
+	t.Helper()
+	srv.Verify(t, filepath.Join(cfg.Dir, "out.bin"))
+	onlyOutput(t, cfg.Dir, "out.bin")
+	if res.Resumed == 0 || res.Resumed != m.Done() {
+		t.Errorf("second run resumed %d bytes, the manifest had %d (notices %q)", res.Resumed, m.Done(), n.lines)
+	}
+}
+
 // mixedRun is the second run: cfg with another set of servers, recording
 // events and notices.
 func mixedRun(t *testing.T, cfg convoy.Config, primary string, mirrors ...string) (convoy.Result, *mixedEvents, *notices, error) {
@@ -167,12 +178,7 @@ func TestMixedMirrorResumeWithOtherServers(t *testing.T) {
 			if err != nil {
 				t.Fatalf("second run: %v (notices %q)", err, n.lines)
 			}
-			c.Verify(t, filepath.Join(cfg.Dir, "out.bin"))
-			onlyOutput(t, cfg.Dir, "out.bin")
-
-			if res.Resumed == 0 || res.Resumed != m.Done() {
-				t.Errorf("second run resumed %d bytes, the manifest had %d (notices %q)", res.Resumed, m.Done(), n.lines)
-			}
+			checkResumed(t, c, cfg, res, m, n)
 			if !n.has("resuming") {
 				t.Errorf("no notice said the download resumed: %q", n.lines)
 			}
@@ -309,11 +315,7 @@ func TestMixedMirrorResumeDropsDisagreeingMirror(t *testing.T) {
 				t.Fatalf("second run: %v (notices %q)", err, n.lines)
 			}
 			t.Logf("resumed %d, fetched %d; the bad mirror sent %d bytes", res.Resumed, res.Fetched, bad.Stats().BodyBytes)
-			c.Verify(t, filepath.Join(cfg.Dir, "out.bin"))
-			onlyOutput(t, cfg.Dir, "out.bin")
-			if res.Resumed == 0 || res.Resumed != m.Done() {
-				t.Errorf("second run resumed %d bytes, the manifest had %d (notices %q)", res.Resumed, m.Done(), n.lines)
-			}
+			checkResumed(t, c, cfg, res, m, n)
 			if got := ev.dropped(); !slices.Equal(got, []string{bad.URL}) {
 				t.Errorf("dropped mirrors %q, want only %s (notices %q)", got, bad.URL, n.lines)
 			}
@@ -365,11 +367,7 @@ func TestMixedMirrorResumeAcrossValidators(t *testing.T) {
 			if err != nil {
 				t.Fatalf("second run: %v (notices %q)", err, n.lines)
 			}
-			primary.Verify(t, filepath.Join(cfg.Dir, "out.bin"))
-			onlyOutput(t, cfg.Dir, "out.bin")
-			if res.Resumed == 0 || res.Resumed != m.Done() {
-				t.Errorf("second run resumed %d bytes, the manifest had %d (notices %q)", res.Resumed, m.Done(), n.lines)
-			}
+			checkResumed(t, primary, cfg, res, m, n)
 			if !n.has("resuming") || n.has("starting over") {
 				t.Errorf("notices %q do not say the download resumed, or say it started over", n.lines)
 			}

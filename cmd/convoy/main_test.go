@@ -169,25 +169,30 @@ func TestDowngradeRedirect(t *testing.T) {
 	plain.Verify(t, filepath.Join(dir, "b.bin"))
 }
 
+// interruptHalfway runs cfg with quick checkpoints and cancels it once half
+// the file is written, leaving a partial download behind.
+func interruptHalfway(t *testing.T, cfg convoy.Config) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg.MinSplitSize = 64 << 10
+	cfg.CheckpointInterval, cfg.ProgressInterval = 20*time.Millisecond, 10*time.Millisecond
+	cfg.OnProgress = func(p convoy.Progress) {
+		if p.Done > p.Size/2 {
+			cancel()
+		}
+	}
+	if _, err := convoy.Download(ctx, cfg); !errors.Is(err, convoy.ErrInterrupted) {
+		t.Fatalf("error %v, want ErrInterrupted", err)
+	}
+}
+
 func TestStatusOfPartialDownload(t *testing.T) {
 	const size = 2 << 20
 	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
 	dir := t.TempDir()
 	u := srv.URL + "?token=s3cr3tvalue"
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	_, err := convoy.Download(ctx, convoy.Config{
-		URL: u, Dir: dir, Output: "p.bin", Connections: 2, MinSplitSize: 64 << 10,
-		CheckpointInterval: 20 * time.Millisecond, ProgressInterval: 10 * time.Millisecond,
-		OnProgress: func(p convoy.Progress) {
-			if p.Done > size/2 {
-				cancel()
-			}
-		},
-	})
-	if !errors.Is(err, convoy.ErrInterrupted) {
-		t.Fatalf("error %v, want ErrInterrupted", err)
-	}
+	interruptHalfway(t, convoy.Config{URL: u, Dir: dir, Output: "p.bin", Connections: 2})
 	out := filepath.Join(dir, "p.bin")
 	code, text := runCLI(t, "status", out)
 	if code != exitOK {
@@ -213,20 +218,7 @@ func TestStatusOfMirroredDownload(t *testing.T) {
 	a := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
 	b := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20), testserver.ETagValue(`"b-own"`))
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	_, err := convoy.Download(ctx, convoy.Config{
-		URL: a.URL, Mirrors: []string{b.URL}, MaxPerHost: 4, Dir: dir, Output: "m.bin", Connections: 4,
-		MinSplitSize: 64 << 10, CheckpointInterval: 20 * time.Millisecond, ProgressInterval: 10 * time.Millisecond,
-		OnProgress: func(p convoy.Progress) {
-			if p.Done > size/2 {
-				cancel()
-			}
-		},
-	})
-	if !errors.Is(err, convoy.ErrInterrupted) {
-		t.Fatalf("error %v, want ErrInterrupted", err)
-	}
+	interruptHalfway(t, convoy.Config{URL: a.URL, Mirrors: []string{b.URL}, MaxPerHost: 4, Dir: dir, Output: "m.bin", Connections: 4})
 	out := filepath.Join(dir, "m.bin")
 	code, text := runCLI(t, "status", out)
 	if code != exitOK {
