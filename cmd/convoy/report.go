@@ -97,17 +97,17 @@ func (r *reporter) summary(res convoy.Result) {
 	}
 	var extra []string
 	if res.Connections > 0 {
-		extra = append(extra, fmt.Sprintf("%d connections", res.Connections))
+		extra = append(extra, count(res.Connections, "connection", "connections"))
 	}
 	if res.Resumed > 0 {
 		extra = append(extra, units.FormatBytes(res.Resumed)+" resumed")
 	}
-	extra = append(extra, fmt.Sprintf("%d retries", res.Retries), units.FormatBytes(res.Twice)+" fetched twice")
+	extra = append(extra, count(res.Retries, "retry", "retries"), units.FormatBytes(res.Twice)+" fetched twice")
 	if res.Cuts > 0 {
-		extra = append(extra, fmt.Sprintf("%d answers cut short", res.Cuts))
+		extra = append(extra, count(res.Cuts, "answer", "answers")+" cut short")
 	}
 	if res.Restarts > 0 {
-		extra = append(extra, fmt.Sprintf("%d restarts", res.Restarts))
+		extra = append(extra, count(res.Restarts, "restart", "restarts"))
 	}
 	if res.Verified {
 		algo, _, _ := strings.Cut(res.Checksum, ":")
@@ -142,4 +142,12 @@ func progressLine(p, first convoy.Progress) string {
 		eta = time.Duration(float64(p.Size-p.Done) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	return fmt.Sprintf("%5.1f%%  %s / %s  %s/s  ETA %s", pct, units.FormatBytes(p.Done), units.FormatBytes(p.Size), units.FormatBytes(int64(rate)), eta)
+}
+
+// count writes n with the noun in the number it needs: "1 retry", "0 retries".
+func count[N int | int64](n N, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
