@@ -42,6 +42,7 @@ limit=${BENCH_TIMEOUT:-120}
 seed=${BENCH_SEED:-1}
 convoy="$work/convoy"
 faultproxy="$work/bin/faultproxy"
+refcopy="$work/bin/refcopy"
 out_dir="$work/out"
 out_name=dl.bin
 MiB=1048576
@@ -54,9 +55,9 @@ MiB=1048576
 #          bench: S3 only, run once, not timed (convoy bench's ranking)
 #   command placeholders: {CONVOY} the convoy binary, {URL}, {URLS} (the mirrors'
 #          URLs, space-separated; S3 and S3b), {OUT} = {DIR}/{NAME},
-#          {FILE} the served file on disk. It runs as `bash -c "exec COMMAND"`.
+#          {FILE} the served file on disk, {REFCOPY} bench/refcopy's binary. It runs as `bash -c "exec COMMAND"`.
 TOOLS='
-s1 s2 s7 | get   | convoy -n 16                    | {CONVOY} get -q -n 16 -o {OUT} {URL}
+s1 s2 s7 | get   | convoy -n 16                    | {CONVOY} get -n 16 -o {OUT} {URL}
 s1       | ref   | curl -o                         | curl -s -o {OUT} {URL}
 s1 s2 s7 | get   | aria2c -x16 -s16                | aria2c -q -x16 -s16 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URL}
 s1 s2 s7 | get   | axel -n 16                      | axel -q -n 16 -o {OUT} {URL}
@@ -64,13 +65,15 @@ s1 s2 s7 | get   | lftp pget -n 16                 | lftp -c "pget -n 16 {URL} -
 s1       | limit | curl -o /dev/null               | curl -s -o /dev/null {URL}
 s1       | limit | dd bs=16k of the served file    | dd if={FILE} of=/dev/null bs=16k
 s1       | limit | dd to disk, O_DIRECT bs=8M      | dd if={FILE} of={OUT} bs=8M oflag=direct status=none
+s1       | limit | dd to disk, bs=8M, fdatasync    | dd if={FILE} of={OUT} bs=8M conv=fdatasync status=none
+s1       | limit | refcopy -n 16 (16 ranges, fdatasync) | {REFCOPY} -n 16 {URL} {OUT}
 s1       | limit | 16 dd to disk at once, O_DIRECT | sh -c "for i in \$(seq 0 15); do dd if={FILE} of={OUT} bs=8M count=8 skip=\$((i*8)) seek=\$((i*8)) oflag=direct conv=notrunc status=none & done; wait"
 s4       | get   | convoy -n 8                     | {CONVOY} get -q -n 8 -o {OUT} {URL}
 s4       | get   | aria2c -x8 -s8 (defaults)       | aria2c -x8 -s8 -d {DIR} -o {NAME} {URL}
 s4       | again | aria2c -x8 -s8 (defaults)       | aria2c -c -x8 -s8 -d {DIR} -o {NAME} {URL}
 s4       | get   | axel -n 8                       | axel -q -n 8 -o {OUT} {URL}
-s8       | ref   | convoy -n 16 as shipped         | {CONVOY} get -q -n 16 -o {OUT} {URL}
-s8       | get   | convoy -n 16 --checkpoint-interval 1h | {CONVOY} get -q -n 16 --checkpoint-interval 1h -o {OUT} {URL}
+s8       | ref   | convoy -n 16 as shipped         | {CONVOY} get -n 16 -o {OUT} {URL}
+s8       | get   | convoy -n 16 --checkpoint-interval 1h | {CONVOY} get -n 16 --checkpoint-interval 1h -o {OUT} {URL}
 s3       | get   | convoy -n 12 -x 4               | {CONVOY} get -q -n 12 -x 4 -o {OUT} {URLS}
 s3       | get   | aria2c -x4 -s12 -k1M            | aria2c -q -x4 -s12 -k1M -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URLS}
 s3       | get   | axel -n 12                      | axel -q -n 12 -o {OUT} {URLS}
@@ -123,6 +126,7 @@ again_cmd() {
 render() {
   local c=$1
   c=${c//'{CONVOY}'/$convoy}
+  c=${c//'{REFCOPY}'/$refcopy}
   c=${c//'{URLS}'/$2}
   c=${c//'{URL}'/$2}
   c=${c//'{OUT}'/$out_dir/$out_name}
@@ -219,7 +223,7 @@ setup() {
     [ "$try" = 3 ] && { echo "bench: convoy does not build" >&2; exit 1; }
     sleep 20
   done
-  (cd "$root" && go build -o "$faultproxy" ./bench/faultproxy)
+  (cd "$root" && go build -o "$faultproxy" ./bench/faultproxy && go build -o "$refcopy" ./bench/refcopy)
   sed -e "s|@WORK@|$work|g" -e "s|@PORT_FAST@|$port_fast|" -e "s|@PORT_CAP@|$port_cap|" \
     -e "s|@PORT_SLOW@|$port_slow|" "$here/nginx.conf.in" >"$work/nginx.conf"
   trap cleanup EXIT
@@ -368,6 +372,26 @@ row_cells() {
     }'
 }
 
+# own_account KEY RUN OVER: files convoy's closing summary of this run (connections,
+# retries, bytes fetched twice, answers cut short) with OVER, the bytes the server sent
+# beyond the file; the bytes in a socket's buffers when convoy closes it count as sent.
+declare -A K_SAYS
+own_account() {
+  local says
+  says=$(sed -n 's/^convoy: saved .* (\(.*\))$/\1/p' "$work/logs/tool.out" | tail -n 1)
+  [ -n "$says" ] && K_SAYS[$1]+="run $2: $says; server sent +$3; "
+  return 0
+}
+accounts_block() { # SC I...: convoy's own summary of each run of rows I of SC, if any
+  local sc=$1 i any
+  shift
+  any=$(for i in "$@"; do
+    if [ -n "${K_SAYS[$sc/$i]:-}" ]; then echo "- ${T_LABEL[i]}: ${K_SAYS[$sc/$i]%; }"; fi
+  done)
+  [ -z "$any" ] || printf "convoy's own summary of each run (the last line it prints):\n\n%s\n\n" "$any"
+  return 0
+}
+
 notes() { # KEY LABEL: failure notes of KEY as a list item
   [ -n "${K_NOTE[$1]:-}" ] && echo "- $2: ${K_NOTE[$1]%; }"
   return 0
@@ -396,6 +420,7 @@ simple() {
       timed "$i" "$url" "$file" "$log" "$sc-$i-run$r"
       R_SENT=$(sent "$log")
       record "$k" "$r"
+      own_account "$k" "$r" "$((R_SENT - size))"
       progress "$sc" "$r/$runs" "${T_LABEL[i]}"
     done
   done
@@ -422,6 +447,7 @@ simple() {
     echo "| ${T_LABEL[i]} | $(row_cells "$k" "$size" "${ref:-0}") | $s |"
   done
   echo
+  accounts_block "$sc" "${idx[@]}"
   notes_block "$sc" "${idx[@]}"
 }
 
@@ -429,20 +455,22 @@ s1() {
   simple s1 "$port_fast" 1g.bin "$work/logs/fast.log" "$1" \
     "S1: 1 GiB from nginx on loopback, unthrottled, to disk"
   echo "Ratio: median wall over the median of \`curl -o\`. Limit rows: \`curl -o /dev/null\` is the network"
-  echo "alone, \`dd\` to /dev/null the server's page cache alone; \`dd\` to disk with O_DIRECT, in one"
-  echo "stream and in 16 at once (64 MiB each), is how fast this disk takes 1 GiB written straight through:"
-  echo "the scale of what a tool that, like convoy, makes the file durable before it is done can reach"
-  echo "(\`curl\`, \`aria2c\`, \`axel\` and \`lftp\` leave the bytes in the page cache and exit before the"
-  echo "disk has them)."
-  local c d k
+  echo "alone, \`dd\` to /dev/null the server's page cache alone. The rest measure the disk: \`dd\` with"
+  echo "conv=fdatasync writes through the page cache and waits for the disk, as convoy does at its end; \`dd\`"
+  echo "with O_DIRECT writes straight through, in one stream and in 16 at once (64 MiB each); \`refcopy\`"
+  echo "(bench/refcopy) is the least a durable 16-connection downloader does: fallocate, 16 ranges written"
+  echo "with WriteAt, sync_file_range of every finished 8 MiB, one fdatasync; no manifest, no retries."
+  echo "\`curl\`, \`aria2c\`, \`axel\` and \`lftp\` leave the bytes in the page cache and exit before the"
+  echo "disk has them."
+  local c d k r
   c=$(median "$(walls_of s1 'convoy -n 16')") d=$(median "$(walls_of s1 '16 dd to disk at once, O_DIRECT')")
-  k=$(median "$(walls_of s1 'curl -o')")
-  if [ -n "$c" ] && [ -n "$d" ] && [ -n "$k" ]; then
+  k=$(median "$(walls_of s1 'curl -o')") r=$(median "$(walls_of s1 'refcopy -n 16 (16 ranges, fdatasync)')")
+  if [ -n "$c" ] && [ -n "$d" ] && [ -n "$k" ] && [ -n "$r" ]; then
     echo
-    awk -v c="$c" -v d="$d" -v k="$k" 'BEGIN {
-      printf "convoy over 16 dd to disk at once: %.3f / %.3f = %.2f. ", c, d, c / d
-      printf "The target, 0.6 x curl -o = %.3f s with the final fsync, needs the disk to take %.0f MiB/s; ", 0.6 * k, 1024 / (0.6 * k)
-      printf "the 16 dd with O_DIRECT got %.0f MiB/s here.\n", 1024 / d }'
+    awk -v c="$c" -v d="$d" -v k="$k" -v r="$r" 'BEGIN {
+      printf "The target, 0.6 x curl -o = %.3f s with the final fsync, needs the disk to take %.0f MiB/s. ", 0.6 * k, 1024 / (0.6 * k)
+      printf "Here 16 dd with O_DIRECT got %.0f MiB/s, and refcopy took %.2f x curl -o. ", 1024 / d, r / k
+      printf "convoy over refcopy: %.3f / %.3f = %.2f; over 16 dd with O_DIRECT: %.2f.\n", c, r, c / r, c / d }'
   fi
   echo
 }
@@ -683,6 +711,7 @@ s7() {
         R_SENT=$(sent "$log")
         [ "$R_STATUS" = ok ] && K_EXTRA[$k]+="${resets:-0} "
         record "$k" "$r"
+        own_account "$k" "$r" "$((R_SENT - size))"
         progress s7 "$r/$runs" "${T_LABEL[i]} resets=$mode"
       done
     done
@@ -710,6 +739,12 @@ s7() {
   echo "Proxy: bench/faultproxy, seed $seed, one fresh proxy per run; runs bounded to $limit s (a tool that times out is not run again)."
   echo
   local any
+  any=$(for i in "${idx[@]}"; do for mode in false true; do
+    if [ -n "${K_SAYS[s7/$i/$mode]:-}" ]; then
+      echo "- ${T_LABEL[i]}, $([ "$mode" = true ] && echo resets || echo no resets): ${K_SAYS[s7/$i/$mode]%; }"
+    fi
+  done; done)
+  [ -z "$any" ] || printf "convoy's own summary of each run (the last line it prints):\n\n%s\n\n" "$any"
   any=$(for i in "${idx[@]}"; do
     notes "s7/$i/false" "${T_LABEL[i]}, no resets"
     notes "s7/$i/true" "${T_LABEL[i]}, resets"
