@@ -6,6 +6,7 @@ BIN           := $(CURDIR)/bin
 STATICCHECK   := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME      ?= 30s
+BENCH_PKGS    := ./segment ./manifest ./merge
 
 .PHONY: all build test test-short lint fmt-check vet staticcheck demo fuzz soak bench-go bench clean
 
@@ -17,9 +18,11 @@ build:
 	$(GO) build -ldflags "-X github.com/convoy-dl/convoy.Version=$(VERSION)" -o $(BIN)/convoy ./cmd/convoy
 
 # The default test run: formatting, vet, staticcheck, then every test with the
-# race detector (fuzz seed corpora run as ordinary tests).
+# race detector (fuzz seed corpora run as ordinary tests), then each Go
+# micro-benchmark once, so a broken one fails here rather than in bench-go.
 test: lint
 	$(GO) test -race -count=1 -timeout 8m ./...
+	$(GO) test -run '^$$' -bench . -benchtime 1x $(BENCH_PKGS)
 
 # Unit and integration tests without the process tests that build the binary.
 test-short:
@@ -53,7 +56,7 @@ fuzz:
 # Go micro-benchmarks of the hot paths: body-to-WriteAt copy, planner,
 # snapshot, manifest save, part-file writes.
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./segment ./manifest ./merge
+	$(GO) test -run '^$$' -bench . -benchmem $(BENCH_PKGS)
 
 # Kills a download 50 times at random moments while the server resets
 # connections, then checks the file byte for byte (a few minutes).
