@@ -14,6 +14,7 @@
 #                              after 4-16 MiB, against the same proxy without resets
 #   bench/bench.sh s8 [RUNS]   S1 with convoy as shipped against convoy with
 #                              --checkpoint-interval 1h (durability cost)
+#   bench/bench.sh micro       the Go micro-benchmarks (go test -bench), 3 counts
 #   bench/bench.sh s3 [RUNS]   256 MiB from three mirrors (127.0.0.11-13) at 1, 2
 #                              and 4 MiB/s per connection, 4 connections each;
 #                              ideal 256 MiB / (4 x 7 MiB/s) = 9.14 s; then S3b:
@@ -839,6 +840,22 @@ s3() {
   done
 }
 
+# micro: the Go micro-benchmarks of the hot paths (make bench-go), 3 counts each.
+micro() {
+  echo "### Go micro-benchmarks of the hot paths"
+  echo
+  echo "\`go test -run '^\$' -bench . -benchmem -count 3 ./segment ./manifest ./merge\`: the copy from"
+  echo "response bodies to WriteAt over loopback (BenchmarkRun, writes discarded), the planner's work per"
+  echo "256 KiB write (BenchmarkPlanCycle), a checkpoint's snapshot, a manifest save (with its fsyncs),"
+  echo "and WriteAt into the part file."
+  echo
+  echo '```'
+  (cd "$root" && go test -run '^$' -bench . -benchmem -count 3 ./segment ./manifest ./merge 2>&1) |
+    grep -E '^(Benchmark|ok|FAIL|---)' || echo "go test -bench failed"
+  echo '```'
+  echo
+}
+
 # ---------------------------------------------------------------- report
 
 versions() {
@@ -902,7 +919,7 @@ load_tools
 cmd=${1:-}
 runs=${2:-3}
 case "$cmd" in
-  s1 | s2 | s3 | s4 | s7 | s8)
+  s1 | s2 | s3 | s4 | s7 | s8 | micro)
     setup
     "$cmd" "$runs"
     finish
@@ -916,7 +933,7 @@ case "$cmd" in
     tmp="$work/RESULTS.md"
     t_start=$SECONDS
     header "$runs" "$repro" >"$tmp"
-    for s in s1 s2 s3 s4 s7 s8; do
+    for s in s1 s2 s3 s4 s7 s8 micro; do
       "$s" "$runs" >"$work/$s.md" # not in a pipe: the results must stay in this shell
       tee -a "$tmp" <"$work/$s.md"
     done
