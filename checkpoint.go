@@ -52,6 +52,12 @@ func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done f
 				if cp == nil {
 					continue
 				}
+				if cp.hash != nil {
+					if err := cp.hash.failed(); err != nil {
+						cancel(err) // the file cannot be verified: stop fetching it
+						return
+					}
+				}
 				if err := cp.save(); err != nil {
 					cancel(fmt.Errorf("%w: %w", errSaveFailed, describeFileError(err, cp.path)))
 					return
@@ -64,7 +70,7 @@ func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done f
 	close(stopped)
 	<-loopDone
 	if cause := context.Cause(ctx); err != nil && ctx.Err() != nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		err = cause // a failed checkpoint stopped the fetch
+		err = cause // a failed checkpoint or hash stopped the fetch
 	}
 	if cp != nil {
 		if cerr := cp.save(); cerr != nil {

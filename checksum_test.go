@@ -78,7 +78,8 @@ func TestChecksumMismatchKeepsBytesAway(t *testing.T) {
 }
 
 // The hash state saved at checkpoints survives an interruption: the resumed
-// run continues from it, and only a correctly restored state can match.
+// run hashes the part file again and must reach the same state, which only a
+// correctly saved one can.
 func TestChecksumStateSurvivesResume(t *testing.T) {
 	const size = 4 << 20
 	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
@@ -101,6 +102,72 @@ func TestChecksumStateSurvivesResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Verify(t, filepath.Join(dir, "out.bin"))
+}
+
+// Bytes of the part file changed between runs never pass as verified: inside
+// the prefix an earlier run hashed, the resume stops with ErrPartChanged (and
+// does again until --restart); past it, the final hash reads them and fails.
+func TestChecksumPartChangedOnDisk(t *testing.T) {
+	const size = 4 << 20
+	for _, where := range []string{"hashed", "written later"} {
+		t.Run(where, func(t *testing.T) {
+			srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			cfg.Connections = 2
+			cfg.Checksum = "sha256:" + sums(srv.Content())["sha256"]
+			if err := interruptAfter(t, cfg, size*3/4); !errors.Is(err, convoy.ErrInterrupted) {
+				t.Fatalf("error %v, want ErrInterrupted", err)
+			}
+			m, err := manifest.Load(filepath.Join(dir, "out.bin.convoy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.HashPos == 0 {
+				t.Fatal("no hash state saved")
+			}
+			at := m.HashPos / 2
+			if where != "hashed" {
+				at = -1
+				for _, s := range m.Segments {
+					if s.Start >= m.HashPos && s.Written > 0 {
+						at = s.Start
+						break
+					}
+				}
+				if at < 0 {
+					t.Skipf("no written byte past the hashed %d bytes: %+v", m.HashPos, m.Segments)
+				}
+			}
+			part := filepath.Join(dir, "out.bin.part")
+			f, err := os.OpenFile(part, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, werr := f.WriteAt([]byte{^srv.Content()[at]}, at)
+			if err := errors.Join(werr, f.Close()); err != nil {
+				t.Fatal(err)
+			}
+			srv.SetOption(testserver.Rate(0))
+			for run := range 2 {
+				_, err := convoy.Download(context.Background(), cfg)
+				if where == "hashed" && !errors.Is(err, convoy.ErrPartChanged) {
+					t.Fatalf("run %d: error %v, want ErrPartChanged", run, err)
+				}
+				if where != "hashed" && !errors.Is(err, merge.ErrChecksum) {
+					t.Fatalf("run %d: error %v, want a checksum mismatch", run, err)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "out.bin")); err == nil {
+					t.Fatalf("run %d: changed bytes saved under the final name", run)
+				}
+			}
+			cfg.Restart = true
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			srv.Verify(t, filepath.Join(dir, "out.bin"))
+		})
+	}
 }
 
 // withDigest serves h with a digest header added to every answer.

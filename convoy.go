@@ -290,6 +290,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	res.Fetched = fetched.Load()
 	d.cuts.Add(int64(plan.Cuts()))
 	if runErr != nil {
+		if errors.Is(runErr, ErrPartChanged) {
+			return res, errors.Join(partChanged(runErr, f), part.Close())
+		}
 		if changedRemote(runErr) {
 			// The bytes on disk may belong to another version of the file.
 			return res, errors.Join(runErr, part.Close(), manifest.Remove(f.manifest))
@@ -298,6 +301,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	}
 	if cp.hash != nil {
 		sum, err := cp.hash.finish(remote.Size)
+		if errors.Is(err, ErrPartChanged) {
+			return res, errors.Join(partChanged(err, f), part.Close())
+		}
 		if err != nil {
 			if errors.Is(err, merge.ErrChecksum) && prov != nil {
 				err = fmt.Errorf("%w; %s", err, d.blame(ctx, remote, prov, part))
@@ -313,6 +319,12 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		return res, describeFileError(err, f.out)
 	}
 	return res, describeFileError(manifest.Remove(f.manifest), f.manifest)
+}
+
+// partChanged explains bytes of the part file that changed on disk between
+// runs: which ones is unknown, so nothing of it can be verified.
+func partChanged(err error, f files) error {
+	return fmt.Errorf("%s: %w; which bytes is unknown, so the file cannot be verified: run again with --restart to fetch it anew", f.part, err)
 }
 
 // badBytes explains a checksum mismatch: the bytes never reach the final

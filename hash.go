@@ -2,6 +2,7 @@ package convoy
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -118,9 +119,17 @@ type follower struct {
 	done   chan struct{}
 	err    error // set by the goroutine before done closes
 
+	// check is the state an earlier run saved, which the bytes on disk must
+	// still give when the hash reaches check.pos; nil once passed.
+	check *hashMark
+
 	mu    sync.Mutex
 	marks []hashMark // ascending by pos
 }
+
+// ErrPartChanged reports that bytes of the part file are no longer those an
+// earlier run downloaded and hashed: something else wrote to the file.
+var ErrPartChanged = errors.New("the part file changed on disk since its bytes were downloaded")
 
 // hashMark is the hash state after the first pos bytes.
 type hashMark struct {
@@ -135,22 +144,27 @@ const (
 	followTick = 50 * time.Millisecond
 )
 
-// newFollower restores the hash state a manifest saved when it matches and
-// lies within the prefix already written, else starts from byte zero.
+// newFollower hashes the part file from byte zero. When the manifest saved
+// a hash state for the same algorithm within the prefix already written, the
+// bytes on disk must hash to it again: an earlier run's state is never
+// trusted for bytes it cannot vouch for now, so a file verified at the end is
+// the file on disk. Until they do, checkpoints keep saving that state.
 func newFollower(part *merge.PartFile, want merge.Checksum, m *manifest.Manifest, prefix func() int64) (*follower, error) {
-	var h *merge.PrefixHasher
-	var err error
-	if m != nil && m.HashAlgo == want.Algo && m.HashPos <= prefix() {
-		h, err = merge.NewPrefixHasher(want.Algo, part, m.HashPos, m.HashState)
-	}
-	if h == nil || err != nil {
-		if h, err = merge.NewPrefixHasher(want.Algo, part, 0, nil); err != nil {
-			return nil, err
-		}
+	h, err := merge.NewPrefixHasher(want.Algo, part, 0, nil)
+	if err != nil {
+		return nil, err
 	}
 	f := &follower{h: h, want: want, prefix: prefix, stop: make(chan struct{}), done: make(chan struct{})}
-	if err := f.mark(); err != nil {
-		return nil, err
+	if m != nil && m.HashAlgo == want.Algo && m.HashPos > 0 && m.HashPos <= prefix() {
+		if _, err := merge.NewPrefixHasher(want.Algo, nil, m.HashPos, m.HashState); err == nil {
+			f.check = &hashMark{pos: m.HashPos, state: m.HashState}
+			f.marks = []hashMark{*f.check}
+		}
+	}
+	if f.check == nil {
+		if err := f.mark(); err != nil {
+			return nil, err
+		}
 	}
 	go f.run()
 	return f, nil
@@ -173,10 +187,14 @@ func (f *follower) run() {
 				break
 			}
 			if err == nil {
-				err = f.h.AdvanceUntil(min(pos-pos%markEvery+markEvery, target), f.stop)
+				next := min(pos-pos%markEvery+markEvery, target)
+				if f.check != nil {
+					next = min(next, f.check.pos)
+				}
+				err = f.h.AdvanceUntil(next, f.stop)
 			}
 			if err == nil {
-				err = f.mark()
+				err = f.checkOrMark()
 			}
 			if err != nil {
 				f.err = err
@@ -188,6 +206,38 @@ func (f *follower) run() {
 			default:
 			}
 		}
+	}
+}
+
+// checkOrMark compares the hash with the earlier run's state once it gets
+// there, and records states only after that: the marks before it would
+// vouch for bytes that may have changed.
+func (f *follower) checkOrMark() error {
+	if f.check == nil {
+		return f.mark()
+	}
+	pos, _, err := f.h.State()
+	if err != nil || pos < f.check.pos {
+		return err
+	}
+	saved, err := merge.NewPrefixHasher(f.want.Algo, nil, f.check.pos, f.check.state)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(saved.Sum(), f.h.Sum()) {
+		return fmt.Errorf("%w: its first %d bytes no longer hash as they did", ErrPartChanged, f.check.pos)
+	}
+	f.check = nil
+	return f.mark()
+}
+
+// failed returns the error that stopped the background hashing, if it has.
+func (f *follower) failed() error {
+	select {
+	case <-f.done:
+		return f.err
+	default:
+		return nil
 	}
 }
 
@@ -235,6 +285,14 @@ func (f *follower) close() error {
 func (f *follower) finish(size int64) (string, error) {
 	if err := f.close(); err != nil {
 		return "", err
+	}
+	if f.check != nil {
+		if err := f.h.Advance(f.check.pos); err != nil {
+			return "", err
+		}
+		if err := f.checkOrMark(); err != nil {
+			return "", err
+		}
 	}
 	if err := f.h.Advance(size); err != nil {
 		return "", err
