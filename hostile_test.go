@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/testserver"
 )
 
 // rawServer answers every connection on loopback with answer(request line,
@@ -135,4 +138,47 @@ func TestLongHeaderLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	onlyOutput(t, dir, "out.bin")
+}
+
+// A server that now and then answers a range with the whole file (200) under
+// the same strong ETag has not changed the file: convoy asks again and the
+// download completes, never starting over.
+func TestWholeFileUnderSameValidatorIsRetried(t *testing.T) {
+	h := testserver.NewHandler(testserver.Size(4 << 20))
+	var mu sync.Mutex
+	ranged, whole := 0, 0
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rng := r.Header.Get("Range")
+		mu.Lock()
+		skip := false
+		if r.Method == http.MethodGet && rng != "" && rng != "bytes=0-0" {
+			ranged++
+			skip = ranged%3 == 0
+			if skip {
+				whole++
+			}
+		}
+		mu.Unlock()
+		if skip {
+			r.Header.Del("Range") // as a backend without range support would
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { h.Close(); ts.Close() })
+	dir := t.TempDir()
+	cfg := fastConfig(ts.URL+h.FilePath(), dir)
+	cfg.MinSplitSize = 256 << 10
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if whole == 0 {
+		t.Fatal("no range was answered with the whole file: the test tested nothing")
+	}
+	if res.Restarts != 0 || res.Retries < int64(whole) {
+		t.Errorf("%d restarts and %d retries for %d whole-file answers, want 0 and at least %d", res.Restarts, res.Retries, whole, whole)
+	}
+	h.Verify(t, filepath.Join(dir, "out.bin"))
 }

@@ -340,6 +340,11 @@ func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusOK:
+		if f.IfRange != "" && sameValidator(resp.Header, f.IfRange) {
+			// The file did not change: this answer ignored the range, as
+			// some servers behind one name do now and then. Try again.
+			return fmt.Errorf("%s answered a range with the whole file (200) under the same validator %s", u, f.IfRange)
+		}
 		if f.IfRange != "" {
 			return fmt.Errorf("%w: %s answered a resumed range (If-Range) with the whole file", ErrRemoteChanged, u)
 		}
@@ -375,6 +380,16 @@ func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
 		return &ProtocolError{URL: u, Reason: fmt.Sprintf("Content-Length %d does not match the range's %d bytes", resp.ContentLength, end-off)}
 	}
 	return nil
+}
+
+// sameValidator reports whether an answer carries the If-Range value
+// ifRange itself: the same strong ETag, or for a date the same
+// Last-Modified.
+func sameValidator(h http.Header, ifRange string) bool {
+	if strings.HasPrefix(ifRange, `"`) {
+		return h.Get("ETag") == ifRange
+	}
+	return h.Get("Last-Modified") == ifRange
 }
 
 // fill reads into all of p unless r fails first, and returns r's error as it
