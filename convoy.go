@@ -89,6 +89,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	res.Connections = len(d.connections())
 	res.Twice = d.discarded.Load()
 	res.Cuts = int(d.cuts.Load())
+	res.Restarts += int(d.startedOver.Load())
 	if need := res.Size - res.Resumed; res.Fetched > need && need >= 0 {
 		res.Twice += res.Fetched - need
 	}
@@ -108,6 +109,9 @@ type download struct {
 	retries   atomic.Int64
 	discarded atomic.Int64 // received bytes not written
 	cuts      atomic.Int64 // answers in flight cut short
+	// startedOver counts partial downloads found unusable before a pass
+	// (another version on the server, no ranges any more): restarts too.
+	startedOver atomic.Int64
 }
 
 // files names the three paths of one download.
@@ -340,11 +344,19 @@ func badBytes(err error, f files, kept bool) error {
 	return fmt.Errorf("%w; the bytes were discarded, nothing was saved as %s", err, f.out)
 }
 
+// startOver says that a partial download is dropped and why, in the log and
+// as a restart event, and counts it among the restarts.
+func (d *download) startOver(why string) {
+	d.cfg.Logf("%s; starting over from zero", why)
+	d.emit(Event{Type: "restart", Error: redact.Text(why)})
+	d.startedOver.Add(1)
+}
+
 // stream downloads with one plain GET, for servers without ranges or size.
 // Such a download cannot resume, so it keeps no manifest.
 func (d *download) stream(ctx context.Context, remote segment.Remote, f files, want *merge.Checksum) (Result, error) {
 	if _, err := os.Stat(f.manifest); err == nil {
-		d.cfg.Logf("the server no longer supports ranges; starting over from zero")
+		d.startOver("the server no longer supports ranges")
 		if err := manifest.Remove(f.manifest); err != nil {
 			return Result{}, err
 		}

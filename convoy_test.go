@@ -559,8 +559,9 @@ func TestChangedFileBetweenRunsStartsOver(t *testing.T) {
 				t.Fatalf("error %v, want ErrInterrupted", err)
 			}
 			srv.SetOption(tt.change, testserver.Rate(0))
-			var notices []string
+			var notices, events []string
 			cfg.Logf = func(f string, a ...any) { notices = append(notices, fmt.Sprintf(f, a...)) }
+			cfg.OnEvent = func(e convoy.Event) { events = append(events, e.Type) }
 			res, err := convoy.Download(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -571,6 +572,9 @@ func TestChangedFileBetweenRunsStartsOver(t *testing.T) {
 			}
 			if !slices.ContainsFunc(notices, func(s string) bool { return strings.Contains(s, "starting over") }) {
 				t.Errorf("no notice said it started over: %q", notices)
+			}
+			if res.Restarts != 1 || len(events) < 2 || events[0] != "restart" || events[1] != "start" {
+				t.Errorf("%d restarts and events %q, want 1 and a restart event before the start", res.Restarts, events)
 			}
 		})
 	}

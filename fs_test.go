@@ -125,3 +125,35 @@ func TestUnwritableFolder(t *testing.T) {
 		t.Fatalf("error %v, want permission denied", err)
 	}
 }
+
+// A file that fits the disk but leaves no room for its manifest is refused
+// before a byte is fetched, not at the end with its progress unrecorded; one
+// that leaves the room downloads.
+func TestFileThatJustFitsTheDisk(t *testing.T) {
+	const disk = 8 << 20
+	dir := mountTmpfs(t, "8m")
+	for _, tt := range []struct {
+		size int64
+		fits bool
+	}{
+		{disk - 64<<10, false},
+		{disk - 2*merge.SideRoom, true},
+	} {
+		srv := testserver.New(t, testserver.Size(tt.size))
+		cfg := fastConfig(srv.URL, dir)
+		res, err := convoy.Download(context.Background(), cfg)
+		if !tt.fits {
+			if !errors.Is(err, merge.ErrNoSpace) || !strings.Contains(err.Error(), "free") {
+				t.Fatalf("%d bytes on an 8 MiB disk: error %v, want ErrNoSpace saying how much is free", tt.size, err)
+			}
+			if res.Fetched != 0 {
+				t.Errorf("%d bytes fetched before the refusal", res.Fetched)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%d bytes on an 8 MiB disk: %v", tt.size, err)
+		}
+		srv.Verify(t, filepath.Join(dir, "out.bin"))
+	}
+}

@@ -54,7 +54,7 @@ func (d *download) resumeState(ctx context.Context, remote segment.Remote, f fil
 		}
 	}
 	if why != nil {
-		d.cfg.Logf("cannot resume %s: %v; starting over from zero", f.out, why)
+		d.startOver(fmt.Sprintf("cannot resume %s: %v", f.out, why))
 		return resumed{}, nil
 	}
 	var done int64

@@ -60,8 +60,14 @@ func Open(path string, size int64) (p *PartFile, err error) {
 	return &PartFile{f: f, path: path, size: size}, nil
 }
 
-// checkSpace fails with ErrNoSpace when the blocks the file still needs are
-// more than the folder has free for this user.
+// SideRoom is the free space Open keeps beyond the file itself, for the
+// small files saved beside it as it downloads (the manifest and its
+// temporary copy): a file that just fits the disk would otherwise download
+// to the end and then fail to record it.
+const SideRoom = 1 << 20
+
+// checkSpace fails with ErrNoSpace when the blocks the file still needs, plus
+// SideRoom, are more than the folder has free for this user.
 func checkSpace(f *os.File, path string, size int64) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
@@ -71,14 +77,14 @@ func checkSpace(f *os.File, path string, size int64) error {
 	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
 		return err
 	}
-	need := size - st.Blocks*512
+	need := size - st.Blocks*512 + SideRoom
 	unit := fs.Frsize // the fragment size counts the blocks, where it is set
 	if unit <= 0 {
 		unit = fs.Bsize
 	}
 	free := int64(fs.Bavail) * unit
 	if need > free {
-		return fmt.Errorf("%w for %s: need %s more, %s free", ErrNoSpace, path, units.FormatBytes(need), units.FormatBytes(free))
+		return fmt.Errorf("%w for %s: need %s more (the file and 1 MiB for its manifest), %s free", ErrNoSpace, path, units.FormatBytes(need), units.FormatBytes(free))
 	}
 	return nil
 }
