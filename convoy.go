@@ -120,7 +120,7 @@ type files struct {
 }
 
 func (d *download) run(ctx context.Context) (Result, error) {
-	remote, err := d.probe(ctx)
+	remote, err := d.probeFirst(ctx)
 	if err != nil {
 		return Result{}, err
 	}
@@ -153,6 +153,34 @@ func (d *download) run(ctx context.Context) (Result, error) {
 
 func (d *download) probe(ctx context.Context) (segment.Remote, error) {
 	return d.probeURL(ctx, d.cfg.URL)
+}
+
+// probeFirst probes the first URL; when it fails and mirrors were given,
+// it tries them in order, and the first that answers becomes the primary
+// (the ones before it are dropped, and said so). It fails only when every
+// URL does, with the first URL's error.
+func (d *download) probeFirst(ctx context.Context) (segment.Remote, error) {
+	urls := append([]string{d.cfg.URL}, d.cfg.Mirrors...)
+	var first error
+	for i, u := range urls {
+		r, err := d.probeURL(ctx, u)
+		if err == nil {
+			d.cfg.URL, d.cfg.Mirrors = u, urls[i+1:]
+			return r, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil || i == len(urls)-1 {
+			break
+		}
+		d.cfg.Logf("%s failed: %s; trying %s instead", redact.URL(u), redact.Text(err.Error()), redact.URL(urls[i+1]))
+		d.emit(Event{Type: "mirror-dropped", URL: redact.URL(u), Error: redact.Text(err.Error())})
+	}
+	if len(urls) > 1 && ctx.Err() == nil {
+		return segment.Remote{}, fmt.Errorf("%w (and every mirror failed too)", first)
+	}
+	return segment.Remote{}, first
 }
 
 // probeURL probes u with the download's client, headers and retry policy.

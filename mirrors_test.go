@@ -16,6 +16,7 @@ import (
 	"github.com/convoy-dl/convoy/internal/testserver"
 	"github.com/convoy-dl/convoy/manifest"
 	"github.com/convoy-dl/convoy/merge"
+	"github.com/convoy-dl/convoy/segment"
 )
 
 // notices collects Logf lines.
@@ -340,4 +341,52 @@ func TestFasterMirrorTakesTheTail(t *testing.T) {
 	if sent := slow.Stats().BodyBytes; sent > size/4 {
 		t.Errorf("the slow mirror sent %d of %d bytes: it held the tail", sent, size)
 	}
+}
+
+// A first URL that fails before the download begins (a 404, a closed port)
+// gives way to the next URL that answers; only when every URL fails does the
+// download, with the first URL's error.
+func TestDeadFirstURLGivesWayToAMirror(t *testing.T) {
+	good := testserver.New(t, testserver.Size(1<<20))
+	missing := func() string { return testserver.New(t, testserver.Statuses(404, 404, 404)).URL }
+	closed := testserver.New(t)
+	closedURL := closed.URL
+	closed.Close()
+	for _, tt := range []struct {
+		name  string
+		first string
+	}{
+		{"404", missing()},
+		{"closed port", closedURL},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := fastConfig(tt.first, dir)
+			cfg.Mirrors = []string{closedURL, good.URL}
+			var n notices
+			cfg.Logf = n.logf
+			var dropped []string
+			cfg.OnEvent = func(e convoy.Event) {
+				if e.Type == "mirror-dropped" {
+					dropped = append(dropped, e.URL)
+				}
+			}
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			good.Verify(t, filepath.Join(dir, "out.bin"))
+			if !n.has("trying") || len(dropped) != 2 {
+				t.Errorf("notices %q and dropped %q: want each failed URL named", n.lines, dropped)
+			}
+		})
+	}
+	t.Run("all fail", func(t *testing.T) {
+		cfg := fastConfig(missing(), t.TempDir())
+		cfg.Mirrors = []string{closedURL}
+		_, err := convoy.Download(context.Background(), cfg)
+		var se *segment.StatusError
+		if !errors.As(err, &se) || se.Code != http.StatusNotFound || !strings.Contains(err.Error(), "every mirror failed") {
+			t.Fatalf("error %v, want the first URL's 404, saying the mirrors failed too", err)
+		}
+	})
 }
