@@ -347,10 +347,21 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		}
 		res.Checksum, res.Verified = sum, want.Sum != nil
 	}
-	if err := part.Commit(f.out, remote.Size, lastModified(remote)); err != nil {
-		return res, describeFileError(err, f.out)
+	if err := d.commit(part, f, remote.Size, lastModified(remote)); err != nil {
+		return res, err
 	}
 	return res, describeFileError(manifest.Remove(f.manifest), f.manifest)
+}
+
+// commit gives the finished part file its final name. A file that appeared
+// there during the download is replaced only with --overwrite; otherwise
+// the bytes stay in the part file and the error says so.
+func (d *download) commit(part *merge.PartFile, f files, size int64, mtime time.Time) error {
+	err := part.Commit(f.out, size, mtime, d.cfg.Overwrite)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: %s appeared during the download; the bytes are kept in %s (run again with --overwrite to replace it)", ErrExists, f.out, f.part)
+	}
+	return describeFileError(err, f.out)
 }
 
 // partChanged explains bytes of the part file that changed on disk between
@@ -428,8 +439,8 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 		}
 		res.Checksum, res.Verified = merge.Checksum{Algo: want.Algo, Sum: h.Sum()}.String(), want.Sum != nil
 	}
-	if err := part.Commit(f.out, wantSize, lastModified(remote)); err != nil {
-		return res, describeFileError(err, f.out)
+	if err := d.commit(part, f, wantSize, lastModified(remote)); err != nil {
+		return res, err
 	}
 	return res, nil
 }

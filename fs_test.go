@@ -157,3 +157,51 @@ func TestFileThatJustFitsTheDisk(t *testing.T) {
 		srv.Verify(t, filepath.Join(dir, "out.bin"))
 	}
 }
+
+// A file that appears at the output path during the download is not
+// replaced without Overwrite: the bytes stay in the part file, and a run
+// with Overwrite then commits them without fetching again. A symbolic link
+// to nothing at the output path counts as a file there.
+func TestOutputAppearingDuringDownload(t *testing.T) {
+	const size = 1 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(4<<20))
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.bin")
+	cfg := fastConfig(srv.URL, dir)
+	cfg.ProgressInterval = 10 * time.Millisecond
+	made := false
+	cfg.OnProgress = func(p convoy.Progress) {
+		if !made && p.Done > 0 {
+			made = true
+			if err := os.WriteFile(out, []byte("the user's own file"), 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	_, err := convoy.Download(context.Background(), cfg)
+	if !errors.Is(err, convoy.ErrExists) || !strings.Contains(err.Error(), "out.bin.part") {
+		t.Fatalf("error %v, want ErrExists naming the kept part file", err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "the user's own file" {
+		t.Fatalf("the file that appeared holds %q", got)
+	}
+	cfg.OnProgress, cfg.Overwrite = nil, true
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Fetched != 0 {
+		t.Errorf("fetched %d bytes again to commit a complete part file", res.Fetched)
+	}
+	srv.Verify(t, out)
+
+	link := filepath.Join(dir, "link.bin")
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), link); err != nil {
+		t.Fatal(err)
+	}
+	cfg = fastConfig(srv.URL, dir)
+	cfg.Output = "link.bin"
+	if _, err := convoy.Download(context.Background(), cfg); !errors.Is(err, convoy.ErrExists) {
+		t.Fatalf("a dangling link at the output: error %v, want ErrExists", err)
+	}
+}

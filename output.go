@@ -38,7 +38,12 @@ func (d *download) outputPaths(r segment.Remote) (files, error) {
 // error; a file left by a run that crashed after its rename is finished
 // here; any other file needs Overwrite.
 func (d *download) checkExisting(f files) (done bool, res Result, err error) {
-	st, err := os.Stat(f.out)
+	st, err := os.Lstat(f.out) // a symbolic link, even one to nothing, is there
+	if err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		if target, serr := os.Stat(f.out); serr == nil {
+			st = target
+		}
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, Result{}, nil
 	}

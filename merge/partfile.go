@@ -3,6 +3,7 @@ package merge
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -167,9 +168,11 @@ func (p *PartFile) Close() error {
 
 // Commit turns the part file into final: it checks the length against want
 // (when want >= 0), sets the modification time (unless zero), fsyncs, closes,
-// renames and fsyncs the folder. The PartFile is closed afterwards, whatever
-// the outcome.
-func (p *PartFile) Commit(final string, want int64, mtime time.Time) (err error) {
+// renames and fsyncs the folder. Unless replace is set, a file that appeared
+// at final meanwhile is left alone: Commit fails with an error matching
+// fs.ErrExist and the part file stays. The PartFile is closed afterwards,
+// whatever the outcome.
+func (p *PartFile) Commit(final string, want int64, mtime time.Time, replace bool) (err error) {
 	defer func() {
 		if p.f != nil {
 			err = errors.Join(err, p.f.Close())
@@ -195,8 +198,30 @@ func (p *PartFile) Commit(final string, want int64, mtime time.Time) (err error)
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(p.path, final); err != nil {
+	if err := rename(p.path, final, replace); err != nil {
 		return err
 	}
 	return fsx.SyncDir(filepath.Dir(final))
+}
+
+// rename moves from to to; unless replace is set, atomically only when
+// nothing is at to (renameat2 RENAME_NOREPLACE, else a check just before a
+// plain rename on file systems without it).
+func rename(from, to string, replace bool) error {
+	if replace {
+		return os.Rename(from, to)
+	}
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EEXIST):
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: fs.ErrExist}
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EOPNOTSUPP):
+		if _, err := os.Lstat(to); err == nil {
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: fs.ErrExist}
+		}
+		return os.Rename(from, to)
+	}
+	return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
 }

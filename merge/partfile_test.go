@@ -3,6 +3,7 @@ package merge
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"os"
@@ -399,7 +400,7 @@ func TestTruncateUnknownSize(t *testing.T) {
 				t.Fatalf("Size() = %d, %v; want %d", got, err, tt.cut)
 			}
 			final := filepath.Join(dir, "f")
-			if err := p.Commit(final, tt.cut, time.Time{}); err != nil {
+			if err := p.Commit(final, tt.cut, time.Time{}, false); err != nil {
 				t.Fatalf("Commit: %v", err)
 			}
 			want := pattern(0, min(tt.written, tt.cut))
@@ -460,7 +461,7 @@ func TestCommit(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := time.Now().Add(-time.Second)
-			err := p.Commit(final, tt.want, tt.mtime)
+			err := p.Commit(final, tt.want, tt.mtime, false)
 			if !tt.ok {
 				if err == nil {
 					t.Fatal("Commit with the wrong size succeeded")
@@ -500,22 +501,42 @@ func TestCommit(t *testing.T) {
 	}
 }
 
-func TestCommitReplacesExisting(t *testing.T) {
-	dir := t.TempDir()
-	part := filepath.Join(dir, "f.part")
-	final := filepath.Join(dir, "f")
-	if err := os.WriteFile(final, []byte("an older download"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := mustOpen(t, part, 64)
-	if _, err := p.WriteAt(pattern(0, 64), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Commit(final, 64, time.Time{}); err != nil {
-		t.Fatalf("Commit: %v", err)
-	}
-	if got := readFile(t, final); !bytes.Equal(got, pattern(0, 64)) {
-		t.Fatalf("final holds %q", got)
+// Commit replaces a file at the final name only when asked to; otherwise
+// that file and the part file both stay as they were.
+func TestCommitReplacesExistingOnlyWhenAsked(t *testing.T) {
+	for _, replace := range []bool{false, true} {
+		t.Run(fmt.Sprintf("replace=%v", replace), func(t *testing.T) {
+			dir := t.TempDir()
+			part := filepath.Join(dir, "f.part")
+			final := filepath.Join(dir, "f")
+			older := []byte("an older download")
+			if err := os.WriteFile(final, older, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p := mustOpen(t, part, 64)
+			if _, err := p.WriteAt(pattern(0, 64), 0); err != nil {
+				t.Fatal(err)
+			}
+			err := p.Commit(final, 64, time.Time{}, replace)
+			if replace {
+				if err != nil {
+					t.Fatalf("Commit: %v", err)
+				}
+				if got := readFile(t, final); !bytes.Equal(got, pattern(0, 64)) {
+					t.Fatalf("final holds %q", got)
+				}
+				return
+			}
+			if !errors.Is(err, fs.ErrExist) {
+				t.Fatalf("Commit over an existing file = %v, want fs.ErrExist", err)
+			}
+			if got := readFile(t, final); !bytes.Equal(got, older) {
+				t.Fatalf("final holds %q, want the older file untouched", got)
+			}
+			if got := readFile(t, part); !bytes.Equal(got, pattern(0, 64)) {
+				t.Fatalf("part file holds %d bytes, want the download kept", len(got))
+			}
+		})
 	}
 }
 
@@ -544,7 +565,7 @@ func TestCommitFailures(t *testing.T) {
 			if _, err := p.WriteAt(pattern(0, 100), 0); err != nil {
 				t.Fatal(err)
 			}
-			if err := p.Commit(final, 100, time.Time{}); err == nil {
+			if err := p.Commit(final, 100, time.Time{}, false); err == nil {
 				t.Fatal("Commit succeeded")
 			}
 			if got := readFile(t, part); !bytes.Equal(got, pattern(0, 100)) {
@@ -564,10 +585,10 @@ func TestAfterCommit(t *testing.T) {
 	if _, err := p.WriteAt(pattern(0, 10), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Commit(final, 10, time.Time{}); err != nil {
+	if err := p.Commit(final, 10, time.Time{}, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Commit(filepath.Join(dir, "g"), 10, time.Time{}); err == nil {
+	if err := p.Commit(filepath.Join(dir, "g"), 10, time.Time{}, false); err == nil {
 		t.Error("second Commit succeeded")
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "g")); !errors.Is(err, fs.ErrNotExist) {
