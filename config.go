@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
@@ -170,16 +171,40 @@ const MaxConnections = 128
 // ErrUsage marks errors in the Config itself.
 var ErrUsage = errors.New("invalid configuration")
 
-func (c Config) withDefaults() (Config, error) {
-	u, err := url.Parse(c.URL)
-	if err != nil || c.URL == "" {
-		return c, fmt.Errorf("%w: %q is not a URL", ErrUsage, redact.URL(c.URL))
+// CheckURL says why raw cannot be downloaded from, or returns nil: it must
+// be an http or https URL with a host, and its port, if it has one, a number
+// from 1 to 65535. The error's text starts with raw, its
+// secrets redacted, ended by a space or a quote (redact.Text would take any
+// other character for part of the URL).
+func CheckURL(raw string) error {
+	if raw == "" {
+		return errors.New(`"" is not a URL`)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the unredacted URL
+		}
+		return fmt.Errorf("%q is not a URL: %v", redact.URL(raw), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return c, fmt.Errorf("%w: %s: only http and https URLs are supported", ErrUsage, redact.URL(c.URL))
+		return fmt.Errorf("%s is not an http or https URL", redact.Parsed(u))
 	}
-	if u.Host == "" {
-		return c, fmt.Errorf("%w: %s has no host", ErrUsage, redact.URL(c.URL))
+	if u.Hostname() == "" {
+		return fmt.Errorf("%s has no host", redact.Parsed(u))
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%s has port %s; a port is a number from 1 to 65535", redact.Parsed(u), p)
+		}
+	}
+	return nil
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if err := CheckURL(c.URL); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if c.Connections == 0 {
 		c.Connections = 8
@@ -188,8 +213,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: connections must be between 1 and %d, not %d", ErrUsage, MaxConnections, c.Connections)
 	}
 	for _, m := range c.Mirrors {
-		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return c, fmt.Errorf("%w: mirror %s is not an http or https URL", ErrUsage, redact.URL(m))
+		if err := CheckURL(m); err != nil {
+			return c, fmt.Errorf("%w: mirror %w", ErrUsage, err)
 		}
 	}
 	if c.MaxPerHost == 0 {

@@ -1052,3 +1052,24 @@ func TestExpiredSignedURLIsResolvedAgain(t *testing.T) {
 		t.Errorf("the address was resolved %d times, want it resolved again after expiry", srv.issued)
 	}
 }
+
+// A URL that cannot be fetched from is a usage error at once, never retried
+// as a network fault.
+func TestBadURLIsUsageError(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:99999/x", "http://127.0.0.1:0/x", "http://:8080/x", "ftp://h/x", ""} {
+		cfg := fastConfig(u, t.TempDir())
+		cfg.RetryInitial, cfg.RetryMax = time.Second, time.Second
+		began := time.Now()
+		if _, err := convoy.Download(context.Background(), cfg); !errors.Is(err, convoy.ErrUsage) {
+			t.Errorf("%q: error %v, want ErrUsage", u, err)
+		}
+		cfg = fastConfig("http://127.0.0.1:1/x", t.TempDir())
+		cfg.Mirrors = []string{u}
+		if _, err := convoy.Download(context.Background(), cfg); !errors.Is(err, convoy.ErrUsage) || !strings.Contains(err.Error(), "mirror") {
+			t.Errorf("mirror %q: error %v, want ErrUsage naming the mirror", u, err)
+		}
+		if d := time.Since(began); d > 500*time.Millisecond {
+			t.Errorf("%q: refused after %v, as if retried", u, d)
+		}
+	}
+}

@@ -31,7 +31,8 @@ const maxInputLine = 64 << 10
 // parseInputFile reads an aria2-style list: a line with a URL (further
 // URLs of the same file after it, separated by tabs, are mirrors) starts a
 // job; indented "key=value" lines that follow set its options: out, dir,
-// checksum. Blank lines and lines starting with '#' are skipped.
+// checksum. Blank lines and lines starting with '#' are skipped. A URL that
+// checkURL refuses is an error.
 func parseInputFile(r io.Reader) ([]job, error) {
 	var jobs []job
 	sc := bufio.NewScanner(r)
@@ -64,6 +65,14 @@ func parseInputFile(r io.Reader) ([]job, error) {
 			continue
 		}
 		urls := strings.Fields(line)
+		for i, u := range urls {
+			if err := convoy.CheckURL(u); err != nil {
+				if i > 0 {
+					return nil, fmt.Errorf("line %d: mirror %v", n, err)
+				}
+				return nil, fmt.Errorf("line %d: %v", n, err)
+			}
+		}
 		jobs = append(jobs, job{line: n, url: urls[0], mirrors: urls[1:]})
 	}
 	if err := sc.Err(); err != nil {

@@ -34,6 +34,22 @@ func benchCommand(stdout io.Writer) *cli.Command {
 			if c.NArg() == 0 {
 				return usagef("bench takes one or more URLs of the same file")
 			}
+			for _, u := range c.Args().Slice() {
+				if err := convoy.CheckURL(u); err != nil {
+					return usagef("%v", err)
+				}
+			}
+			// 0 would mean "the default" to convoy.BenchConfig; on the
+			// command line it is a mistake, as is anything negative.
+			if c.Duration("duration") <= 0 {
+				return usagef("--duration must be a duration above zero, such as 5s")
+			}
+			if n := c.Int("connections"); n < 1 || n > convoy.MaxConnections {
+				return usagef("--connections must be between 1 and %d", convoy.MaxConnections)
+			}
+			if c.IsSet("top") && c.Int("top") < 1 {
+				return usagef("--top must be at least 1")
+			}
 			bc := convoy.BenchConfig{
 				URLs: c.Args().Slice(), Duration: c.Duration("duration"), Connections: c.Int("connections"),
 				Parallel: c.Bool("parallel"), Insecure: c.Bool("insecure"),

@@ -83,6 +83,14 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		return runBatch(c.Context, batch, c.Int("jobs"), cfg, out, events)
 	}
 	cfg.URL = c.Args().First()
+	if err := convoy.CheckURL(cfg.URL); err != nil {
+		return usagef("%v", err)
+	}
+	for _, m := range c.Args().Tail() {
+		if err := convoy.CheckURL(m); err != nil {
+			return usagef("mirror %v", err)
+		}
+	}
 	cfg.Mirrors = append(cfg.Mirrors, c.Args().Tail()...)
 	if cfg.Output == "-" {
 		if json {
@@ -120,6 +128,18 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 	if j := c.Int("jobs"); j < 1 || j > 64 {
 		return convoy.Config{}, usagef("--jobs must be between 1 and 64")
 	}
+	// 0 would mean "the default" to convoy.Config; on the command line it
+	// is a mistake, as is anything negative.
+	for _, name := range []string{"max-per-host", "max-tries"} {
+		if c.Int(name) < 1 {
+			return convoy.Config{}, usagef("--%s must be at least 1", name)
+		}
+	}
+	for _, name := range []string{"stall-timeout", "checkpoint-interval"} {
+		if c.Duration(name) <= 0 {
+			return convoy.Config{}, usagef("--%s must be a duration above zero, such as 20s or 250ms", name)
+		}
+	}
 	roots, err := loadCAs(c.String("ca-cert"))
 	if err != nil {
 		return convoy.Config{}, err
@@ -135,6 +155,9 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		}
 		for _, line := range strings.Split(string(data), "\n") {
 			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				if err := convoy.CheckURL(line); err != nil {
+					return convoy.Config{}, usagef("--mirror-file %s: mirror %v", path, err)
+				}
 				mirrors = append(mirrors, line)
 			}
 		}

@@ -49,7 +49,7 @@ func TestExitCodes(t *testing.T) {
 		{"bad-limit-rate", []string{"get", "--limit-rate", "fast", srv.URL}, exitUsage, "limit-rate"},
 		{"bad-checksum", []string{"get", "--checksum", "sha256:zz", srv.URL}, exitUsage, "sha256"},
 		{"bad-header", []string{"get", "-H", "NoColon", srv.URL}, exitUsage, "header"},
-		{"bad-scheme", []string{"get", "ftp://example.com/x"}, exitUsage, "only http and https"},
+		{"bad-scheme", []string{"get", "ftp://example.com/x"}, exitUsage, "not an http or https URL"},
 		{"unknown-command", []string{"fetch", srv.URL}, exitUsage, "unknown command"},
 		{"verify-without-checksum", []string{"verify", "x"}, exitUsage, "--checksum"},
 		{"not-found", []string{"get", "-q", "-d", dir, "-o", "nf.bin", missing.URL}, exitFailure, "404"},

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/convoy-dl/convoy/internal/testserver"
+)
+
+// TestOptionRanges checks that a numeric option out of its range is a usage
+// error naming the option and what it takes, and that a value in range works.
+func TestOptionRanges(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(64<<10))
+	dir := t.TempDir()
+	get := func(args ...string) []string {
+		return append([]string{"get", "-q", "--overwrite", "-d", dir, "-o", "f.bin"}, append(args, srv.URL)...)
+	}
+	tests := []struct {
+		name string
+		args []string
+		says string // "" for a download that succeeds
+	}{
+		{"max-tries-0", get("--max-tries", "0"), "--max-tries must be at least 1"},
+		{"max-tries-negative", get("--max-tries", "-1"), "--max-tries must be at least 1"},
+		{"max-tries-1", get("--max-tries", "1"), ""},
+		{"stall-timeout-0", get("--stall-timeout", "0"), "--stall-timeout must be a duration above zero"},
+		{"stall-timeout-negative", get("--stall-timeout=-1s"), "--stall-timeout must be a duration above zero"},
+		{"stall-timeout-5s", get("--stall-timeout", "5s"), ""},
+		{"max-per-host-0", get("-x", "0"), "--max-per-host must be at least 1"},
+		{"max-per-host-negative", get("--max-per-host", "-2"), "--max-per-host must be at least 1"},
+		{"max-per-host-1", get("-x", "1", srv.URL), ""}, // a mirror, so that -x counts
+		{"checkpoint-interval-0", get("--checkpoint-interval", "0"), "--checkpoint-interval must be a duration above zero"},
+		{"checkpoint-interval-negative", get("--checkpoint-interval", "-250ms"), "--checkpoint-interval must be a duration above zero"},
+		{"checkpoint-interval-10ms", get("--checkpoint-interval", "10ms"), ""},
+		{"bench-duration-0", []string{"bench", "--duration", "0", srv.URL}, "--duration must be a duration above zero"},
+		{"bench-duration-negative", []string{"bench", "--duration", "-1s", srv.URL}, "--duration must be a duration above zero"},
+		{"bench-connections-0", []string{"bench", "-n", "0", srv.URL}, "--connections must be between 1 and 128"},
+		{"bench-connections-129", []string{"bench", "-n", "129", srv.URL}, "--connections must be between 1 and 128"},
+		{"bench-top-0", []string{"bench", "--top", "0", srv.URL}, "--top must be at least 1"},
+		{"bench-top-negative", []string{"bench", "--top", "-1", srv.URL}, "--top must be at least 1"},
+		{"bench-in-range", []string{"bench", "--duration", "100ms", "-n", "1", "--top", "1", srv.URL}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkExit(t, tt.args, tt.says)
+		})
+	}
+}
+
+// TestURLChecks checks that a URL that cannot be downloaded from, on the
+// command line, in --mirror-file, in --input-file or given to bench, is a
+// usage error at once rather than a network fault to retry.
+func TestURLChecks(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(64<<10))
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	get := []string{"get", "-q", "--overwrite", "-d", dir, "-o", "f.bin"}
+	with := func(args ...string) []string { return append(append([]string{}, get...), args...) }
+	tests := []struct {
+		name string
+		args []string
+		says string // "" for a download that succeeds
+	}{
+		{"port-too-high", with("http://127.0.0.1:99999/x"), "http://127.0.0.1:99999/x has port 99999; a port is a number from 1 to 65535"},
+		{"port-0", with("http://127.0.0.1:0/x"), "has port 0; a port is a number from 1 to 65535"},
+		{"port-ipv6", with("http://[::1]:65536/x"), "has port 65536; a port is a number from 1 to 65535"},
+		{"port-not-a-number", with("http://127.0.0.1:http/x"), `invalid port ":http"`},
+		{"port-secrets-redacted", with("http://u:hunter2@127.0.0.1:70000/x?sig=hunter2"), "has port 70000"},
+		{"no-host", with("http://:8080/x"), "has no host"},
+		{"no-scheme", with("example.com/x"), "is not an http or https URL"},
+		{"empty", with(""), `"" is not a URL`},
+		{"port-in-range", with(srv.URL), ""},
+		{"mirror-port", with(srv.URL, "http://127.0.0.1:99999/x"), "mirror http://127.0.0.1:99999/x has port 99999"},
+		{"mirror-in-range", with(srv.URL, srv.URL), ""},
+		{"mirror-file-port", with("--mirror-file", file("bad-mirrors", "# m\nhttp://127.0.0.1:99999/x\n"), srv.URL), "mirror http://127.0.0.1:99999/x has port 99999"},
+		{"mirror-file-in-range", with("--mirror-file", file("mirrors", srv.URL+"\n"), srv.URL), ""},
+		{"input-file-port", []string{"get", "-q", "-d", dir, "-i", file("bad-list", srv.URL+"\n  out=a.bin\nhttp://127.0.0.1:99999/x\n")}, "line 3: http://127.0.0.1:99999/x has port 99999"},
+		{"input-file-mirror-port", []string{"get", "-q", "-d", dir, "-i", file("bad-list2", srv.URL+"\thttp://h:0/x\n")}, "line 1: mirror http://h:0/x has port 0"},
+		{"input-file-in-range", []string{"get", "-q", "--overwrite", "-d", dir, "-i", file("list", srv.URL+"\n  out=b.bin\n")}, ""},
+		{"bench-port", []string{"bench", srv.URL, "http://127.0.0.1:99999/x"}, "http://127.0.0.1:99999/x has port 99999"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := checkExit(t, tt.args, tt.says)
+			if strings.Contains(out, "hunter2") {
+				t.Errorf("a secret in the output: %s", out)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a.bin")); err == nil {
+		t.Error("a list with a bad URL was partly downloaded")
+	}
+	srv.Verify(t, filepath.Join(dir, "b.bin"))
+}
+
+// checkExit runs args and checks that they are refused as a usage error
+// saying says, or, for says "", that they succeed without a word.
+func checkExit(t *testing.T, args []string, says string) string {
+	t.Helper()
+	code, out := runCLI(t, args...)
+	switch {
+	case says == "" && (code != exitOK || out != "" && args[0] == "get"):
+		t.Errorf("exit %d, want %d; output:\n%s", code, exitOK, out)
+	case says != "" && code != exitUsage:
+		t.Errorf("exit %d, want %d; output:\n%s", code, exitUsage, out)
+	case says != "" && !strings.Contains(out, says):
+		t.Errorf("output %q does not say %q", out, says)
+	}
+	return out
+}
