@@ -238,6 +238,19 @@ func (d *download) cleanupUnresumable(f files) {
 	}
 }
 
+// noteUnclaimedPart says so when a part file with bytes in it has no
+// manifest (another tool's, or a stream's that could not resume): nothing
+// vouches for its bytes, and the download about to start overwrites them.
+func (d *download) noteUnclaimedPart(f files) {
+	st, err := os.Stat(f.part)
+	if err != nil || st.Size() == 0 {
+		return
+	}
+	if _, err := os.Stat(f.manifest); errors.Is(err, fs.ErrNotExist) {
+		d.cfg.Logf("%s exists without a manifest, so nothing vouches for its %d bytes: overwriting it", f.part, st.Size())
+	}
+}
+
 // pass is one attempt at the whole file.
 func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fresh bool) (Result, error) {
 	want, err := d.expectedChecksum(ctx, remote, f.out)
@@ -255,6 +268,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	prev, err := d.resumeState(ctx, remote, f, fresh)
 	if err != nil {
 		return Result{}, err
+	}
+	if prev.m == nil && !fresh {
+		d.noteUnclaimedPart(f)
 	}
 	part, err := merge.Open(f.part, remote.Size)
 	if err != nil {
@@ -399,6 +415,8 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 		if err := manifest.Remove(f.manifest); err != nil {
 			return Result{}, err
 		}
+	} else if !d.cfg.Restart {
+		d.noteUnclaimedPart(f)
 	}
 	part, err := merge.Open(f.part, remote.Size)
 	if err != nil {

@@ -205,3 +205,25 @@ func TestOutputAppearingDuringDownload(t *testing.T) {
 		t.Fatalf("a dangling link at the output: error %v, want ErrExists", err)
 	}
 }
+
+// A part file without a manifest (another tool's) is overwritten, and a
+// notice says so: nothing vouches for its bytes.
+func TestUnclaimedPartFileIsNamed(t *testing.T) {
+	for _, opts := range [][]testserver.Option{nil, {testserver.NoRanges()}} {
+		srv := testserver.New(t, append([]testserver.Option{testserver.Size(256 << 10)}, opts...)...)
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "out.bin.part"), []byte("another tool's partial download"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg := fastConfig(srv.URL, dir)
+		var n notices
+		cfg.Logf = n.logf
+		if _, err := convoy.Download(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		srv.Verify(t, filepath.Join(dir, "out.bin"))
+		if !n.has("without a manifest") {
+			t.Errorf("ranges=%v: no notice named the overwritten part file: %q", opts == nil, n.lines)
+		}
+	}
+}
