@@ -423,17 +423,17 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 		return Result{}, describeFileError(err, f.part)
 	}
 	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: f.out, Size: remote.Size, Connections: 1, Segments: 1})
-	var at atomic.Int64
+	var at, got atomic.Int64 // where the stream is; all it received, restarts included
 	fetcher := d.newFetcher(remote)
 	fetcher.IfRange = ""
-	fetcher.OnWrite = func(off, n int64) { at.Store(off + n) }
+	fetcher.OnWrite = func(off, n int64) { at.Store(off + n); got.Add(n) }
 	var size int64
 	err = d.withCheckpoints(ctx, nil, at.Load, func(ctx context.Context) error {
 		var err error
 		size, err = fetcher.Stream(ctx, part)
 		return err
 	})
-	res := Result{Path: f.out, Size: size, Fetched: at.Load()}
+	res := Result{Path: f.out, Size: size, Fetched: got.Load()}
 	if err != nil {
 		return res, errors.Join(interrupted(ctx, describeFileError(err, f.part), false), part.Close())
 	}

@@ -1073,3 +1073,21 @@ func TestBadURLIsUsageError(t *testing.T) {
 		}
 	}
 }
+
+// A stream that breaks starts again from byte zero: what it fetched before
+// the break counts as fetched twice.
+func TestStreamRestartCountsBytesTwice(t *testing.T) {
+	const size, cut = 1 << 20, 300 << 10
+	srv := testserver.New(t, testserver.Size(size), testserver.NoRanges(), testserver.CutAfter(cut, 2))
+	dir := t.TempDir()
+	res, err := convoy.Download(context.Background(), fastConfig(srv.URL, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+	// The server may spend a cut on the probe's answer: at least one break
+	// reaches the stream.
+	if res.Twice < cut || res.Fetched != size+res.Twice {
+		t.Errorf("fetched %d, twice %d; want twice at least %d and fetched the size plus twice", res.Fetched, res.Twice, cut)
+	}
+}
