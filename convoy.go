@@ -472,6 +472,7 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 		IfRange:      r.Validator(),
 		ETag:         r.ETag,
 		LastModified: r.LastModified,
+		Encoding:     r.Encoding,
 		StallTimeout: d.cfg.StallTimeout,
 		Limiter:      d.limiter,
 		OnConn:       d.onConn,

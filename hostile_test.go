@@ -182,3 +182,23 @@ func TestWholeFileUnderSameValidatorIsRetried(t *testing.T) {
 	}
 	h.Verify(t, filepath.Join(dir, "out.bin"))
 }
+
+// A server that labels a stored file with Content-Encoding (a .gz served
+// as "gzip") though convoy asks for identity sends the file's bytes as
+// they are: they are saved as they are, in ranges or in one stream.
+func TestStoredFileLabelledWithEncoding(t *testing.T) {
+	for _, opts := range [][]testserver.Option{nil, {testserver.NoRanges()}} {
+		h := testserver.NewHandler(append([]testserver.Option{testserver.Size(2 << 20)}, opts...)...)
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Encoding", "gzip")
+			h.ServeHTTP(w, r)
+		}))
+		dir := t.TempDir()
+		if _, err := convoy.Download(context.Background(), fastConfig(ts.URL+h.FilePath(), dir)); err != nil {
+			t.Fatalf("ranges=%v: %v", opts == nil, err)
+		}
+		h.Verify(t, filepath.Join(dir, "out.bin"))
+		ts.Close()
+		h.Close()
+	}
+}

@@ -23,6 +23,11 @@ import (
 // can no longer be trusted to belong with what comes next.
 var ErrRangeIgnored = errors.New("the server ignored the range request")
 
+// ErrRangeSkipped reports a 200 to a ranged request that carries the very
+// validator sent in If-Range: the file is the same, the server ignored the
+// range this time (as some backends behind one name do). It is retried.
+var ErrRangeSkipped = errors.New("the server skipped the range this time")
+
 // DefaultBufferSize is the copy buffer of one connection.
 const DefaultBufferSize = 256 << 10
 
@@ -47,6 +52,9 @@ type Fetcher struct {
 	// ETag and LastModified are the validators the file had when probed; a
 	// 206 that carries different ones is from another version of the file.
 	ETag, LastModified string
+	// Encoding is the Content-Encoding the probe's answer carried (see
+	// Remote.Encoding); an answer with another is refused.
+	Encoding string
 	// StallTimeout turns a body that sends nothing for this long into a
 	// retry (0: 20s).
 	StallTimeout time.Duration
@@ -343,7 +351,7 @@ func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
 		if f.IfRange != "" && sameValidator(resp.Header, f.IfRange) {
 			// The file did not change: this answer ignored the range, as
 			// some servers behind one name do now and then. Try again.
-			return fmt.Errorf("%s answered a range with the whole file (200) under the same validator %s", u, f.IfRange)
+			return fmt.Errorf("%w: %s answered with the whole file (200) under the same validator %s", ErrRangeSkipped, u, f.IfRange)
 		}
 		if f.IfRange != "" {
 			return fmt.Errorf("%w: %s answered a resumed range (If-Range) with the whole file", ErrRemoteChanged, u)
@@ -354,8 +362,8 @@ func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
 	default:
 		return newStatusError(resp, time.Now())
 	}
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return &ProtocolError{URL: u, Reason: fmt.Sprintf("range answered with Content-Encoding %q", ce)}
+	if err := f.checkEncoding(resp, u); err != nil {
+		return err
 	}
 	cr, err := ParseContentRange(resp.Header.Get("Content-Range"))
 	if err != nil {
@@ -378,6 +386,15 @@ func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength != end-off {
 		return &ProtocolError{URL: u, Reason: fmt.Sprintf("Content-Length %d does not match the range's %d bytes", resp.ContentLength, end-off)}
+	}
+	return nil
+}
+
+// checkEncoding refuses an answer whose Content-Encoding is not the one the
+// probe saw: its bytes would be another representation of the file.
+func (f *Fetcher) checkEncoding(resp *http.Response, u string) error {
+	if ce := Encoding(resp.Header); ce != f.Encoding {
+		return &ProtocolError{URL: u, Reason: fmt.Sprintf("answered with Content-Encoding %q, the file was probed with %q", ce, f.Encoding)}
 	}
 	return nil
 }

@@ -27,9 +27,22 @@ type Remote struct {
 	ETag, LastModified string
 	// ContentDisposition is the raw header, for naming the output.
 	ContentDisposition string
+	// Encoding is the Content-Encoding the server labels the file with
+	// though convoy asks for identity ("" for none): a stored .gz served
+	// as "gzip", say. Its bytes are saved as they are, as curl does without
+	// --compressed; every answer must carry the same label.
+	Encoding string
 	// Digests holds the raw values of headers that carry a digest of the
 	// whole file: Repr-Digest and Digest, and Content-Digest of a HEAD.
 	Digests []string
+}
+
+// Encoding is an answer's Content-Encoding, "" for none or identity.
+func Encoding(h http.Header) string {
+	if ce := h.Get("Content-Encoding"); !strings.EqualFold(ce, "identity") {
+		return ce
+	}
+	return ""
 }
 
 // StrongETag reports whether the ETag can be sent with If-Range: present and
@@ -109,6 +122,7 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 	r.ContentDisposition = resp.Header.Get("Content-Disposition")
 	u := redact.Parsed(resp.Request.URL)
 	r.Digests = wholeFileDigests(head, resp)
+	r.Encoding = Encoding(resp.Header)
 
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
@@ -119,17 +133,22 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 		if cr.First != 0 || cr.Last != 0 {
 			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("asked for bytes 0-0, got %s", cr)}
 		}
-		if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("range answered with Content-Encoding %q", ce)}
-		}
 		// Read the one byte so the connection can be reused; a body that
-		// stalls instead is cut by the stall timer.
+		// stalls instead is cut by the stall timer. A body of another
+		// length is not the byte asked for (a range compressed on the fly,
+		// say).
+		if resp.ContentLength > 1 {
+			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered bytes 0-0 with a body of %d bytes", resp.ContentLength)}
+		}
 		f := &Fetcher{StallTimeout: p.StallTimeout}
 		body := newStallReader(resp.Body, f.stallTimeout(), cancel)
-		_, _ = io.Copy(io.Discard, io.LimitReader(body, 2))
+		n, _ := io.Copy(io.Discard, io.LimitReader(body, 2))
 		body.stop()
 		if errors.Is(context.Cause(rctx), ErrStalled) {
 			return r, ErrStalled
+		}
+		if n != 1 {
+			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered bytes 0-0 with a body of %d bytes or more", n)}
 		}
 		r.Size = cr.Total
 		r.Ranges = cr.Total >= 0
@@ -138,9 +157,6 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 		}
 	case http.StatusOK:
 		r.Size = resp.ContentLength
-		if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-			r.Size = -1 // the length is of the encoded body
-		}
 	case http.StatusRequestedRangeNotSatisfiable:
 		// "bytes=0-0" is unsatisfiable only for an empty file.
 		total, ok := ParseUnsatisfiedTotal(resp.Header.Get("Content-Range"))

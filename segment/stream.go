@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -47,8 +46,8 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 	if resp.StatusCode != http.StatusOK {
 		return 0, f.refreshAfter(ctx, newStatusError(resp, time.Now()), gen)
 	}
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return 0, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered with Content-Encoding %q", ce)}
+	if err := f.checkEncoding(resp, u); err != nil {
+		return 0, err
 	}
 	want := f.Size
 	if want >= 0 && resp.ContentLength >= 0 && resp.ContentLength != want {
