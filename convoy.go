@@ -494,11 +494,22 @@ func (d *download) servers(primary segment.Remote) []segment.Remote {
 	return append([]segment.Remote{primary}, d.mirrors...)
 }
 
+func sumOf(ns []int) int {
+	var sum int
+	for _, n := range ns {
+		sum += n
+	}
+	return sum
+}
+
 // runMirrors fetches plan from the primary and the mirrors together; a
 // source that fails is dropped and the others take over.
 func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *segment.Fetcher, plan *segment.Plan, w *merge.PartFile, onWrite func(segment.Remote) func(off, n int64)) error {
 	remotes := d.servers(primary)
 	counts := assignConnections(remotes, d.cfg.Connections, d.cfg.MaxPerHost)
+	if used := sumOf(counts); used < d.cfg.Connections {
+		d.cfg.Logf("using %d of %d connections: at most %d to one host name with mirrors (-x, --max-per-host)", used, d.cfg.Connections, d.cfg.MaxPerHost)
+	}
 	sources := make([]segment.Source, len(remotes))
 	for i, r := range remotes {
 		f := pf

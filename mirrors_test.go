@@ -390,3 +390,24 @@ func TestDeadFirstURLGivesWayToAMirror(t *testing.T) {
 		}
 	})
 }
+
+// Mirrors on one host name share its -x connections; when that leaves some
+// of -n unused, a notice says so.
+func TestPerHostCapIsNamed(t *testing.T) {
+	opts := []testserver.Option{testserver.Size(2 << 20)}
+	a, b := testserver.New(t, opts...), testserver.New(t, opts...)
+	dir := t.TempDir()
+	cfg := fastConfig(a.URL, dir)
+	cfg.Mirrors = []string{b.URL}
+	cfg.Connections, cfg.MaxPerHost = 8, 3 // both are 127.0.0.1
+	var n notices
+	cfg.Logf = n.logf
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Verify(t, filepath.Join(dir, "out.bin"))
+	if res.Connections > 3 || !n.has("using 3 of 8 connections") {
+		t.Errorf("%d connections, notices %q: want 3 and a notice naming the cap", res.Connections, n.lines)
+	}
+}
