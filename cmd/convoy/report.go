@@ -59,6 +59,7 @@ func (r *reporter) progress(p convoy.Progress) {
 	defer r.mu.Unlock()
 	if r.first == nil {
 		r.first = &p // bytes from earlier runs do not count towards the rate
+		r.lastPlain = time.Now() // a first plain line would have no rate yet
 	}
 	switch {
 	case r.terminal:

@@ -29,3 +29,19 @@ func TestSummaryCounts(t *testing.T) {
 		}
 	}
 }
+
+// Off a terminal, a progress line is printed every plainEvery, never before
+// there is a rate to show.
+func TestPlainProgressHasARate(t *testing.T) {
+	var b strings.Builder
+	r := newReporter(&b, false, false)
+	r.progress(convoy.Progress{Size: 100 << 20, Done: 10 << 20, Elapsed: time.Second})
+	if b.Len() != 0 {
+		t.Fatalf("first update printed %q", b.String())
+	}
+	r.lastPlain = r.lastPlain.Add(-plainEvery) // as if plainEvery had passed
+	r.progress(convoy.Progress{Size: 100 << 20, Done: 60 << 20, Elapsed: 6 * time.Second})
+	if got := b.String(); !strings.Contains(got, "60.0%") || !strings.Contains(got, "10.0 MiB/s") || strings.Contains(got, "ETA --") {
+		t.Errorf("progress line %q, want 60.0%% at 10.0 MiB/s with an ETA", got)
+	}
+}
