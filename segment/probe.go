@@ -100,8 +100,23 @@ func (p *Prober) Probe(ctx context.Context, rawURL string) (Remote, error) {
 	return r, pol.wrap(ctx, err)
 }
 
+// headGrace bounds the wait for the HEAD once the GET has answered: a server
+// slow to answer HEAD costs the probe at most this much more.
+const headGrace = 2 * time.Second
+
 func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
-	head, headErr := p.head(ctx, rawURL)
+	// HEAD and GET go out together: the probe costs one round trip.
+	hctx, hcancel := context.WithCancel(ctx)
+	headDone := make(chan struct{})
+	var (
+		head    *http.Response
+		headErr error
+	)
+	go func() {
+		defer close(headDone)
+		head, headErr = p.head(hctx, rawURL)
+	}()
+	defer func() { hcancel(); <-headDone }()
 	r := Remote{URL: rawURL, Size: -1}
 
 	rctx, cancel := context.WithCancelCause(ctx)
@@ -116,6 +131,14 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 		return r, transportError(rctx, err)
 	}
 	defer resp.Body.Close()
+	grace := time.NewTimer(headGrace)
+	select {
+	case <-headDone:
+	case <-grace.C:
+		hcancel()
+		<-headDone
+	}
+	grace.Stop()
 	r.FinalURL = resp.Request.URL.String()
 	r.ETag = resp.Header.Get("ETag")
 	r.LastModified = resp.Header.Get("Last-Modified")

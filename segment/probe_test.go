@@ -355,3 +355,38 @@ func TestProbeBodyStall(t *testing.T) {
 		t.Errorf("probe gave size %d after %v", r.Size, time.Since(start))
 	}
 }
+
+// HEAD and GET go out together, and a HEAD that never answers holds the
+// probe up for at most headGrace after the GET has: the GET is
+// authoritative.
+func TestProbeDoesNotWaitForAStalledHead(t *testing.T) {
+	h := testserver.NewHandler(testserver.Size(mib))
+	heads := make(chan struct{}, 4)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			heads <- struct{}{}
+			select { // until the prober gives up on it
+			case <-r.Context().Done():
+			case <-time.After(30 * time.Second):
+			}
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { h.Close(); ts.Close() })
+	p := newProber(t, ClientOptions{})
+	began := time.Now()
+	r, err := p.Probe(context.Background(), ts.URL+h.FilePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Size != mib || !r.Ranges {
+		t.Errorf("probe found size %d, ranges %v", r.Size, r.Ranges)
+	}
+	if len(heads) == 0 {
+		t.Error("no HEAD was sent")
+	}
+	if d := time.Since(began); d > headGrace+2*time.Second {
+		t.Errorf("probe took %v with a stalled HEAD, want about %v", d, headGrace)
+	}
+}
