@@ -58,7 +58,7 @@ func (r *reporter) progress(p convoy.Progress) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.first == nil {
-		r.first = &p // bytes from earlier runs do not count towards the rate
+		r.first = &p             // bytes from earlier runs do not count towards the rate
 		r.lastPlain = time.Now() // a first plain line would have no rate yet
 	}
 	switch {
