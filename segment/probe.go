@@ -100,23 +100,17 @@ func (p *Prober) Probe(ctx context.Context, rawURL string) (Remote, error) {
 	return r, pol.wrap(ctx, err)
 }
 
-// headGrace bounds the wait for the HEAD once the GET has answered: a server
-// slow to answer HEAD costs the probe at most this much more.
-const headGrace = 2 * time.Second
+// headWait bounds the HEAD: the GET after it is authoritative, so a server
+// that never answers HEAD costs the probe at most this much.
+const headWait = 3 * time.Second
 
 func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
-	// HEAD and GET go out together: the probe costs one round trip.
-	hctx, hcancel := context.WithCancel(ctx)
-	headDone := make(chan struct{})
-	var (
-		head    *http.Response
-		headErr error
-	)
-	go func() {
-		defer close(headDone)
-		head, headErr = p.head(hctx, rawURL)
-	}()
-	defer func() { hcancel(); <-headDone }()
+	// HEAD goes first and the GET after it: where every redirect issues a
+	// new signed address and only the newest is honoured, the GET's is the
+	// one the ranges will use.
+	hctx, hcancel := context.WithTimeout(ctx, headWait)
+	head, headErr := p.head(hctx, rawURL)
+	hcancel()
 	r := Remote{URL: rawURL, Size: -1}
 
 	rctx, cancel := context.WithCancelCause(ctx)
@@ -131,14 +125,6 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 		return r, transportError(rctx, err)
 	}
 	defer resp.Body.Close()
-	grace := time.NewTimer(headGrace)
-	select {
-	case <-headDone:
-	case <-grace.C:
-		hcancel()
-		<-headDone
-	}
-	grace.Stop()
 	r.FinalURL = resp.Request.URL.String()
 	r.ETag = resp.Header.Get("ETag")
 	r.LastModified = resp.Header.Get("Last-Modified")
