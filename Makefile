@@ -66,7 +66,7 @@ soak:
 # Side-by-side runs against curl, aria2c, axel and lftp on loopback (nginx, a
 # fault proxy); about 20 minutes, writes bench/RESULTS.md.
 bench:
-	./bench/bench.sh all
+	./bench/bench.sh all 5
 
 clean:
 	rm -rf $(BIN)
