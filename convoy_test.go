@@ -1091,3 +1091,37 @@ func TestStreamRestartCountsBytesTwice(t *testing.T) {
 		t.Errorf("fetched %d, twice %d; want twice at least %d and fetched the size plus twice", res.Fetched, res.Twice, cut)
 	}
 }
+
+// A part file that holds a download from another address under another file
+// name (-o reused for another download, most likely) is kept: the run stops
+// and says so, and only Restart discards it. Under the same file name the
+// new address is a mirror, perhaps of a newer version, and the run starts
+// over (TestChangedFileBetweenRunsStartsOver, mirrors_resume_test.go).
+func TestPartOfAnotherDownloadIsKept(t *testing.T) {
+	const size = 2 << 20
+	a := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20), testserver.Path("/a.iso"))
+	b := testserver.New(t, testserver.Size(size+1), testserver.Seed(7), testserver.Path("/b.iso"))
+	dir := t.TempDir()
+	cfg := fastConfig(a.URL, dir)
+	if err := interruptAfter(t, cfg, size/2); !errors.Is(err, convoy.ErrInterrupted) {
+		t.Fatalf("error %v, want ErrInterrupted", err)
+	}
+	part := filepath.Join(dir, "out.bin.part")
+	before, err := os.ReadFile(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.URL = b.URL
+	_, err = convoy.Download(context.Background(), cfg)
+	if !errors.Is(err, convoy.ErrNotResumable) || !strings.Contains(err.Error(), "--restart") || !strings.Contains(err.Error(), "a.iso") {
+		t.Fatalf("error %v, want ErrNotResumable naming the earlier download and --restart", err)
+	}
+	if after, err := os.ReadFile(part); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("the other download's part file changed (%v)", err)
+	}
+	cfg.Restart = true
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	b.Verify(t, filepath.Join(dir, "out.bin"))
+}

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
+	"path"
 	"slices"
 
 	"github.com/convoy-dl/convoy/internal/redact"
@@ -54,6 +56,11 @@ func (d *download) resumeState(ctx context.Context, remote segment.Remote, f fil
 		}
 	}
 	if why != nil {
+		if _, known := recorded(m, remote); !known && written(segs) > 0 && !sameFileName(m, remote) {
+			// Most likely -o named another download's file: keep its bytes.
+			return resumed{}, fmt.Errorf("%w: %s holds %s of a download from %s, and %s, under another file name, serves another file (%v); choose another output name, or run with --restart to discard it",
+				ErrNotResumable, f.part, units.FormatBytes(written(segs)), m.URL, redact.URL(remote.URL), why)
+		}
 		d.startOver(fmt.Sprintf("cannot resume %s: %v", f.out, why))
 		return resumed{}, nil
 	}
@@ -65,6 +72,34 @@ func (d *download) resumeState(ctx context.Context, remote segment.Remote, f fil
 		d.cfg.Logf("resuming %s: %s of %s already on disk", f.out, units.FormatBytes(done), units.FormatBytes(m.Size))
 	}
 	return resumed{m: m, segs: segs, done: done}, nil
+}
+
+func written(segs []segment.Segment) int64 {
+	var n int64
+	for _, s := range segs {
+		n += s.Written
+	}
+	return n
+}
+
+// sameFileName reports whether r's address ends in the same file name as
+// one the manifest recorded: a mirror of the file, perhaps of another
+// version of it, rather than some other file.
+func sameFileName(m *manifest.Manifest, r segment.Remote) bool {
+	name := func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return raw
+		}
+		return path.Base(u.Path)
+	}
+	names := []string{name(r.URL), name(r.FinalURL)}
+	for _, s := range append([]manifest.Source{{URL: m.URL}, {URL: m.FinalURL}}, m.Sources...) {
+		if s.URL != "" && slices.Contains(names, name(s.URL)) {
+			return true
+		}
+	}
+	return false
 }
 
 // errUnknownServer is mismatch's answer for a server the manifest does not
