@@ -122,6 +122,9 @@ func (d *download) benchOne(ctx context.Context, bc BenchConfig, u string) (Mirr
 		return rep, r
 	}
 	rep.Size, rep.Ranges, rep.ETag, rep.LastModified = r.Size, r.Ranges, r.ETag, r.LastModified
+	if !r.Ranges {
+		return rep, r // nothing to time in ranges; the report says so
+	}
 	f := d.newFetcher(r)
 	var times []time.Duration
 	for range ttfbTries {

@@ -347,7 +347,8 @@ func TestBenchRanksMirrors(t *testing.T) {
 	fast := testserver.New(t, testserver.Size(size), testserver.Rate(4<<20))
 	other := testserver.New(t, testserver.Size(size), testserver.Seed(9), testserver.Rate(8<<20))
 	missing := testserver.New(t, testserver.Statuses(404, 404, 404, 404))
-	urls := []string{slow.URL, mid.URL, fast.URL, other.URL, missing.URL}
+	noRanges := testserver.New(t, testserver.Size(size), testserver.NoRanges())
+	urls := []string{slow.URL, mid.URL, fast.URL, other.URL, noRanges.URL, missing.URL}
 
 	var stdout, stderr bytes.Buffer
 	args := append([]string{"convoy", "bench", "--duration", "400ms", "-n", "2", "--json"}, urls...)
@@ -366,6 +367,9 @@ func TestBenchRanksMirrors(t *testing.T) {
 		}
 		if r.URL == missing.URL && !strings.Contains(r.Error, "404") {
 			t.Errorf("the missing mirror's error is %q", r.Error)
+		}
+		if r.URL == noRanges.URL && (r.Ranges || r.Error != "") {
+			t.Errorf("the mirror without ranges: ranges %v, error %q; want false and no error", r.Ranges, r.Error)
 		}
 	}
 	// The one with other bytes is fastest, but the agreeing ones rank 4 > 2 > 1.
