@@ -260,6 +260,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if !remote.Ranges || remote.Size < 0 {
 		return d.stream(ctx, remote, f, want)
 	}
+	if !remote.Identifiable() && want == nil && remote.Size == 0 {
+		return d.stream(ctx, remote, f, want) // nothing to mix up
+	}
 	if !remote.Identifiable() && want == nil {
 		// Nothing would tell ranges of two versions of the file apart.
 		d.cfg.Logf("the server sends neither a strong ETag nor Last-Modified: downloading in one stream, so a change of the file cannot mix versions")

@@ -1125,3 +1125,26 @@ func TestPartOfAnotherDownloadIsKept(t *testing.T) {
 	}
 	b.Verify(t, filepath.Join(dir, "out.bin"))
 }
+
+// An empty file downloads as an empty file, with no notice about
+// validators (nginx sends none with the 416 that answers bytes 0-0): a file
+// of no bytes cannot mix versions.
+func TestEmptyFile(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(0), testserver.NoETag(), testserver.NoLastModified())
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	var lines []string
+	cfg.Logf = func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "out.bin"))
+	if err != nil || st.Size() != 0 || res.Size != 0 {
+		t.Fatalf("out.bin: %v, size %d, result size %d", err, st.Size(), res.Size)
+	}
+	if len(lines) != 0 {
+		t.Errorf("notices for an empty file: %q", lines)
+	}
+	onlyOutput(t, dir, "out.bin")
+}
