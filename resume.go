@@ -64,16 +64,14 @@ func (d *download) resumeState(ctx context.Context, remote segment.Remote, f fil
 		d.startOver(fmt.Sprintf("cannot resume %s: %v", f.out, why))
 		return resumed{}, nil
 	}
-	var done int64
-	for _, s := range segs {
-		done += s.Written
-	}
+	done := written(segs)
 	if done > 0 {
 		d.cfg.Logf("resuming %s: %s of %s already on disk", f.out, units.FormatBytes(done), units.FormatBytes(m.Size))
 	}
 	return resumed{m: m, segs: segs, done: done}, nil
 }
 
+// written counts the bytes segs hold.
 func written(segs []segment.Segment) int64 {
 	var n int64
 	for _, s := range segs {
