@@ -212,7 +212,9 @@ func (d *download) fetchWithRestarts(ctx context.Context, remote segment.Remote,
 		res, err := d.pass(ctx, remote, f, fresh)
 		res.Restarts = restarts
 		if err == nil || restarts == maxRestarts || !changedRemote(err) || ctx.Err() != nil {
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrExists) {
+				// A complete part file kept for ErrExists stays: the
+				// error tells the user it is there.
 				d.cleanupUnresumable(f)
 			}
 			return res, err
@@ -366,7 +368,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		}
 		res.Checksum, res.Verified = sum, want.Sum != nil
 	}
-	if err := d.commit(part, f, remote.Size, lastModified(remote)); err != nil {
+	if err := d.commit(part, f, remote.Size, lastModified(remote), true); err != nil {
 		return res, err
 	}
 	return res, describeFileError(manifest.Remove(f.manifest), f.manifest)
@@ -374,11 +376,16 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 
 // commit gives the finished part file its final name. A file that appeared
 // there during the download is replaced only with --overwrite; otherwise
-// the bytes stay in the part file and the error says so.
-func (d *download) commit(part *merge.PartFile, f files, size int64, mtime time.Time) error {
+// the bytes stay in the part file and the error says so. A resumable
+// download's manifest vouches for them, so a run with --overwrite commits
+// them without fetching; a stream's cannot be vouched for by a later run.
+func (d *download) commit(part *merge.PartFile, f files, size int64, mtime time.Time, resumable bool) error {
 	err := part.Commit(f.out, size, mtime, d.cfg.Overwrite)
-	if errors.Is(err, fs.ErrExist) {
+	switch {
+	case errors.Is(err, fs.ErrExist) && resumable:
 		return fmt.Errorf("%w: %s appeared during the download; the bytes are kept in %s (run again with --overwrite to replace it)", ErrExists, f.out, f.part)
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("%w: %s appeared during the download; the complete download is kept in %s (rename it yourself, or run again with --overwrite to fetch it again and replace it)", ErrExists, f.out, f.part)
 	}
 	return describeFileError(err, f.out)
 }
@@ -460,7 +467,7 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 		}
 		res.Checksum, res.Verified = merge.Checksum{Algo: want.Algo, Sum: h.Sum()}.String(), want.Sum != nil
 	}
-	if err := d.commit(part, f, wantSize, lastModified(remote)); err != nil {
+	if err := d.commit(part, f, wantSize, lastModified(remote), false); err != nil {
 		return res, err
 	}
 	return res, nil

@@ -164,42 +164,57 @@ func TestFileThatJustFitsTheDisk(t *testing.T) {
 // to nothing at the output path counts as a file there.
 func TestOutputAppearingDuringDownload(t *testing.T) {
 	const size = 1 << 20
-	srv := testserver.New(t, testserver.Size(size), testserver.Rate(4<<20))
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out.bin")
-	cfg := fastConfig(srv.URL, dir)
-	cfg.ProgressInterval = 10 * time.Millisecond
-	made := false
-	cfg.OnProgress = func(p convoy.Progress) {
-		if !made && p.Done > 0 {
-			made = true
-			if err := os.WriteFile(out, []byte("the user's own file"), 0o644); err != nil {
-				t.Error(err)
+	for _, tt := range []struct {
+		name string
+		opts []testserver.Option
+	}{
+		{"ranges", nil},
+		{"NoRanges", []testserver.Option{testserver.NoRanges()}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testserver.New(t, append([]testserver.Option{testserver.Size(size), testserver.Rate(4 << 20)}, tt.opts...)...)
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out.bin")
+			cfg := fastConfig(srv.URL, dir)
+			cfg.ProgressInterval = 10 * time.Millisecond
+			made := false
+			cfg.OnProgress = func(p convoy.Progress) {
+				if !made && p.Done > 0 {
+					made = true
+					if err := os.WriteFile(out, []byte("the user's own file"), 0o644); err != nil {
+						t.Error(err)
+					}
+				}
 			}
-		}
+			_, err := convoy.Download(context.Background(), cfg)
+			if !errors.Is(err, convoy.ErrExists) || !strings.Contains(err.Error(), "out.bin.part") {
+				t.Fatalf("error %v, want ErrExists naming the kept part file", err)
+			}
+			if got, _ := os.ReadFile(out); string(got) != "the user's own file" {
+				t.Fatalf("the file that appeared holds %q", got)
+			}
+			// The error promises the bytes in the part file: they are there,
+			// complete.
+			srv.Verify(t, out+".part")
+			cfg.OnProgress, cfg.Overwrite = nil, true
+			res, err := convoy.Download(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.opts == nil && res.Fetched != 0 {
+				t.Errorf("fetched %d bytes again to commit a complete part file", res.Fetched)
+			}
+			srv.Verify(t, out)
+		})
 	}
-	_, err := convoy.Download(context.Background(), cfg)
-	if !errors.Is(err, convoy.ErrExists) || !strings.Contains(err.Error(), "out.bin.part") {
-		t.Fatalf("error %v, want ErrExists naming the kept part file", err)
-	}
-	if got, _ := os.ReadFile(out); string(got) != "the user's own file" {
-		t.Fatalf("the file that appeared holds %q", got)
-	}
-	cfg.OnProgress, cfg.Overwrite = nil, true
-	res, err := convoy.Download(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Fetched != 0 {
-		t.Errorf("fetched %d bytes again to commit a complete part file", res.Fetched)
-	}
-	srv.Verify(t, out)
 
+	srv := testserver.New(t, testserver.Size(size))
+	dir := t.TempDir()
 	link := filepath.Join(dir, "link.bin")
 	if err := os.Symlink(filepath.Join(dir, "nowhere"), link); err != nil {
 		t.Fatal(err)
 	}
-	cfg = fastConfig(srv.URL, dir)
+	cfg := fastConfig(srv.URL, dir)
 	cfg.Output = "link.bin"
 	if _, err := convoy.Download(context.Background(), cfg); !errors.Is(err, convoy.ErrExists) {
 		t.Fatalf("a dangling link at the output: error %v, want ErrExists", err)
