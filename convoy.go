@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -60,7 +61,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	d := &download{cfg: cfg, start: start}
+	d := &download{cfg: cfg, start: start, first: cfg.URL}
 	if cfg.LimitRate > 0 {
 		// A burst of a tenth of a second's bytes, at least one read's worth,
 		// keeps the rate smooth without starving large reads.
@@ -102,6 +103,7 @@ type download struct {
 	connMu    sync.Mutex
 	conns     []ConnProgress // what each connection last reported
 	cfg       Config
+	first     string           // the first URL the user gave, which names the output
 	limiter   *rate.Limiter    // nil without a rate limit
 	mirrors   []segment.Remote // mirrors that agreed with the primary
 	client    *http.Client
@@ -151,14 +153,11 @@ func (d *download) run(ctx context.Context) (Result, error) {
 	return res, err
 }
 
-func (d *download) probe(ctx context.Context) (segment.Remote, error) {
-	return d.probeURL(ctx, d.cfg.URL)
-}
-
 // probeFirst probes the first URL; when it fails and mirrors were given,
 // it tries them in order, and the first that answers becomes the primary
 // (the ones before it are dropped, and said so). It fails only when every
-// URL does, with the first URL's error.
+// URL does, with the first URL's error. Every path that probes the file
+// (a download, a stream to a writer, a restart) goes through it.
 func (d *download) probeFirst(ctx context.Context) (segment.Remote, error) {
 	urls := append([]string{d.cfg.URL}, d.cfg.Mirrors...)
 	var first error
@@ -221,9 +220,12 @@ func (d *download) fetchWithRestarts(ctx context.Context, remote segment.Remote,
 		}
 		d.cfg.Logf("%v; starting over from zero", err)
 		d.emit(Event{Type: "restart", Error: redact.Text(err.Error())})
-		if remote, err = d.probe(ctx); err != nil {
+		if remote, err = d.probeFirst(ctx); err != nil {
 			return res, err
 		}
+		// The mirrors agreed with the version that is gone: each must agree
+		// with the new one before it sends a byte of it.
+		d.mirrors = d.mirrorsFor(ctx, remote)
 		fresh = true
 	}
 }
@@ -514,7 +516,7 @@ func sumOf(ns []int) int {
 
 // runMirrors fetches plan from the primary and the mirrors together; a
 // source that fails is dropped and the others take over.
-func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *segment.Fetcher, plan *segment.Plan, w *merge.PartFile, onWrite func(segment.Remote) func(off, n int64)) error {
+func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *segment.Fetcher, plan *segment.Plan, w io.WriterAt, onWrite func(segment.Remote) func(off, n int64)) error {
 	remotes := d.servers(primary)
 	counts := assignConnections(remotes, d.cfg.Connections, d.cfg.MaxPerHost)
 	if used := sumOf(counts); used < d.cfg.Connections {

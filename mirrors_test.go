@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -410,4 +411,94 @@ func TestPerHostCapIsNamed(t *testing.T) {
 	if res.Connections > 3 || !n.has("using 3 of 8 connections") {
 		t.Errorf("%d connections, notices %q: want 3 and a notice naming the cap", res.Connections, n.lines)
 	}
+}
+
+// Without -o the output is named after the first URL given, even when
+// another answered for it: a resume whose first URL is down then finds the
+// same part file.
+func TestFailoverKeepsTheFirstURLsName(t *testing.T) {
+	good := testserver.New(t, testserver.Size(256<<10), testserver.Path("/mirror-copy.bin"))
+	closed := testserver.New(t)
+	closedURL := strings.TrimSuffix(closed.URL, closed.FilePath()) + "/distro.iso"
+	closed.Close()
+	dir := t.TempDir()
+	cfg := fastConfig(closedURL, dir)
+	cfg.Output = ""
+	cfg.Mirrors = []string{good.URL}
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	good.Verify(t, filepath.Join(dir, "distro.iso"))
+	onlyOutput(t, dir, "distro.iso")
+}
+
+// A restart after the file changed compares the mirrors with the new
+// version: a mirror that agreed with the old one, dropped for a passing
+// fault before the change and healthy again after it, still serves the old
+// bytes and must not send one of them into the new version's file.
+func TestRestartComparesTheMirrorsAgain(t *testing.T) {
+	const size = 4 << 20
+	// Probe and three samples, two ranges of the old version; the file
+	// changes for the next request, after the mirror was dropped.
+	primary := testserver.New(t, testserver.Size(size), testserver.Rate(4<<20), testserver.ChangeAfter(6))
+	stale := testserver.New(t, testserver.Size(size))
+	dir := t.TempDir()
+	cfg := fastConfig(primary.URL, dir)
+	cfg.Mirrors = []string{stale.URL}
+	cfg.MaxPerHost = 4
+	var n notices
+	cfg.Logf = n.logf
+	starts := 0
+	cfg.OnEvent = func(e convoy.Event) {
+		switch {
+		case e.Type == "start" && starts == 0:
+			starts++
+			stale.SetOption(testserver.Statuses(slices.Repeat([]int{http.StatusNotFound}, 100)...))
+		case e.Type == "restart":
+			stale.SetOption(testserver.Statuses())
+		}
+	}
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Restarts != 1 {
+		t.Fatalf("%d restarts, want 1 (notices %q)", res.Restarts, n.lines)
+	}
+	primary.Verify(t, filepath.Join(dir, "out.bin")) // the new version only
+	if !n.has("dropping mirror") {
+		t.Errorf("notices %q: want the stale mirror dropped after the restart", n.lines)
+	}
+}
+
+// A restart probes the URLs as the first probe does: when the primary is
+// gone, the next URL that answers with the new version takes its place.
+func TestRestartGivesWayToAMirror(t *testing.T) {
+	const size = 2 << 20
+	primary := testserver.New(t, testserver.Size(size), testserver.Rate(4<<20), testserver.ChangeAfter(4))
+	// The mirror serves what the primary will change to, so it disagrees at
+	// first and agrees after the change.
+	next := testserver.New(t, testserver.Size(size), testserver.Seed(2))
+	var gone atomic.Bool
+	primary.SetOption(testserver.OnRequest(func(r *http.Request) {
+		if gone.Load() {
+			panic(http.ErrAbortHandler)
+		}
+	}))
+	dir := t.TempDir()
+	cfg := fastConfig(primary.URL, dir)
+	cfg.Mirrors = []string{next.URL}
+	cfg.OnEvent = func(e convoy.Event) {
+		if e.Type == "restart" {
+			gone.Store(true)
+		}
+	}
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Restarts != 1 {
+		t.Errorf("%d restarts, want 1", res.Restarts)
+	}
+	next.Verify(t, filepath.Join(dir, "out.bin"))
 }

@@ -16,7 +16,9 @@ import (
 func (d *download) outputPaths(r segment.Remote) (files, error) {
 	out := d.cfg.Output
 	if out == "" {
-		out = RemoteName(r.ContentDisposition, r.URL)
+		// Named after the first URL given, whichever answered, so that a
+		// resume finds the same part file when that URL is down.
+		out = RemoteName(r.ContentDisposition, d.first)
 	}
 	if !filepath.IsAbs(out) {
 		out = filepath.Join(d.cfg.Dir, out)

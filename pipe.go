@@ -20,11 +20,12 @@ const maxPipeChunk = 8 << 20
 // holding at most cfg.Buffer bytes out of order. Nothing is kept on disk, so
 // nothing resumes.
 func (d *download) toWriter(ctx context.Context) (Result, error) {
-	remote, err := d.probe(ctx)
+	remote, err := d.probeFirst(ctx)
 	if err != nil {
 		return Result{}, err
 	}
-	want, err := d.expectedChecksum(ctx, remote, RemoteName(remote.ContentDisposition, remote.URL))
+	d.mirrors = d.mirrorsFor(ctx, remote)
+	want, err := d.expectedChecksum(ctx, remote, RemoteName(remote.ContentDisposition, d.first))
 	if err != nil {
 		return Result{}, err
 	}
@@ -55,7 +56,10 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 		if err != nil {
 			return err
 		}
-		return fetcher.Run(ctx, plan, out, conns)
+		if len(d.mirrors) == 0 {
+			return fetcher.Run(ctx, plan, out, conns)
+		}
+		return d.runMirrors(ctx, remote, fetcher, plan, out, func(segment.Remote) func(off, n int64) { return fetcher.OnWrite })
 	})
 	res := Result{Path: "-", Size: out.Written(), Fetched: fetched.Load()}
 	if err != nil {

@@ -131,3 +131,29 @@ func TestStreamToWriterPermanentErrorDoesNotHang(t *testing.T) {
 		t.Fatal("Download hangs after a permanent error")
 	}
 }
+
+// A stream to a writer probes as a download does: a dead first URL gives
+// way to the next, and mirrors that agree share the ranges.
+func TestStreamToWriterUsesMirrors(t *testing.T) {
+	const size = 4<<20 + 5
+	opts := []testserver.Option{testserver.Size(size), testserver.Rate(4 << 20)}
+	a, b := testserver.New(t, opts...), testserver.New(t, opts...)
+	closed := testserver.New(t)
+	closedURL := closed.URL
+	closed.Close()
+	var out bytes.Buffer
+	cfg := fastConfig(closedURL, t.TempDir())
+	cfg.Mirrors = []string{a.URL, b.URL}
+	cfg.Writer, cfg.MaxPerHost = &out, 4
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), a.Content()) {
+		t.Fatalf("stream of %d bytes differs from the %d-byte file", out.Len(), size)
+	}
+	for i, s := range []*testserver.Server{a, b} {
+		if sent := s.Stats().BodyBytes; sent < size/8 {
+			t.Errorf("server %d sent %d bytes: want it to share the stream", i, sent)
+		}
+	}
+}
