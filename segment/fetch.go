@@ -348,7 +348,7 @@ func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusOK:
-		if f.IfRange != "" && sameValidator(resp.Header, f.IfRange) {
+		if f.IfRange != "" && f.sameFile(resp) {
 			// The file did not change: this answer ignored the range, as
 			// some servers behind one name do now and then. Try again.
 			return fmt.Errorf("%w: %s answered with the whole file (200) under the same validator %s", ErrRangeSkipped, u, f.IfRange)
@@ -397,6 +397,15 @@ func (f *Fetcher) checkEncoding(resp *http.Response, u string) error {
 		return &ProtocolError{URL: u, Reason: fmt.Sprintf("answered with Content-Encoding %q, the file was probed with %q", ce, f.Encoding)}
 	}
 	return nil
+}
+
+// sameFile reports whether a 200 answer describes the very file being
+// fetched: it carries the If-Range value itself, the ETag the probe saw
+// (none if it saw none) and, if it states one, the known size. A file
+// rewritten within the second of its Last-Modified fails the last two.
+func (f *Fetcher) sameFile(resp *http.Response) bool {
+	return sameValidator(resp.Header, f.IfRange) && resp.Header.Get("ETag") == f.ETag &&
+		(resp.ContentLength < 0 || resp.ContentLength == f.Size)
 }
 
 // sameValidator reports whether an answer carries the If-Range value

@@ -338,28 +338,46 @@ func TestRunOverridesAcceptEncoding(t *testing.T) {
 // A 200 to a ranged request means the range was not honoured: with
 // If-Range and another validator (or none) the file changed, without
 // If-Range the server ignores ranges; neither is retried. Under the very
-// validator sent in If-Range the file is the same and the range is asked
-// again. No byte of a 200 is written.
+// validator sent in If-Range, with the probe's ETag and the known size, the
+// file is the same and the range is asked again; the same Last-Modified
+// with another ETag or size is a file rewritten within that second. No byte
+// of a 200 is written.
 func TestRunRefusesWholeFileAnswer(t *testing.T) {
 	tests := []struct {
 		name    string
 		opts    []testserver.Option
-		ifRange string // "-" for the server's ETag
+		ifRange string // "-" for the server's ETag, "lm" for its Last-Modified
+		etag    string // the ETag the probe saw; "-" for the server's
+		size    int64  // the size the probe saw; 0 for the server's
 		want    error
 	}{
-		{"no ranges with If-Range, same ETag", []testserver.Option{testserver.NoRanges()}, "-", ErrRangeSkipped},
-		{"no ranges with If-Range, no ETag", []testserver.Option{testserver.NoRanges(), testserver.NoETag(), testserver.NoLastModified()}, `"gone"`, ErrRemoteChanged},
-		{"no ranges without If-Range", []testserver.Option{testserver.NoRanges()}, "", ErrRangeIgnored},
-		{"stale ETag", nil, `"stale"`, ErrRemoteChanged},
-		{"stale Last-Modified", []testserver.Option{testserver.NoETag()}, "Mon, 01 Jan 2024 00:00:00 GMT", ErrRemoteChanged},
+		{"no ranges with If-Range, same ETag", []testserver.Option{testserver.NoRanges()}, "-", "-", 0, ErrRangeSkipped},
+		{"no ranges, same Last-Modified, no ETag", []testserver.Option{testserver.NoRanges(), testserver.NoETag()}, "lm", "", 0, ErrRangeSkipped},
+		{"no ranges, same Last-Modified, an ETag now", []testserver.Option{testserver.NoRanges()}, "lm", "", 0, ErrRemoteChanged},
+		{"no ranges, same Last-Modified, another ETag", []testserver.Option{testserver.NoRanges()}, "lm", `"before"`, 0, ErrRemoteChanged},
+		{"no ranges, same ETag, another size", []testserver.Option{testserver.NoRanges()}, "-", "-", mib + 1, ErrRemoteChanged},
+		{"no ranges, same Last-Modified, another size", []testserver.Option{testserver.NoRanges(), testserver.NoETag()}, "lm", "", mib - 1, ErrRemoteChanged},
+		{"no ranges with If-Range, no ETag", []testserver.Option{testserver.NoRanges(), testserver.NoETag(), testserver.NoLastModified()}, `"gone"`, "", 0, ErrRemoteChanged},
+		{"no ranges without If-Range", []testserver.Option{testserver.NoRanges()}, "", "-", 0, ErrRangeIgnored},
+		{"stale ETag", nil, `"stale"`, `"stale"`, 0, ErrRemoteChanged},
+		{"stale Last-Modified", []testserver.Option{testserver.NoETag()}, "Mon, 01 Jan 2024 00:00:00 GMT", "", 0, ErrRemoteChanged},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := testserver.New(t, append([]testserver.Option{testserver.Size(mib)}, tt.opts...)...)
 			f := newFetcher(t, srv, 2)
-			f.IfRange = tt.ifRange
-			if tt.ifRange == "-" {
+			f.IfRange, f.ETag = tt.ifRange, tt.etag
+			switch tt.ifRange {
+			case "-":
 				f.IfRange = srv.ETag()
+			case "lm":
+				f.IfRange = srv.LastModified()
+			}
+			if tt.etag == "-" {
+				f.ETag = srv.ETag()
+			}
+			if tt.size > 0 {
+				f.Size = tt.size
 			}
 			w, _, err := runPlan(t, f, 2, 64*kib)
 			if !errors.Is(err, tt.want) {
