@@ -121,3 +121,18 @@ func (c *checkpointer) save() error {
 	c.durable = m.Done()
 	return nil
 }
+
+// manifestRoom is the free space a download keeps beside its part file for
+// the manifest and the temporary copy each save writes before its rename:
+// the bound of a manifest like base with the plan's segments, the spans its
+// splits may add while it runs (complete spans merge in a snapshot, so they
+// stay near the connection count) and, with several servers, the ranges
+// each sent; plus a block for each of the two files and their folder entry.
+func manifestRoom(base *manifest.Manifest, segments, connections int, servers bool, earlierServed int) int64 {
+	spans := segments + 4*connections + 64
+	served := 0
+	if servers {
+		served = earlierServed + 2*spans
+	}
+	return manifest.SizeBound(base, spans, served) + 3*4096
+}

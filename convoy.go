@@ -279,10 +279,6 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if prev.m == nil && !fresh {
 		d.noteUnclaimedPart(f)
 	}
-	part, err := merge.Open(f.part, remote.Size)
-	if err != nil {
-		return Result{}, describeFileError(err, f.part)
-	}
 	base := manifest.Manifest{
 		URL:          redact.URL(remote.URL),
 		FinalURL:     redact.URL(remote.FinalURL),
@@ -293,9 +289,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	// A download from several servers, now or in an earlier run, records
 	// them and which bytes each sent.
 	var prov *provenance
+	var earlier []manifest.Served
 	if len(d.mirrors) > 0 || (prev.m != nil && (len(prev.m.Sources) > 0 || len(prev.m.ServedBy) > 0)) {
 		base.Sources = sourcesFor(prev.m, d.servers(remote))
-		var earlier []manifest.Served
 		if prev.m != nil {
 			earlier = prev.m.ServedBy
 		}
@@ -306,6 +302,11 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		// Fill the file from the front, so the hash can follow the download
 		// instead of reading most of the file back after the last byte.
 		segs = orderedChunks(remote.Size, hashChunk)
+	}
+	room := manifestRoom(&base, max(len(segs), 1), d.cfg.Connections, prov != nil, len(earlier))
+	part, err := merge.Open(f.part, remote.Size, room)
+	if err != nil {
+		return Result{}, describeFileError(err, f.part)
 	}
 	plan, err := segment.NewPlan(remote.Size, segs, d.cfg.Connections, d.cfg.MinSplitSize)
 	if err != nil {
@@ -430,7 +431,7 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 	} else if !d.cfg.Restart {
 		d.noteUnclaimedPart(f)
 	}
-	part, err := merge.Open(f.part, remote.Size)
+	part, err := merge.Open(f.part, remote.Size, 0) // no manifest
 	if err != nil {
 		return Result{}, describeFileError(err, f.part)
 	}

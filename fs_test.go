@@ -136,8 +136,8 @@ func TestFileThatJustFitsTheDisk(t *testing.T) {
 		size int64
 		fits bool
 	}{
-		{disk - 64<<10, false},
-		{disk - 2*merge.SideRoom, true},
+		{disk - 4<<10, false},
+		{disk - 256<<10, true},
 	} {
 		srv := testserver.New(t, testserver.Size(tt.size))
 		cfg := fastConfig(srv.URL, dir)
@@ -153,6 +153,42 @@ func TestFileThatJustFitsTheDisk(t *testing.T) {
 		}
 		if err != nil {
 			t.Fatalf("%d bytes on an 8 MiB disk: %v", tt.size, err)
+		}
+		srv.Verify(t, filepath.Join(dir, "out.bin"))
+	}
+}
+
+// A resume whose part file is fully allocated needs room for its manifest
+// only, sized from the download: a disk left with a few hundred KiB free is
+// enough to finish, and a checksum download keeps room for its hash state.
+func TestResumeOnANearlyFullDisk(t *testing.T) {
+	const size = 6 << 20
+	for _, checksum := range []bool{false, true} {
+		dir := mountTmpfs(t, "8m")
+		srv := testserver.New(t, testserver.Size(size), testserver.Rate(8<<20))
+		cfg := fastConfig(srv.URL, dir)
+		if checksum {
+			cfg.Checksum = "sha256:" + sums(srv.Content())["sha256"]
+		}
+		if err := interruptAfter(t, cfg, size/2); !errors.Is(err, convoy.ErrInterrupted) {
+			t.Fatalf("first run: %v, want it interrupted", err)
+		}
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		const left = 300 << 10
+		filler := filepath.Join(dir, "filler")
+		if err := os.WriteFile(filler, make([]byte, int64(st.Bavail)*st.Bsize-left), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srv.SetOption(testserver.Rate(0))
+		res, err := convoy.Download(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("resume with %d KiB free (checksum %v): %v", left>>10, checksum, err)
+		}
+		if res.Resumed == 0 {
+			t.Error("nothing was resumed")
 		}
 		srv.Verify(t, filepath.Join(dir, "out.bin"))
 	}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/convoy-dl/convoy/internal/fsx"
 	"github.com/convoy-dl/convoy/internal/ranges"
@@ -168,6 +170,56 @@ func checkServed(served []Served, size int64) error {
 		prevEnd = s.End
 	}
 	return nil
+}
+
+// hashStateBound is more than the saved state of any hash the manifest
+// records (SHA-512's is about 200 bytes), as base64 in JSON.
+const hashStateBound = 1 << 10
+
+// SizeBound returns an upper bound on the encoded size of m once it holds
+// segments segments and served served ranges in place of its own, and a
+// hash state, whatever their values: the space a Save needs for its
+// temporary copy. Its URLs and validators are taken as they are now; a
+// served range is taken to name the longest of them.
+func SizeBound(m *Manifest, segments, served int) int64 {
+	c := *m
+	c.Version, c.Kind = Version, kind
+	c.Segments, c.ServedBy, c.HashState = nil, nil, nil
+	longest := longestEncoded(c.URL, c.FinalURL)
+	for _, s := range c.Sources {
+		longest = longestEncoded(longest, s.URL)
+	}
+	// Each entry is measured as the growth it causes in a list encoded at its
+	// own depth, with the widest numbers: the commas and indentation count.
+	widest := int64(math.MaxInt64)
+	seg := listGrowth(func(n int) any {
+		return slices.Repeat([]Segment{{Start: widest, End: widest, Written: widest}}, n)
+	})
+	srv := listGrowth(func(n int) any {
+		return slices.Repeat([]Served{{URL: longest, Start: widest, End: widest}}, n)
+	})
+	base, _ := json.MarshalIndent(&c, "", "  ")
+	// The lists' own keys and brackets, with slack for the hash fields.
+	const lists = 256 + hashStateBound
+	return int64(len(base)) + lists + int64(segments)*seg + int64(served)*srv
+}
+
+// longestEncoded returns whichever of a and b takes more bytes in JSON.
+func longestEncoded(a, b string) string {
+	ea, _ := json.Marshal(a)
+	eb, _ := json.Marshal(b)
+	if len(eb) > len(ea) {
+		return b
+	}
+	return a
+}
+
+// listGrowth is how many bytes one more element adds to the indented
+// encoding of a list at the depth of the manifest's lists.
+func listGrowth(list func(n int) any) int64 {
+	one, _ := json.MarshalIndent(map[string]any{"l": list(1)}, "", "  ")
+	two, _ := json.MarshalIndent(map[string]any{"l": list(2)}, "", "  ")
+	return int64(len(two) - len(one))
 }
 
 // Encode returns m as JSON, stamped with the current version and kind.

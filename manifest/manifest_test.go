@@ -3,6 +3,8 @@ package manifest
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha512"
+	"encoding"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -854,6 +856,59 @@ func TestRemoveTemps(t *testing.T) {
 			slices.Sort(keep)
 			if !slices.Equal(got, keep) {
 				t.Errorf("left %v, want %v", got, keep)
+			}
+		})
+	}
+}
+
+// SizeBound holds for a manifest of any values, hash state included, and is
+// not so loose that a nearly full disk is refused for a small manifest.
+func TestSizeBound(t *testing.T) {
+	withHash := sample(1<<40, 16384)
+	h := sha512.New()
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withHash.HashAlgo, withHash.HashPos, withHash.HashState = "sha512", 0, state
+	escaped := servedSample()
+	for i := range escaped.ServedBy {
+		escaped.ServedBy[i].URL = "http://a/f?x=1&y=<2>&z=\u2028" // each escaped byte takes six
+	}
+	escaped.Sources = nil
+	escaped.URL = "http://a/f?x=1&y=<2>&z=\u2028"
+	// Numbers as wide as they go, a hash state and escaped URLs: little
+	// slack is left, so a bound that misses a part fails here.
+	widest := &Manifest{Size: math.MaxInt64, Segments: []Segment{
+		seg(0, math.MaxInt64-1, math.MaxInt64-1),
+		seg(math.MaxInt64-1, math.MaxInt64, 1),
+	}, HashAlgo: "sha512", HashPos: math.MaxInt64 - 1, HashState: state,
+		URL: escaped.URL,
+	}
+	for i := range int64(40) {
+		widest.ServedBy = append(widest.ServedBy, Served{URL: escaped.URL, Start: math.MaxInt64 - 100 + 2*i, End: math.MaxInt64 - 99 + 2*i})
+	}
+	for _, tt := range []struct {
+		name string
+		m    *Manifest
+	}{
+		{"size=1/segments=1", sample(1, 1)},
+		{"size=1000/segments=1000", sample(1000, 1000)},
+		{"size=1TiB/segments=16384/sha512", withHash},
+		{"served-by-two", servedSample()},
+		{"escaped-urls", escaped},
+		{"widest-numbers", widest},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			actual := int64(len(mustEncode(t, tt.m)))
+			bare := *tt.m
+			bare.Segments, bare.ServedBy, bare.HashState, bare.HashAlgo = nil, nil, nil, ""
+			bound := SizeBound(&bare, len(tt.m.Segments), len(tt.m.ServedBy))
+			if bound < actual {
+				t.Fatalf("bound %d for an encoding of %d bytes", bound, actual)
+			}
+			if bound > 2*actual+4096 {
+				t.Errorf("bound %d for an encoding of %d bytes: too loose", bound, actual)
 			}
 		})
 	}

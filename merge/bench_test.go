@@ -9,7 +9,7 @@ import (
 // (page cache, no sync).
 func BenchmarkWriteAt(b *testing.B) {
 	const size = 256 << 20
-	p, err := Open(filepath.Join(b.TempDir(), "f.part"), size)
+	p, err := Open(filepath.Join(b.TempDir(), "f.part"), size, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

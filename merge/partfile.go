@@ -33,11 +33,14 @@ type PartFile struct {
 }
 
 // Open opens or creates the part file at path for a file of size bytes. With
-// a known size it checks the free space of the folder first, then
-// preallocates the file (fallocate, or a sparse Truncate where the file
+// a known size it checks the free space of the folder first, for the blocks
+// the file still needs and room bytes more (what the files saved beside it
+// will need, so that a file that just fits is refused at once rather than
+// downloaded to the end with its progress unrecordable), then preallocates
+// the file (fallocate, or a sparse Truncate where the file
 // system does not support it); bytes already in the file are kept. With size
 // < 0 (unknown) the file is emptied and grows as it is written.
-func Open(path string, size int64) (p *PartFile, err error) {
+func Open(path string, size, room int64) (p *PartFile, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
@@ -49,7 +52,7 @@ func Open(path string, size int64) (p *PartFile, err error) {
 		}
 		return &PartFile{f: f, path: path, size: size}, nil
 	}
-	if err := checkSpace(f, path, size); err != nil {
+	if err := checkSpace(f, path, size, room); err != nil {
 		return nil, err
 	}
 	if err := preallocate(f, size); err != nil {
@@ -61,15 +64,9 @@ func Open(path string, size int64) (p *PartFile, err error) {
 	return &PartFile{f: f, path: path, size: size}, nil
 }
 
-// SideRoom is the free space Open keeps beyond the file itself, for the
-// small files saved beside it as it downloads (the manifest and its
-// temporary copy): a file that just fits the disk would otherwise download
-// to the end and then fail to record it.
-const SideRoom = 1 << 20
-
 // checkSpace fails with ErrNoSpace when the blocks the file still needs, plus
-// SideRoom, are more than the folder has free for this user.
-func checkSpace(f *os.File, path string, size int64) error {
+// room, are more than the folder has free for this user.
+func checkSpace(f *os.File, path string, size, room int64) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return err
@@ -78,14 +75,14 @@ func checkSpace(f *os.File, path string, size int64) error {
 	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
 		return err
 	}
-	need := size - st.Blocks*512 + SideRoom
+	need := max(size-st.Blocks*512, 0) + room
 	unit := fs.Frsize // the fragment size counts the blocks, where it is set
 	if unit <= 0 {
 		unit = fs.Bsize
 	}
 	free := int64(fs.Bavail) * unit
 	if need > free {
-		return fmt.Errorf("%w for %s: need %s more (the file and 1 MiB for its manifest), %s free", ErrNoSpace, path, units.FormatBytes(need), units.FormatBytes(free))
+		return fmt.Errorf("%w for %s: need %s more (the file, and %s for its manifest), %s free", ErrNoSpace, path, units.FormatBytes(need), units.FormatBytes(room), units.FormatBytes(free))
 	}
 	return nil
 }

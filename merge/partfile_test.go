@@ -30,7 +30,7 @@ func pattern(off, n int64) []byte {
 
 func mustOpen(t *testing.T, path string, size int64) *PartFile {
 	t.Helper()
-	p, err := Open(path, size)
+	p, err := Open(path, size, 4096)
 	if err != nil {
 		t.Fatalf("Open(%s, %d): %v", path, size, err)
 	}
@@ -195,7 +195,7 @@ func TestOpenErrors(t *testing.T) {
 		for _, size := range []int64{-1, 0, 100} {
 			t.Run(tt.name+"/size="+strconv.FormatInt(size, 10), func(t *testing.T) {
 				path := tt.setup(t, t.TempDir())
-				p, err := Open(path, size)
+				p, err := Open(path, size, 0)
 				if err == nil {
 					_ = p.Close()
 					t.Fatalf("Open(%s, %d) succeeded", path, size)
@@ -224,7 +224,7 @@ func TestOpenNoSpace(t *testing.T) {
 		t.Fatal(err)
 	}
 	size := freeBytes(t, dir) + 1<<40
-	p, err := Open(path, size)
+	p, err := Open(path, size, 0)
 	if err == nil {
 		_ = p.Close()
 		t.Fatalf("Open with %d bytes (1 TiB more than free) succeeded", size)
@@ -240,10 +240,27 @@ func TestOpenNoSpace(t *testing.T) {
 	}
 }
 
+// The room asked for beside the file counts as the file does: a small file
+// with more room than the folder has free is refused.
+func TestOpenKeepsRoom(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f.part")
+	if p, err := Open(path, 100, freeBytes(t, dir)+1<<30); !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "for its manifest") {
+		if p != nil {
+			_ = p.Close()
+		}
+		t.Fatalf("Open with more room than is free = %v, want ErrNoSpace naming the manifest's room", err)
+	}
+	p := mustOpen(t, path, 100)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestOpenNoSpaceNewFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "f.part")
-	p, err := Open(path, freeBytes(t, dir)+1<<40)
+	p, err := Open(path, freeBytes(t, dir)+1<<40, 0)
 	if !errors.Is(err, ErrNoSpace) {
 		if p != nil {
 			_ = p.Close()
