@@ -1099,31 +1099,38 @@ func TestStreamRestartCountsBytesTwice(t *testing.T) {
 // over (TestChangedFileBetweenRunsStartsOver, mirrors_resume_test.go).
 func TestPartOfAnotherDownloadIsKept(t *testing.T) {
 	const size = 2 << 20
-	a := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20), testserver.Path("/a.iso"))
-	b := testserver.New(t, testserver.Size(size+1), testserver.Seed(7), testserver.Path("/b.iso"))
-	dir := t.TempDir()
-	cfg := fastConfig(a.URL, dir)
-	if err := interruptAfter(t, cfg, size/2); !errors.Is(err, convoy.ErrInterrupted) {
-		t.Fatalf("error %v, want ErrInterrupted", err)
+	for _, tt := range []struct{ pathA, pathB, named string }{
+		{"/a.iso", "/b.iso", "a.iso"},
+		{"/", "/", "127.0.0.1"}, // no file names: two root paths are not one file
+	} {
+		t.Run(tt.pathA+tt.pathB, func(t *testing.T) {
+			a := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20), testserver.Path(tt.pathA))
+			b := testserver.New(t, testserver.Size(size+1), testserver.Seed(7), testserver.Path(tt.pathB))
+			dir := t.TempDir()
+			cfg := fastConfig(a.URL, dir)
+			if err := interruptAfter(t, cfg, size/2); !errors.Is(err, convoy.ErrInterrupted) {
+				t.Fatalf("error %v, want ErrInterrupted", err)
+			}
+			part := filepath.Join(dir, "out.bin.part")
+			before, err := os.ReadFile(part)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.URL = b.URL
+			_, err = convoy.Download(context.Background(), cfg)
+			if !errors.Is(err, convoy.ErrNotResumable) || !strings.Contains(err.Error(), "--restart") || !strings.Contains(err.Error(), tt.named) {
+				t.Fatalf("error %v, want ErrNotResumable naming the earlier download and --restart", err)
+			}
+			if after, err := os.ReadFile(part); err != nil || !bytes.Equal(after, before) {
+				t.Fatalf("the other download's part file changed (%v)", err)
+			}
+			cfg.Restart = true
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			b.Verify(t, filepath.Join(dir, "out.bin"))
+		})
 	}
-	part := filepath.Join(dir, "out.bin.part")
-	before, err := os.ReadFile(part)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.URL = b.URL
-	_, err = convoy.Download(context.Background(), cfg)
-	if !errors.Is(err, convoy.ErrNotResumable) || !strings.Contains(err.Error(), "--restart") || !strings.Contains(err.Error(), "a.iso") {
-		t.Fatalf("error %v, want ErrNotResumable naming the earlier download and --restart", err)
-	}
-	if after, err := os.ReadFile(part); err != nil || !bytes.Equal(after, before) {
-		t.Fatalf("the other download's part file changed (%v)", err)
-	}
-	cfg.Restart = true
-	if _, err := convoy.Download(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	b.Verify(t, filepath.Join(dir, "out.bin"))
 }
 
 // An empty file downloads as an empty file, with no notice about

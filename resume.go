@@ -82,18 +82,24 @@ func written(segs []segment.Segment) int64 {
 
 // sameFileName reports whether r's address ends in the same file name as
 // one the manifest recorded: a mirror of the file, perhaps of another
-// version of it, rather than some other file.
+// version of it, rather than some other file. An address without a file
+// name (a root path) names nothing, so it matches nothing.
 func sameFileName(m *manifest.Manifest, r segment.Remote) bool {
 	name := func(raw string) string {
 		u, err := url.Parse(raw)
 		if err != nil {
 			return raw
 		}
-		return path.Base(u.Path)
+		switch base := path.Base(u.Path); base {
+		case "/", ".":
+			return ""
+		default:
+			return base
+		}
 	}
 	names := []string{name(r.URL), name(r.FinalURL)}
 	for _, s := range append([]manifest.Source{{URL: m.URL}, {URL: m.FinalURL}}, m.Sources...) {
-		if s.URL != "" && slices.Contains(names, name(s.URL)) {
+		if n := name(s.URL); n != "" && slices.Contains(names, n) {
 			return true
 		}
 	}

@@ -77,7 +77,7 @@ func copyRanges(f *os.File, url string, size int64, n int) error {
 }
 
 // copyRange writes bytes [start, end) of url into f at the same offsets.
-func copyRange(client *http.Client, f *os.File, url string, start, end int64) error {
+func copyRange(client *http.Client, f *os.File, url string, start, end int64) (err error) {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -87,7 +87,7 @@ func copyRange(client *http.Client, f *os.File, url string, start, end int64) er
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { err = errors.Join(err, resp.Body.Close()) }()
 	if resp.StatusCode != http.StatusPartialContent || resp.ContentLength != end-start {
 		return fmt.Errorf("range %d-%d: %s, length %d", start, end-1, resp.Status, resp.ContentLength)
 	}
