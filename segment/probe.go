@@ -137,27 +137,32 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 	case http.StatusPartialContent:
 		cr, err := ParseContentRange(resp.Header.Get("Content-Range"))
 		if err != nil {
-			return r, &ProtocolError{URL: u, Reason: err.Error()}
+			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered the range probe (bytes 0-0) with an unusable Content-Range: %v", err)}
 		}
 		if cr.First != 0 || cr.Last != 0 {
-			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("asked for bytes 0-0, got %s", cr)}
+			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered the range probe for bytes 0-0 with bytes %s: its ranges cannot be trusted", cr)}
 		}
 		// Read the one byte so the connection can be reused; a body that
 		// stalls instead is cut by the stall timer. A body of another
 		// length is not the byte asked for (a range compressed on the fly,
 		// say).
 		if resp.ContentLength > 1 {
-			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered bytes 0-0 with a body of %d bytes", resp.ContentLength)}
+			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered the range probe for bytes 0-0 with a body of %d bytes (a range compressed on the fly?): its ranges cannot be trusted", resp.ContentLength)}
 		}
 		f := &Fetcher{StallTimeout: p.StallTimeout}
 		body := newStallReader(resp.Body, f.stallTimeout(), cancel)
-		n, _ := io.Copy(io.Discard, io.LimitReader(body, 2))
+		n, rerr := io.Copy(io.Discard, io.LimitReader(body, 2))
 		body.stop()
-		if errors.Is(context.Cause(rctx), ErrStalled) {
+		switch {
+		case errors.Is(context.Cause(rctx), ErrStalled):
 			return r, ErrStalled
-		}
-		if n != 1 {
-			return r, &ProtocolError{URL: u, Reason: fmt.Sprintf("answered bytes 0-0 with a body of %d bytes or more", n)}
+		case n == 0 && (rerr != nil || resp.ContentLength == 1):
+			// Cut short, as any body can be: a transient fault.
+			return r, fmt.Errorf("%s closed the connection before the range probe's one byte arrived", u)
+		case n == 0:
+			return r, &ProtocolError{URL: u, Reason: "answered the range probe for bytes 0-0 with an empty body: its ranges cannot be trusted"}
+		case n > 1:
+			return r, &ProtocolError{URL: u, Reason: "answered the range probe for bytes 0-0 with more than one byte (a range compressed on the fly?): its ranges cannot be trusted"}
 		}
 		r.Size = cr.Total
 		r.Ranges = cr.Total >= 0

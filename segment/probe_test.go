@@ -389,3 +389,23 @@ func TestProbeDoesNotWaitForAStalledHead(t *testing.T) {
 		t.Errorf("probe took %v with a stalled HEAD, want about %v", d, headWait)
 	}
 }
+
+// A range probe whose answer is cut before its one byte (a server or proxy
+// that closes the connection) is a transient fault like any short body: it
+// is retried, and the probe then succeeds.
+func TestProbeBodyCutShortIsRetried(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(mib), testserver.CutAfter(0, 2))
+	p := newProber(t, ClientOptions{Connections: 1})
+	var retries []error
+	p.OnRetry = func(err error, _ time.Duration) { retries = append(retries, err) }
+	r, err := p.Probe(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Size != mib || !r.Ranges {
+		t.Errorf("probe found size %d, ranges %v", r.Size, r.Ranges)
+	}
+	if len(retries) != 2 || !strings.Contains(retries[0].Error(), "closed the connection before") {
+		t.Errorf("retries %v: want two, each saying the connection was closed early", retries)
+	}
+}
