@@ -116,7 +116,7 @@ func BenchMirrors(ctx context.Context, bc BenchConfig) ([]MirrorReport, error) {
 // benchOne probes and times one mirror.
 func (d *download) benchOne(ctx context.Context, bc BenchConfig, u string) (MirrorReport, segment.Remote) {
 	rep := MirrorReport{URL: redact.URL(u), Connections: bc.Connections, raw: u}
-	r, err := d.probeURL(ctx, u)
+	r, err := d.probeURL(ctx, u, !d.cfg.RetryConnRefused)
 	if err != nil {
 		rep.Error = redact.Text(err.Error())
 		return rep, r

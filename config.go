@@ -83,6 +83,12 @@ type Config struct {
 	// MaxTries bounds the consecutive attempts of one range that make no
 	// progress (default 10).
 	MaxTries int
+	// RetryConnRefused retries a server that cannot be reached (connection
+	// refused, no such host, no route) at first contact too. Without it, a
+	// run that starts a download (not a resume) fails at once on those:
+	// most likely a typo. Once a download is under way, or resumed, they
+	// are always retried.
+	RetryConnRefused bool
 	// RetryInitial and RetryMax shape the exponential backoff between tries
 	// (defaults 500ms and 30s).
 	RetryInitial, RetryMax time.Duration

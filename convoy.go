@@ -99,18 +99,21 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 
 // download is the state of one Download call.
 type download struct {
-	eventMu   sync.Mutex // serialises OnEvent
-	connMu    sync.Mutex
-	conns     []ConnProgress // what each connection last reported
-	cfg       Config
-	first     string           // the first URL the user gave, which names the output
-	limiter   *rate.Limiter    // nil without a rate limit
-	mirrors   []segment.Remote // mirrors that agreed with the primary
-	client    *http.Client
-	start     time.Time
-	retries   atomic.Int64
-	discarded atomic.Int64 // received bytes not written
-	cuts      atomic.Int64 // answers in flight cut short
+	eventMu sync.Mutex // serialises OnEvent
+	connMu  sync.Mutex
+	conns   []ConnProgress // what each connection last reported
+	cfg     Config
+	first   string // the first URL the user gave, which names the output
+	// firstContact holds until a server has answered: an unreachable one
+	// then fails at once (a typo) instead of being retried.
+	firstContact bool
+	limiter      *rate.Limiter    // nil without a rate limit
+	mirrors      []segment.Remote // mirrors that agreed with the primary
+	client       *http.Client
+	start        time.Time
+	retries      atomic.Int64
+	discarded    atomic.Int64 // received bytes not written
+	cuts         atomic.Int64 // answers in flight cut short
 	// startedOver counts partial downloads found unusable before a pass
 	// (another version on the server, no ranges any more): restarts too.
 	startedOver atomic.Int64
@@ -122,6 +125,7 @@ type files struct {
 }
 
 func (d *download) run(ctx context.Context) (Result, error) {
+	d.firstContact = !d.cfg.RetryConnRefused && !d.resuming()
 	remote, err := d.probeFirst(ctx)
 	if err != nil {
 		return Result{}, err
@@ -162,9 +166,10 @@ func (d *download) probeFirst(ctx context.Context) (segment.Remote, error) {
 	urls := append([]string{d.cfg.URL}, d.cfg.Mirrors...)
 	var first error
 	for i, u := range urls {
-		r, err := d.probeURL(ctx, u)
+		r, err := d.probeURL(ctx, u, d.firstContact)
 		if err == nil {
 			d.cfg.URL, d.cfg.Mirrors = u, urls[i+1:]
+			d.firstContact = false
 			return r, nil
 		}
 		if first == nil {
@@ -182,9 +187,11 @@ func (d *download) probeFirst(ctx context.Context) (segment.Remote, error) {
 	return segment.Remote{}, first
 }
 
-// probeURL probes u with the download's client, headers and retry policy.
-func (d *download) probeURL(ctx context.Context, u string) (segment.Remote, error) {
+// probeURL probes u with the download's client, headers and retry policy;
+// with failFast an unreachable server is not retried.
+func (d *download) probeURL(ctx context.Context, u string, failFast bool) (segment.Remote, error) {
 	p := &segment.Prober{
+		FailFast:     failFast,
 		Client:       d.client,
 		Header:       d.cfg.Header,
 		StallTimeout: d.cfg.StallTimeout,
@@ -541,7 +548,7 @@ func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *s
 // resolveAgain probes the original URL again for a fresh redirect target;
 // the file must still be the one being fetched.
 func (d *download) resolveAgain(ctx context.Context, was segment.Remote) (string, error) {
-	now, err := d.probeURL(ctx, was.URL)
+	now, err := d.probeURL(ctx, was.URL, false)
 	if err != nil {
 		return "", err
 	}

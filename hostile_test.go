@@ -3,6 +3,7 @@ package convoy_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/testserver"
+	"github.com/convoy-dl/convoy/segment"
 )
 
 // rawServer answers every connection on loopback with answer(request line,
@@ -201,4 +203,49 @@ func TestStoredFileLabelledWithEncoding(t *testing.T) {
 		ts.Close()
 		h.Close()
 	}
+}
+
+// A server that cannot be reached at first contact (nothing listens there)
+// fails at once, with one error naming the host and the cause: most likely a
+// typo. With RetryConnRefused, or when the run resumes a partial download,
+// it is retried like any transient fault.
+func TestUnreachableAtFirstContact(t *testing.T) {
+	closed := testserver.New(t)
+	closedURL := closed.URL
+	closed.Close()
+	host := strings.TrimPrefix(strings.TrimSuffix(closedURL, closed.FilePath()), "http://")
+
+	t.Run("fails at once", func(t *testing.T) {
+		cfg := fastConfig(closedURL, t.TempDir())
+		res, err := convoy.Download(context.Background(), cfg)
+		var ue *segment.UnreachableError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "cannot reach "+host+": connection refused") {
+			t.Fatalf("error %v, want one naming %s and the refusal", err, host)
+		}
+		if res.Retries != 0 {
+			t.Errorf("%d retries at first contact, want none", res.Retries)
+		}
+	})
+	t.Run("RetryConnRefused", func(t *testing.T) {
+		cfg := fastConfig(closedURL, t.TempDir())
+		cfg.RetryConnRefused, cfg.MaxTries = true, 3
+		res, err := convoy.Download(context.Background(), cfg)
+		if err == nil || res.Retries != 2 {
+			t.Fatalf("error %v after %d retries, want it retried twice", err, res.Retries)
+		}
+	})
+	t.Run("resume", func(t *testing.T) {
+		const size = 2 << 20
+		srv := testserver.New(t, testserver.Size(size), testserver.Rate(4<<20))
+		dir := t.TempDir()
+		cfg := fastConfig(srv.URL, dir)
+		if err := interruptAfter(t, cfg, size/4); !errors.Is(err, convoy.ErrInterrupted) {
+			t.Fatalf("first run: %v, want it interrupted", err)
+		}
+		cfg.URL, cfg.MaxTries = closedURL, 3
+		res, err := convoy.Download(context.Background(), cfg)
+		if err == nil || res.Retries != 2 {
+			t.Fatalf("error %v after %d retries, want a resume retried twice", err, res.Retries)
+		}
+	})
 }

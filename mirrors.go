@@ -80,7 +80,8 @@ func (d *download) mirrorsFor(ctx context.Context, primary segment.Remote) []seg
 // the mirror cannot be used, or "".
 func (d *download) checkMirror(ctx context.Context, u string, primary segment.Remote, places []int64, primarySamples func() ([][]byte, error)) (segment.Remote, string) {
 	p := &segment.Prober{Client: d.client, Header: d.cfg.Header, StallTimeout: d.cfg.StallTimeout,
-		MaxTries: min(d.cfg.MaxTries, 3), RetryInitial: d.cfg.RetryInitial, RetryMax: d.cfg.RetryMax}
+		MaxTries: min(d.cfg.MaxTries, 3), RetryInitial: d.cfg.RetryInitial, RetryMax: d.cfg.RetryMax,
+		FailFast: !d.cfg.RetryConnRefused}
 	r, err := p.Probe(ctx, u)
 	switch {
 	case err != nil:

@@ -36,6 +36,21 @@ func (d *download) outputPaths(r segment.Remote) (files, error) {
 	return files{out: out, part: out + PartSuffix, manifest: out + ManifestSuffix}, nil
 }
 
+// resuming reports whether a manifest of an earlier run waits at the
+// output this download will most likely use (the name a server sends in
+// Content-Disposition is not known before the probe).
+func (d *download) resuming() bool {
+	out := d.cfg.Output
+	if out == "" {
+		out = RemoteName("", d.first)
+	}
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(d.cfg.Dir, out)
+	}
+	_, err := os.Stat(out + ManifestSuffix)
+	return err == nil
+}
+
 // checkExisting handles an output that is already there: a folder is an
 // error; a file left by a run that crashed after its rename is finished
 // here; any other file needs Overwrite.

@@ -20,6 +20,7 @@ const maxPipeChunk = 8 << 20
 // holding at most cfg.Buffer bytes out of order. Nothing is kept on disk, so
 // nothing resumes.
 func (d *download) toWriter(ctx context.Context) (Result, error) {
+	d.firstContact = !d.cfg.RetryConnRefused
 	remote, err := d.probeFirst(ctx)
 	if err != nil {
 		return Result{}, err

@@ -3,9 +3,12 @@ package segment
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
@@ -98,3 +101,58 @@ func (e *WriteError) Error() string {
 }
 
 func (e *WriteError) Unwrap() error { return e.Err }
+
+// UnreachableError is a server that could not be reached at all: its name
+// does not resolve, or nothing at its address takes the connection. At first
+// contact that is most likely a typo, and it is final (Fetcher.FailFast);
+// once a download is under way it is a server restarting or a link going
+// down, and it is retried.
+type UnreachableError struct {
+	// Host is what could not be reached: the URL's host, or the proxy's
+	// address when the proxy refused.
+	Host string
+	// Cause is "no such host", "connection refused", "no route to host" or
+	// "network unreachable".
+	Cause string
+	Err   error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach %s: %s", e.Host, e.Cause)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// unreachable returns err as an UnreachableError when the round trip failed
+// because the host could not be reached, else nil.
+func unreachable(err error) *UnreachableError {
+	var cause string
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return &UnreachableError{Host: dns.Name, Cause: "no such host", Err: redactedError{err}}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		cause = "connection refused"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		cause = "no route to host"
+	case errors.Is(err, syscall.ENETUNREACH):
+		cause = "network unreachable"
+	default:
+		return nil
+	}
+	host := ""
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			host = u.Host
+		}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "proxyconnect" && op.Addr != nil {
+		host = "the proxy at " + op.Addr.String()
+	}
+	if host == "" && op != nil && op.Addr != nil {
+		host = op.Addr.String()
+	}
+	return &UnreachableError{Host: host, Cause: cause, Err: redactedError{err}}
+}

@@ -86,7 +86,9 @@ func TestIsPermanent(t *testing.T) {
 		{"write", &WriteError{Offset: 1, Err: io.ErrShortWrite}, true},
 		{"redirect", &RedirectError{"no"}, true},
 		{"backoff permanent", backoff.Permanent(errors.New("x")), true},
-		{"dns not found", &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}, true},
+		// Final only at first contact, by FailFast.
+		{"dns not found", &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}, false},
+		{"unreachable", &UnreachableError{Host: "h", Cause: "connection refused"}, false},
 		{"dns timeout", &net.DNSError{Err: "timeout", Name: "x", IsTimeout: true}, false},
 		{"stalled", ErrStalled, false},
 		{"unexpected EOF", io.ErrUnexpectedEOF, false},

@@ -60,6 +60,10 @@ type Fetcher struct {
 	StallTimeout time.Duration
 	// MaxTries bounds the consecutive attempts without progress (0: 10).
 	MaxTries int
+	// FailFast makes an unreachable server (UnreachableError: no such
+	// host, connection refused, no route) final at once instead of retried:
+	// right for a first contact, where it is most likely a typo.
+	FailFast bool
 	// RetryInitial and RetryMax shape the exponential backoff between
 	// attempts (0: 500ms and 30s).
 	RetryInitial, RetryMax time.Duration
@@ -472,6 +476,9 @@ func transportError(rctx context.Context, err error) error {
 				return inner
 			}
 		}
+	}
+	if u := unreachable(err); u != nil {
+		return u
 	}
 	return redactedError{err}
 }

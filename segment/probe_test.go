@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -407,5 +408,46 @@ func TestProbeBodyCutShortIsRetried(t *testing.T) {
 	}
 	if len(retries) != 2 || !strings.Contains(retries[0].Error(), "closed the connection before") {
 		t.Errorf("retries %v: want two, each saying the connection was closed early", retries)
+	}
+}
+
+// An unreachable server (nothing listens, the name does not resolve) ends
+// a FailFast probe at its first try with one error naming the host and the
+// cause; without FailFast it is retried like any transient fault.
+func TestProbeUnreachable(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL + "/f"
+	closed.Close()
+	host := strings.TrimPrefix(closed.URL, "http://")
+	noSuchHost := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		name, _, _ := net.SplitHostPort(addr)
+		return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+	}
+	for _, tt := range []struct {
+		name, url, want string
+		dial            func(ctx context.Context, network, addr string) (net.Conn, error)
+	}{
+		{"refused", closedURL, "cannot reach " + host + ": connection refused", nil},
+		{"no such host", "http://nosuch.invalid/f", "cannot reach nosuch.invalid: no such host", noSuchHost},
+	} {
+		for _, failFast := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/failfast=%v", tt.name, failFast), func(t *testing.T) {
+				p := newProber(t, ClientOptions{})
+				if tt.dial != nil {
+					p.Client.Transport.(*http.Transport).DialContext = tt.dial
+				}
+				p.FailFast = failFast
+				retries := 0
+				p.OnRetry = func(error, time.Duration) { retries++ }
+				_, err := p.Probe(context.Background(), tt.url)
+				var ue *UnreachableError
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("Probe = %v, want an UnreachableError saying %q", err, tt.want)
+				}
+				if want := map[bool]int{true: 0, false: p.MaxTries - 1}[failFast]; retries != want {
+					t.Errorf("%d retries, want %d", retries, want)
+				}
+			})
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"time"
 
@@ -25,6 +24,10 @@ func (f *Fetcher) classify(ctx context.Context, err error, pol *retryPolicy) err
 	if IsPermanent(err) {
 		return backoff.Permanent(err)
 	}
+	var ue *UnreachableError
+	if f.FailFast && errors.As(err, &ue) {
+		return backoff.Permanent(err)
+	}
 	var se *StatusError
 	if errors.As(err, &se) {
 		pol.retryAfter = se.RetryAfter
@@ -34,7 +37,8 @@ func (f *Fetcher) classify(ctx context.Context, err error, pol *retryPolicy) err
 
 // IsPermanent reports whether err cannot be cured by trying again: a refused
 // status, a broken range answer, a changed file, a failed write, a refused
-// redirect, a bad certificate or an unknown host.
+// redirect or a bad certificate. An unreachable host (UnreachableError) is
+// not: it is final only at first contact, by Fetcher.FailFast.
 func IsPermanent(err error) bool {
 	if err == nil {
 		return false
@@ -45,7 +49,6 @@ func IsPermanent(err error) bool {
 		pre *ProtocolError
 		we  *WriteError
 		re  *RedirectError
-		dns *net.DNSError
 		cv  *tls.CertificateVerificationError
 		ua  x509.UnknownAuthorityError
 		hn  x509.HostnameError
@@ -60,8 +63,6 @@ func IsPermanent(err error) bool {
 		return true
 	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci):
 		return true
-	case errors.As(err, &dns):
-		return dns.IsNotFound
 	}
 	return false
 }

@@ -34,6 +34,8 @@ func runCLI(t *testing.T, args ...string) (int, string) {
 func TestExitCodes(t *testing.T) {
 	srv := testserver.New(t, testserver.Size(200<<10))
 	missing := testserver.New(t, testserver.Statuses(404))
+	closed := testserver.New(t)
+	closed.Close()
 	dir := t.TempDir()
 	tests := []struct {
 		name string
@@ -53,6 +55,9 @@ func TestExitCodes(t *testing.T) {
 		{"unknown-command", []string{"fetch", srv.URL}, exitUsage, "unknown command"},
 		{"verify-without-checksum", []string{"verify", "x"}, exitUsage, "--checksum"},
 		{"not-found", []string{"get", "-q", "-d", dir, "-o", "nf.bin", missing.URL}, exitFailure, "404"},
+		// Not quiet: one line in all, no retry notices before it.
+		{"unreachable", []string{"get", "-d", dir, "-o", "ur.bin", closed.URL}, exitFailure, "connection refused"},
+		{"unreachable-retried", []string{"get", "-d", dir, "-o", "ur.bin", "--retry-connrefused", "--max-tries", "2", "-q", closed.URL}, exitFailure, "giving up after 2 tries"},
 		{"ok", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitOK, ""},
 		{"exists", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitFailure, "--overwrite"},
 		{"flags-after-url", []string{"get", srv.URL, "-q", "-d", dir, "-o", "after.bin", "--overwrite"}, exitOK, ""},
