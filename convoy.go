@@ -61,7 +61,8 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	d := &download{cfg: cfg, start: start, first: cfg.URL}
+	d := &download{cfg: cfg, start: start, first: cfg.URL, retryNotices: newRetryNotices(cfg.Logf)}
+	defer d.retryNotices.flush()
 	if cfg.LimitRate > 0 {
 		// A burst of a tenth of a second's bytes, at least one read's worth,
 		// keeps the rate smooth without starving large reads.
@@ -104,6 +105,8 @@ type download struct {
 	conns   []ConnProgress // what each connection last reported
 	cfg     Config
 	first   string // the first URL the user gave, which names the output
+	// retryNotices prints retries to Logf without repeating itself.
+	retryNotices *retryNotices
 	// firstContact holds until a server has answered: an unreachable one
 	// then fails at once (a typo) instead of being retried.
 	firstContact bool
@@ -577,7 +580,7 @@ func (d *download) connections() []ConnProgress {
 
 func (d *download) onRetry(err error, wait time.Duration) {
 	d.retries.Add(1)
-	d.cfg.Logf("retrying in %s: %v", wait.Round(time.Millisecond), err)
+	d.retryNotices.retry(err.Error(), wait)
 	d.emit(Event{Type: "retry", Wait: wait.Seconds(), Error: redact.Text(err.Error())})
 }
 

@@ -1,6 +1,12 @@
 package convoy
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+)
 
 // Event is one step of a download, for scripts and interfaces: convoy get
 // --json prints each as a line of JSON. Fields that do not apply to a type
@@ -48,4 +54,98 @@ func (d *download) emit(e Event) {
 	d.eventMu.Lock()
 	defer d.eventMu.Unlock()
 	d.cfg.OnEvent(e)
+}
+
+// repeatEvery is how often a retry notice whose cause keeps repeating is
+// printed again, with the count of repeats since it last was.
+const repeatEvery = 30 * time.Second
+
+// retryNotices turns retries into notices for people: the first retry of a
+// cause is printed at once; its repeats are counted, and said at most once
+// every repeatEvery and when the download ends. Eight connections meeting
+// one outage, or one server refusing for minutes, cost a few lines, not a
+// screenful. A cause is the error's text with its numbers left out (offsets
+// and byte counts differ from try to try), URLs kept whole.
+type retryNotices struct {
+	mu     sync.Mutex
+	logf   func(format string, args ...any)
+	now    func() time.Time
+	seen   map[string]*repeats
+	causes []string // in the order first seen
+}
+
+type repeats struct {
+	text   string // the latest text of the cause
+	n      int    // repeats not yet said
+	saidAt time.Time
+}
+
+func newRetryNotices(logf func(format string, args ...any)) *retryNotices {
+	return &retryNotices{logf: logf, now: time.Now, seen: map[string]*repeats{}}
+}
+
+// retry records one retry of text, waiting wait before the next try.
+func (r *retryNotices) retry(text string, wait time.Duration) {
+	key := causeOf(text)
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rep, ok := r.seen[key]
+	switch {
+	case !ok:
+		r.seen[key] = &repeats{text: text, saidAt: now}
+		r.causes = append(r.causes, key)
+		r.logf("retrying in %s: %s", wait.Round(time.Millisecond), text)
+	case now.Sub(rep.saidAt) >= repeatEvery:
+		r.logf("still retrying (%s since the last notice, next in %s): %s", times(rep.n+1), wait.Round(time.Millisecond), text)
+		rep.text, rep.n, rep.saidAt = text, 0, now
+	default:
+		rep.text = text
+		rep.n++
+	}
+}
+
+// flush says the repeats not yet said, once the retries are over.
+func (r *retryNotices) flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, key := range r.causes {
+		if rep := r.seen[key]; rep.n > 0 {
+			r.logf("retried %s more for the same cause: %s", times(rep.n), rep.text)
+			rep.n = 0
+		}
+	}
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// causeOf is text with each run of digits replaced by "#", except in URLs
+// and in HTTP status codes.
+func causeOf(text string) string {
+	words := strings.Fields(text)
+	for i, w := range words {
+		if strings.Contains(w, "://") || (i > 0 && words[i-1] == "HTTP") {
+			continue
+		}
+		var b strings.Builder
+		digits := false
+		for _, c := range w {
+			if unicode.IsDigit(c) {
+				if !digits {
+					b.WriteByte('#')
+				}
+				digits = true
+				continue
+			}
+			digits = false
+			b.WriteRune(c)
+		}
+		words[i] = b.String()
+	}
+	return strings.Join(words, " ")
 }

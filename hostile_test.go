@@ -249,3 +249,34 @@ func TestUnreachableAtFirstContact(t *testing.T) {
 		}
 	})
 }
+
+// Retries of one cause print one notice and then a count, never a line per
+// try; every try is still an event.
+func TestRetryNoticesDoNotRepeat(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(64<<10), testserver.Statuses(503, 503, 503, 503, 503, 503))
+	cfg := fastConfig(srv.URL, t.TempDir())
+	var n notices
+	cfg.Logf = n.logf
+	events := 0
+	cfg.OnEvent = func(e convoy.Event) {
+		if e.Type == "retry" {
+			events++
+		}
+	}
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(cfg.Dir, "out.bin"))
+	var retrying, counted int
+	for _, l := range n.lines {
+		if strings.HasPrefix(l, "retrying in") {
+			retrying++
+		}
+		if strings.Contains(l, "5 times more") && strings.Contains(l, "503") {
+			counted++
+		}
+	}
+	if retrying != 1 || counted != 1 || events != 6 {
+		t.Errorf("notices %q and %d retry events: want one retry notice, one count of 5 more, 6 events", n.lines, events)
+	}
+}
