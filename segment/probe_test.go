@@ -451,3 +451,47 @@ func TestProbeUnreachable(t *testing.T) {
 		}
 	}
 }
+
+// A HEAD whose answer cannot be read (the connection closed before any
+// status line, or a malformed one) is a reason to rely on the GET, never
+// to fail or to retry the probe.
+func TestProbeUnreadableHead(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		head func(w http.ResponseWriter)
+	}{
+		{"closed", func(http.ResponseWriter) { panic(http.ErrAbortHandler) }},
+		{"garbage", func(w http.ResponseWriter) {
+			conn, buf, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				panic(err)
+			}
+			_, _ = buf.WriteString("HTTP/1.1 abc not a status\r\n\r\n")
+			_ = buf.Flush()
+			_ = conn.Close()
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := testserver.NewHandler(testserver.Size(mib))
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodHead {
+					tt.head(w)
+					return
+				}
+				h.ServeHTTP(w, r)
+			}))
+			ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+			t.Cleanup(func() { h.Close(); ts.Close() })
+			p := newProber(t, ClientOptions{})
+			retries := 0
+			p.OnRetry = func(error, time.Duration) { retries++ }
+			r, err := p.Probe(context.Background(), ts.URL+h.FilePath())
+			if err != nil || retries != 0 {
+				t.Fatalf("Probe = %v after %d retries, want the GET's answer at once", err, retries)
+			}
+			if r.Size != mib || !r.Ranges {
+				t.Errorf("probe found size %d, ranges %v", r.Size, r.Ranges)
+			}
+		})
+	}
+}
