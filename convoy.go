@@ -137,7 +137,7 @@ func (d *download) run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if done, res, err := d.checkExisting(f); done || err != nil {
+	if done, res, err := d.checkExisting(ctx, remote, f); done || err != nil {
 		return res, err
 	}
 	lock, err := manifest.Acquire(f.part)
@@ -145,7 +145,7 @@ func (d *download) run(ctx context.Context) (Result, error) {
 		return Result{}, describeFileError(err, f.part)
 	}
 	// Another run may have finished the file while this one waited to lock.
-	if done, res, err := d.checkExisting(f); done || err != nil {
+	if done, res, err := d.checkExisting(ctx, remote, f); done || err != nil {
 		d.cleanupUnresumable(f)
 		return res, errors.Join(err, lock.Release())
 	}
@@ -381,6 +381,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		}
 		res.Checksum, res.Verified = sum, want.Sum != nil
 	}
+	labelETag(f.part, remote.ETag)
 	if err := d.commit(part, f, remote.Size, lastModified(remote), true); err != nil {
 		return res, err
 	}
@@ -480,6 +481,7 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 		}
 		res.Checksum, res.Verified = merge.Checksum{Algo: want.Algo, Sum: h.Sum()}.String(), want.Sum != nil
 	}
+	labelETag(f.part, remote.ETag)
 	if err := d.commit(part, f, wantSize, lastModified(remote), false); err != nil {
 		return res, err
 	}

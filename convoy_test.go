@@ -1155,3 +1155,95 @@ func TestEmptyFile(t *testing.T) {
 	}
 	onlyOutput(t, dir, "out.bin")
 }
+
+// Running the same download again when the output is the server's file
+// still is a success that fetches nothing ("already complete"), told by the
+// ETag the file was saved under, else its modification time (the server's
+// Last-Modified), and with a checksum by its digest. A file that is not
+// that still needs Overwrite, and the error says what it is.
+func TestRerunIsAlreadyComplete(t *testing.T) {
+	const size = 256 << 10
+	for _, tt := range []struct {
+		name     string
+		opts     []testserver.Option
+		checksum bool
+		// between runs: what happens to the server or the file
+		change func(t *testing.T, srv *testserver.Server, out string)
+		says   string // "" for already complete
+	}{
+		{"etag", nil, false, nil, ""},
+		{"last-modified", []testserver.Option{testserver.NoETag()}, false, nil, ""},
+		{"checksum", []testserver.Option{testserver.NoETag(), testserver.NoLastModified()}, true, nil, ""},
+		{"no validators", []testserver.Option{testserver.NoETag(), testserver.NoLastModified()}, false, nil, "nothing tells"},
+		{"another size", nil, false, func(t *testing.T, srv *testserver.Server, _ string) {
+			srv.SetOption(testserver.Size(size + 1))
+		}, "another file"},
+		{"another version", nil, false, func(t *testing.T, srv *testserver.Server, _ string) {
+			srv.SetOption(testserver.Seed(9))
+		}, "another version"},
+		{"another ETag, same date", nil, false, func(t *testing.T, srv *testserver.Server, _ string) {
+			srv.SetOption(testserver.ETagValue(`"another"`))
+		}, "saved under ETag"},
+		{"another version, dates only", []testserver.Option{testserver.NoETag()}, false, func(t *testing.T, srv *testserver.Server, _ string) {
+			srv.SetOption(testserver.Seed(9))
+		}, "another version"},
+		{"bytes changed on disk", nil, true, func(t *testing.T, _ *testserver.Server, out string) {
+			st, err := os.Stat(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(out, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("x"), size/2); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(out, st.ModTime(), st.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+		}, "digest"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testserver.New(t, append([]testserver.Option{testserver.Size(size)}, tt.opts...)...)
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			if tt.checksum {
+				cfg.Checksum = "sha256:" + sums(srv.Content())["sha256"]
+			}
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "out.bin")
+			if tt.change != nil {
+				tt.change(t, srv, out)
+			}
+			before := srv.Stats().RangeGets
+			res, err := convoy.Download(context.Background(), cfg)
+			if tt.says == "" {
+				if err != nil || !res.AlreadyComplete || res.Fetched != 0 {
+					t.Fatalf("second run: %v, already complete %v, fetched %d: want already complete, nothing fetched", err, res.AlreadyComplete, res.Fetched)
+				}
+				if got := srv.Stats().RangeGets - before; got > 1 {
+					t.Errorf("%d ranged GETs beyond the probe's", got-1)
+				}
+				srv.Verify(t, out)
+				return
+			}
+			if !errors.Is(err, convoy.ErrExists) || !strings.Contains(err.Error(), tt.says) || !strings.Contains(err.Error(), "--overwrite") {
+				t.Fatalf("second run: %v, want ErrExists saying %q and naming --overwrite", err, tt.says)
+			}
+			cfg.Overwrite = true
+			if tt.checksum {
+				cfg.Checksum = "sha256:" + sums(srv.Content())["sha256"]
+			}
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			srv.Verify(t, out)
+		})
+	}
+}

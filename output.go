@@ -1,13 +1,19 @@
 package convoy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/convoy-dl/convoy/internal/units"
 	"github.com/convoy-dl/convoy/manifest"
+	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/segment"
 )
 
@@ -53,8 +59,10 @@ func (d *download) resuming() bool {
 
 // checkExisting handles an output that is already there: a folder is an
 // error; a file left by a run that crashed after its rename is finished
-// here; any other file needs Overwrite.
-func (d *download) checkExisting(f files) (done bool, res Result, err error) {
+// here; a file that is the server's file still (see sameAsRemote) is
+// already complete; any other file needs Overwrite, and the error says what
+// it is.
+func (d *download) checkExisting(ctx context.Context, remote segment.Remote, f files) (done bool, res Result, err error) {
 	st, err := os.Lstat(f.out) // a symbolic link, even one to nothing, is there
 	if err == nil && st.Mode()&fs.ModeSymlink != 0 {
 		if target, serr := os.Stat(f.out); serr == nil {
@@ -81,5 +89,105 @@ func (d *download) checkExisting(f files) (done bool, res Result, err error) {
 	if d.cfg.Overwrite {
 		return false, Result{}, nil
 	}
-	return false, Result{}, fmt.Errorf("%w: %s (use --overwrite to replace it)", ErrExists, f.out)
+	if !st.Mode().IsRegular() {
+		return false, Result{}, fmt.Errorf("%w: %s is not a regular file (use --overwrite to replace it)", ErrExists, f.out)
+	}
+	same, why, err := d.sameAsRemote(ctx, remote, f.out, st)
+	switch {
+	case err != nil:
+		return false, Result{}, err
+	case same:
+		return true, Result{Path: f.out, Size: st.Size(), Resumed: st.Size(), AlreadyComplete: true}, nil
+	}
+	return false, Result{}, fmt.Errorf("%w: %s %s (use --overwrite to replace it)", ErrExists, f.out, why)
+}
+
+// xattrETag names the extended attribute in which a saved file keeps the
+// ETag it was downloaded under, where the file system has them.
+const xattrETag = "user.convoy.etag"
+
+// labelETag records etag on the file at path, for sameAsRemote. It is a
+// hint, not a record the download depends on: a file system without
+// extended attributes leaves the modification time to tell.
+func labelETag(path, etag string) {
+	if etag == "" {
+		return
+	}
+	_ = unix.Setxattr(path, xattrETag, []byte(etag), 0) // best effort, as said
+}
+
+// savedETag is the ETag labelETag recorded on path, or "".
+func savedETag(path string) string {
+	buf := make([]byte, 1024)
+	n, err := unix.Getxattr(path, xattrETag, buf)
+	if err != nil || n <= 0 {
+		return ""
+	}
+	return string(buf[:n])
+}
+
+// sameAsRemote tells whether the existing file at path, described by st, is
+// the server's file as it is now, and if not, why: another size; with a
+// known checksum, another digest; else another ETag than the one it was
+// saved under, or another modification time than the server's
+// Last-Modified (which convoy gives the files it saves); or nothing to tell.
+func (d *download) sameAsRemote(ctx context.Context, remote segment.Remote, path string, st fs.FileInfo) (bool, string, error) {
+	if remote.Size >= 0 && st.Size() != remote.Size {
+		return false, fmt.Sprintf("exists with %s; the server's file has %s, so it is another file", units.FormatBytes(st.Size()), units.FormatBytes(remote.Size)), nil
+	}
+	want, err := d.expectedChecksum(ctx, remote, path)
+	if err != nil {
+		return false, "", err
+	}
+	if want != nil && want.Sum != nil {
+		ok, err := fileHasChecksum(path, *want)
+		switch {
+		case err != nil:
+			return false, "", describeFileError(err, path)
+		case !ok:
+			return false, fmt.Sprintf("exists, and its %s digest is not the expected one: another version of the file", want.Algo), nil
+		}
+		return true, "", nil
+	}
+	if remote.Size < 0 {
+		return false, "exists, and nothing tells whether it is the server's file (the server states no size, and no checksum is known)", nil
+	}
+	if saved := savedETag(path); saved != "" && remote.ETag != "" {
+		if saved == remote.ETag {
+			return true, "", nil
+		}
+		return false, fmt.Sprintf("exists, saved under ETag %s; the server now sends %s, so it is another version", saved, remote.ETag), nil
+	}
+	if lm, err := http.ParseTime(remote.LastModified); err == nil {
+		if st.ModTime().Equal(lm) {
+			return true, "", nil
+		}
+		return false, fmt.Sprintf("exists, modified %s; the server's file was modified %s: another version, or not a file convoy saved", st.ModTime().UTC().Format(http.TimeFormat), remote.LastModified), nil
+	}
+	return false, "exists, and nothing tells whether it is the server's file (no ETag or Last-Modified it was saved under, no checksum)", nil
+}
+
+// fileHasChecksum hashes the file at path and compares it with want.
+func fileHasChecksum(path string, want merge.Checksum) (ok bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer func() { err = errors.Join(err, f.Close()) }()
+	st, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	h, err := merge.NewPrefixHasher(want.Algo, f, 0, nil)
+	if err != nil {
+		return false, err
+	}
+	if err := h.Advance(st.Size()); err != nil {
+		return false, err
+	}
+	err = h.Verify(want)
+	if errors.Is(err, merge.ErrChecksum) {
+		return false, nil
+	}
+	return err == nil, err
 }

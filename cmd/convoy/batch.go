@@ -97,6 +97,7 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 	var (
 		mu       sync.Mutex
 		failures []string
+		complete int // already complete before this run
 	)
 	g := new(errgroup.Group) // failures are collected, not fatal to the others
 	g.SetLimit(jobs)
@@ -114,16 +115,23 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 				cfg.Checksum = j.checksum
 			}
 			cfg.Mirrors = append(append([]string(nil), base.Mirrors...), j.mirrors...)
-			if _, err := runOne(ctx, cfg, out, events); err != nil {
-				mu.Lock()
+			res, err := runOne(ctx, cfg, out, events)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
 				failures = append(failures, fmt.Sprintf("line %d: %s: %s", j.line, redact.URL(j.url), redact.Text(err.Error())))
-				mu.Unlock()
+			} else if res.AlreadyComplete {
+				complete++
 			}
 			return nil
 		})
 	}
 	_ = g.Wait() // every job returns nil; failures are listed above
-	out.logf("batch: %d of %d downloads succeeded", len(list)-len(failures), len(list))
+	summary := fmt.Sprintf("batch: %d of %d downloads succeeded", len(list)-len(failures), len(list))
+	if complete > 0 {
+		summary += fmt.Sprintf(" (%d already complete)", complete)
+	}
+	out.logf("%s", summary)
 	if len(failures) > 0 {
 		for _, f := range failures {
 			out.errorf("failed: %s", f)

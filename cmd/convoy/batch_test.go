@@ -86,3 +86,34 @@ func TestBatchDownload(t *testing.T) {
 		t.Errorf("-i with -o: exit %d, %q", code, out)
 	}
 }
+
+// Running a batch again is safe: finished files count as successes, already
+// complete, and the rest are fetched; a single download run again says it
+// is already complete and exits 0.
+func TestRerunsSucceed(t *testing.T) {
+	a := testserver.New(t, testserver.Size(300<<10), testserver.Seed(1))
+	b := testserver.New(t, testserver.Size(200<<10), testserver.Seed(2))
+	c := testserver.New(t, testserver.Size(100<<10), testserver.Seed(3))
+	dir := t.TempDir()
+	list := filepath.Join(dir, "list.txt")
+	if err := os.WriteFile(list, []byte(a.URL+"\n  out=a.bin\n"+b.URL+"\n  out=b.bin\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runCLI(t, "get", "-q", "-d", dir, "-i", list); code != exitOK {
+		t.Fatalf("first run: exit %d: %s", code, out)
+	}
+	if err := os.WriteFile(list, []byte(a.URL+"\n  out=a.bin\n"+b.URL+"\n  out=b.bin\n"+c.URL+"\n  out=c.bin\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runCLI(t, "get", "-d", dir, "-i", list)
+	if code != exitOK || !strings.Contains(out, "3 of 3 downloads succeeded (2 already complete)") {
+		t.Fatalf("second run: exit %d, want 0 counting 2 already complete: %s", code, out)
+	}
+	for name, s := range map[string]*testserver.Server{"a.bin": a, "b.bin": b, "c.bin": c} {
+		s.Verify(t, filepath.Join(dir, name))
+	}
+	code, out = runCLI(t, "get", "-d", dir, "-o", "a.bin", a.URL)
+	if code != exitOK || !strings.Contains(out, "already complete") {
+		t.Fatalf("single run again: exit %d, want 0 saying already complete: %s", code, out)
+	}
+}

@@ -37,6 +37,9 @@ func TestExitCodes(t *testing.T) {
 	closed := testserver.New(t)
 	closed.Close()
 	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "mine.bin"), []byte("another file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -59,7 +62,8 @@ func TestExitCodes(t *testing.T) {
 		{"unreachable", []string{"get", "-d", dir, "-o", "ur.bin", closed.URL}, exitFailure, "connection refused"},
 		{"unreachable-retried", []string{"get", "-d", dir, "-o", "ur.bin", "--retry-connrefused", "--max-tries", "2", "-q", closed.URL}, exitFailure, "giving up after 2 tries"},
 		{"ok", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitOK, ""},
-		{"exists", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitFailure, "--overwrite"},
+		{"already-complete", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitOK, ""},
+		{"exists", []string{"get", "-q", "-d", dir, "-o", "mine.bin", srv.URL}, exitFailure, "--overwrite"},
 		{"flags-after-url", []string{"get", srv.URL, "-q", "-d", dir, "-o", "after.bin", "--overwrite"}, exitOK, ""},
 	}
 	for _, tt := range tests {
