@@ -155,3 +155,16 @@ func FuzzRemoteName(f *testing.F) {
 		checkRemoteName(t, cd, rawURL, RemoteName(cd, rawURL))
 	})
 }
+
+func TestCheckRelativeName(t *testing.T) {
+	for _, ok := range []string{"a.iso", "sub/a.iso", "deep/er/a.iso", "..a", "a..", "名前.bin", "with space.bin"} {
+		if err := CheckRelativeName(ok); err != nil {
+			t.Errorf("CheckRelativeName(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "/etc/passwd", "../escape.bin", "a/../../b", "sub/..", "a//b", "./a", "a/", "a\\b", "a\x00b", "a\nb", "\xff", strings.Repeat("x", 256)} {
+		if err := CheckRelativeName(bad); err == nil {
+			t.Errorf("CheckRelativeName(%q) = nil, want an error", bad)
+		}
+	}
+}

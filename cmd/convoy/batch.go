@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/merge"
 )
 
 // job is one download of an input file.
@@ -20,7 +22,8 @@ type job struct {
 	line     int // where it starts in the file
 	url      string
 	mirrors  []string
-	out      string
+	out      string // relative to dir, checked by convoy.CheckRelativeName
+	outLine  int    // where out= is
 	dir      string
 	checksum string
 }
@@ -32,7 +35,8 @@ const maxInputLine = 64 << 10
 // URLs of the same file after it, separated by tabs, are mirrors) starts a
 // job; indented "key=value" lines that follow set its options: out, dir,
 // checksum. Blank lines and lines starting with '#' are skipped. A URL that
-// checkURL refuses is an error.
+// checkURL refuses, an out= name that leads out of its folder and a
+// checksum= that does not parse are errors naming their line.
 func parseInputFile(r io.Reader) ([]job, error) {
 	var jobs []job
 	sc := bufio.NewScanner(r)
@@ -55,10 +59,17 @@ func parseInputFile(r io.Reader) ([]job, error) {
 			switch strings.TrimSpace(key) {
 			case "out":
 				j.out = strings.TrimSpace(value)
+				if err := convoy.CheckRelativeName(j.out); err != nil {
+					return nil, fmt.Errorf("line %d: out=: %v", n, err)
+				}
+				j.outLine = n
 			case "dir":
 				j.dir = strings.TrimSpace(value)
 			case "checksum":
 				j.checksum = strings.TrimSpace(value)
+				if _, err := merge.ParseChecksum(j.checksum); err != nil {
+					return nil, fmt.Errorf("line %d: checksum=: %v", n, err)
+				}
 			default:
 				return nil, fmt.Errorf("line %d: unknown option %q (known: out, dir, checksum)", n, key)
 			}
@@ -94,6 +105,23 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 	if base.Output != "" {
 		return usagef("-o names one file; give each URL of --input-file its own out= line")
 	}
+	// Two out= lines naming one file would have one download take the
+	// other's file.
+	named := map[string]int{}
+	for _, j := range list {
+		if j.out == "" {
+			continue
+		}
+		dir := base.Dir
+		if j.dir != "" {
+			dir = j.dir
+		}
+		target := filepath.Join(dir, j.out)
+		if first, ok := named[target]; ok {
+			return usagef("--input-file %s: lines %d and %d both save to %s", path, first, j.outLine, target)
+		}
+		named[target] = j.outLine
+	}
 	var (
 		mu       sync.Mutex
 		failures []string
@@ -105,11 +133,20 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 		g.Go(func() error {
 			cfg := base
 			cfg.URL = j.url
-			if j.out != "" {
-				cfg.Output = j.out
-			}
 			if j.dir != "" {
 				cfg.Dir = j.dir
+			}
+			if j.out != "" {
+				// A name with folders in it lands in them, inside the folder.
+				cfg.Output = j.out
+				if sub := filepath.Dir(j.out); sub != "." {
+					if err := os.MkdirAll(filepath.Join(cfg.Dir, sub), 0o755); err != nil {
+						mu.Lock()
+						defer mu.Unlock()
+						failures = append(failures, fmt.Sprintf("line %d: %s", j.line, redact.Text(err.Error())))
+						return nil
+					}
+				}
 			}
 			if j.checksum != "" {
 				cfg.Checksum = j.checksum

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/testserver"
 )
 
@@ -16,7 +17,7 @@ func TestParseInputFile(t *testing.T) {
 		"\tdir=/tmp/d\n" +
 		"\n" +
 		"http://a/y.bin\n" +
-		"  checksum=sha256:00\n"
+		"  checksum=md5:" + strings.Repeat("00", 16) + "\n"
 	jobs, err := parseInputFile(strings.NewReader(good))
 	if err != nil {
 		t.Fatal(err)
@@ -27,14 +28,19 @@ func TestParseInputFile(t *testing.T) {
 	if j := jobs[0]; j.url != "http://a/x.iso" || len(j.mirrors) != 2 || j.out != "one.iso" || j.dir != "/tmp/d" || j.line != 2 {
 		t.Errorf("first job %+v", j)
 	}
-	if j := jobs[1]; j.url != "http://a/y.bin" || j.checksum != "sha256:00" || j.line != 6 {
+	if j := jobs[1]; j.url != "http://a/y.bin" || j.checksum != "md5:"+strings.Repeat("00", 16) || j.line != 6 {
 		t.Errorf("second job %+v", j)
 	}
 	for _, bad := range []string{
-		"  out=x\nhttp://a/x\n",            // option before a URL
-		"http://a/x\n  out\n",              // no '='
-		"http://a/x\n  speed=9\n",          // unknown option
-		strings.Repeat("x", 70<<10) + "\n", // line too long
+		"  out=x\nhttp://a/x\n",                // option before a URL
+		"http://a/x\n  out\n",                  // no '='
+		"http://a/x\n  speed=9\n",              // unknown option
+		strings.Repeat("x", 70<<10) + "\n",     // line too long
+		"http://a/x\n  out=../../escape.bin\n", // out of its folder
+		"http://a/x\n  out=sub/../../e.bin\n",
+		"http://a/x\n  out=/etc/passwd\n",
+		"http://a/x\n  checksum=sha256:zz\n",
+		"http://a/x\n  checksum=crc32:00\n",
 	} {
 		if _, err := parseInputFile(strings.NewReader(bad)); err == nil {
 			t.Errorf("accepted %.40q", bad)
@@ -46,6 +52,7 @@ func FuzzParseInputFile(f *testing.F) {
 	f.Add("http://a/x\n  out=y\n")
 	f.Add("# c\n\n\thttp://x\n")
 	f.Add("http://a/x\thttp://b/x\n  dir=d\n  checksum=md5:00\n")
+	f.Add("http://a/x\n  out=../x\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		jobs, err := parseInputFile(strings.NewReader(s))
 		if err != nil {
@@ -54,6 +61,9 @@ func FuzzParseInputFile(f *testing.F) {
 		for _, j := range jobs {
 			if j.url == "" || strings.ContainsAny(j.url, " \t\n") || j.line < 1 {
 				t.Fatalf("job %+v from %q", j, s)
+			}
+			if j.out != "" && (convoy.CheckRelativeName(j.out) != nil || strings.Contains("/"+j.out+"/", "/../")) {
+				t.Fatalf("job %+v from %q: out= leads out of its folder", j, s)
 			}
 		}
 	})
@@ -116,4 +126,43 @@ func TestRerunsSucceed(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "already complete") {
 		t.Fatalf("single run again: exit %d, want 0 saying already complete: %s", code, out)
 	}
+}
+
+// An input file is checked whole before anything is fetched: a name that
+// leads out of its folder or two out= lines naming one file are usage
+// errors naming their lines; a name with subfolders lands in them.
+func TestInputFileStaysInItsFolder(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(10<<10))
+	root := t.TempDir()
+	dir := filepath.Join(root, "a", "b")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	list := filepath.Join(root, "list.txt")
+	for _, tt := range []struct{ content, says string }{
+		{srv.URL + "\n  out=../../escape.bin\n", "line 2"},
+		{srv.URL + "\n  out=x.bin\n" + srv.URL + "\n\n  out=x.bin\n", "lines 2 and 5 both save to"},
+		{srv.URL + "\n  checksum=sha256:zz\n", "line 2"},
+	} {
+		if err := os.WriteFile(list, []byte(tt.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out := runCLI(t, "get", "-q", "-d", dir, "-i", list)
+		if code != exitUsage || !strings.Contains(out, tt.says) {
+			t.Errorf("list %q: exit %d, %q; want a usage error saying %q", tt.content, code, out, tt.says)
+		}
+		if srv.Stats().Gets != 0 {
+			t.Fatalf("list %q: fetched before the list was refused", tt.content)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "escape.bin")); err == nil {
+		t.Fatal("a file was written outside the folder")
+	}
+	if err := os.WriteFile(list, []byte(srv.URL+"\n  out=sub/deeper/x.bin\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runCLI(t, "get", "-q", "-d", dir, "-i", list); code != exitOK {
+		t.Fatalf("a name in subfolders: exit %d: %s", code, out)
+	}
+	srv.Verify(t, filepath.Join(dir, "sub", "deeper", "x.bin"))
 }
