@@ -49,8 +49,13 @@ type MirrorReport struct {
 	Single       float64 `json:"single_bytes_per_s"`   // one connection
 	Parallel     float64 `json:"parallel_bytes_per_s"` // Connections connections
 	Connections  int     `json:"connections"`
-	// Agrees tells whether the sampled bytes match the other mirrors'.
-	Agrees bool `json:"agrees"`
+	// Agrees tells whether the mirror is in the largest group that serves
+	// the same size and the same bytes at the sampled places (the first
+	// URL's group on a tie); Disagrees says why not.
+	Agrees    bool   `json:"agrees"`
+	Disagrees string `json:"disagrees,omitempty"`
+	// Busy counts the answers of 503 or 429 met while measuring.
+	Busy int `json:"busy_answers"`
 
 	raw string // the URL as given, secrets included
 }
@@ -114,8 +119,8 @@ func BenchMirrors(ctx context.Context, bc BenchConfig) ([]MirrorReport, error) {
 }
 
 // benchOne probes and times one mirror.
-func (d *download) benchOne(ctx context.Context, bc BenchConfig, u string) (MirrorReport, segment.Remote) {
-	rep := MirrorReport{URL: redact.URL(u), Connections: bc.Connections, raw: u}
+func (d *download) benchOne(ctx context.Context, bc BenchConfig, u string) (rep MirrorReport, r segment.Remote) {
+	rep = MirrorReport{URL: redact.URL(u), Connections: bc.Connections, raw: u}
 	r, err := d.probeURL(ctx, u, !d.cfg.RetryConnRefused)
 	if err != nil {
 		rep.Error = redact.Text(err.Error())
@@ -125,11 +130,19 @@ func (d *download) benchOne(ctx context.Context, bc BenchConfig, u string) (Mirr
 	if !r.Ranges {
 		return rep, r // nothing to time in ranges; the report says so
 	}
+	var busy atomic.Int64
+	countBusy := func(err error, _ time.Duration) {
+		if isBusy(err) {
+			busy.Add(1)
+		}
+	}
+	defer func() { rep.Busy = int(busy.Load()) }()
 	f := d.newFetcher(r)
 	var times []time.Duration
 	for range ttfbTries {
 		start := time.Now()
 		if _, err := f.Sample(ctx, 0, min(1, max(r.Size, 0))); err != nil {
+			countBusy(err, 0)
 			if r.Size != 0 {
 				rep.Error = "range request: " + redact.Text(err.Error())
 				return rep, r
@@ -142,14 +155,21 @@ func (d *download) benchOne(ctx context.Context, bc BenchConfig, u string) (Mirr
 	if !r.Ranges || r.Size <= 0 {
 		return rep, r
 	}
-	rep.Single = d.throughput(ctx, bc, r, 1)
-	rep.Parallel = d.throughput(ctx, bc, r, bc.Connections)
+	rep.Single = d.throughput(ctx, bc, r, 1, countBusy)
+	rep.Parallel = d.throughput(ctx, bc, r, bc.Connections, countBusy)
 	return rep, r
 }
 
+// isBusy reports a 503 or 429 answer: a server at its limit.
+func isBusy(err error) bool {
+	var se *segment.StatusError
+	return errors.As(err, &se) && (se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests)
+}
+
 // throughput downloads from r over conns connections into nothing for
-// bc.Duration (or bc.Bytes) and returns the bytes per second.
-func (d *download) throughput(ctx context.Context, bc BenchConfig, r segment.Remote, conns int) float64 {
+// bc.Duration (or bc.Bytes) and returns the bytes per second; onRetry is
+// told of every failed try.
+func (d *download) throughput(ctx context.Context, bc BenchConfig, r segment.Remote, conns int, onRetry func(error, time.Duration)) float64 {
 	ctx, cancel := context.WithTimeout(ctx, bc.Duration)
 	defer cancel()
 	size := r.Size
@@ -164,6 +184,7 @@ func (d *download) throughput(ctx context.Context, bc BenchConfig, r segment.Rem
 	f := d.newFetcher(r)
 	f.OnConn = nil
 	f.OnWrite = func(_, n int64) { got.Add(n) }
+	f.OnRetry = onRetry
 	start := time.Now()
 	err = f.Run(ctx, plan, discard{}, conns)
 	elapsed := time.Since(start).Seconds()
@@ -190,35 +211,56 @@ type discard struct{}
 
 func (discard) WriteAt(p []byte, _ int64) (int, error) { return len(p), nil }
 
-// compareMirrors marks which mirrors serve the same bytes as the majority
-// at the sampled places.
+// compareMirrors marks which mirrors serve the same file: the largest
+// group that agrees on the size and the bytes at the sampled places, the
+// first URL's group on a tie. Every other mirror gets the reason it is not
+// in that group.
 func (d *download) compareMirrors(ctx context.Context, reports []MirrorReport, remotes []segment.Remote) {
-	var ok []int
+	keys := map[int]string{} // the comparable mirrors' size and samples
 	for i, rep := range reports {
-		if rep.Error == "" && rep.Ranges && rep.Size > 0 {
-			ok = append(ok, i)
-		}
-	}
-	samples := map[int][]byte{}
-	for _, i := range ok {
-		s, err := d.samples(ctx, remotes[i], samplePlaces(remotes[i].Size))
-		if err != nil {
+		switch {
+		case rep.Error != "":
+			reports[i].Disagrees = "could not be measured"
+			continue
+		case !rep.Ranges:
+			reports[i].Disagrees = "does not serve ranges"
+			continue
+		case rep.Size <= 0:
+			reports[i].Disagrees = "states no size"
 			continue
 		}
-		samples[i] = bytes.Join(s, nil)
+		s, err := d.samples(ctx, remotes[i], samplePlaces(remotes[i].Size))
+		if err != nil {
+			reports[i].Disagrees = "sampling failed: " + redact.Text(err.Error())
+			continue
+		}
+		keys[i] = fmt.Sprint(remotes[i].Size, ":", string(bytes.Join(s, nil)))
 	}
-	key := func(i int) string { return fmt.Sprint(remotes[i].Size, ":", string(samples[i])) }
 	votes := map[string]int{}
-	for i := range samples {
-		votes[key(i)]++
+	for _, k := range keys {
+		votes[k]++
 	}
-	best, bestVotes := "", 0
-	for k, v := range votes {
-		if v > bestVotes {
-			best, bestVotes = k, v
+	best, bestAt := "", -1
+	for i := range reports { // in the order given: the first group wins a tie
+		if k, ok := keys[i]; ok && (bestAt < 0 || votes[k] > votes[best]) {
+			best, bestAt = k, i
 		}
 	}
-	for i := range samples {
-		reports[i].Agrees = key(i) == best
+	for i, k := range keys {
+		switch {
+		case k == best:
+			reports[i].Agrees = true
+		case remotes[i].Size != remotes[bestAt].Size:
+			reports[i].Disagrees = fmt.Sprintf("serves %d bytes, %d mirrors serve %d", remotes[i].Size, votes[best], remotes[bestAt].Size)
+		default:
+			reports[i].Disagrees = fmt.Sprintf("its bytes differ from those of %s", plural(votes[best], "other mirror", "other mirrors"))
+		}
 	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

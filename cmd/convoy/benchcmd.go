@@ -13,7 +13,7 @@ import (
 	"github.com/convoy-dl/convoy/internal/units"
 )
 
-func benchCommand(stdout io.Writer) *cli.Command {
+func benchCommand(stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:      "bench",
 		Usage:     "measure mirrors of one file and rank them",
@@ -67,12 +67,7 @@ func benchCommand(stdout io.Writer) *cli.Command {
 			}
 			switch {
 			case c.Int("top") > 0:
-				for i, r := range reports {
-					if i == c.Int("top") || r.Error != "" || !r.Agrees {
-						break
-					}
-					fmt.Fprintln(stdout, r.RawURL())
-				}
+				return printTop(stdout, stderr, reports, c.Int("top"))
 			case c.Bool("json"):
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
@@ -85,20 +80,42 @@ func benchCommand(stdout io.Writer) *cli.Command {
 	}
 }
 
+// printTop prints the URLs of the k fastest mirrors that agree, one a line,
+// for convoy get; every mirror left out is named on stderr with its reason.
+// With none to print it fails, so that a script never gets an empty list.
+func printTop(stdout, stderr io.Writer, reports []convoy.MirrorReport, k int) error {
+	printed := 0
+	for _, r := range reports {
+		switch {
+		case r.Error != "":
+			fmt.Fprintf(stderr, "convoy: left out %s: %s\n", r.URL, r.Error)
+		case !r.Agrees:
+			fmt.Fprintf(stderr, "convoy: left out %s: %s\n", r.URL, r.Disagrees)
+		case printed < k:
+			fmt.Fprintln(stdout, r.RawURL())
+			printed++
+		}
+	}
+	if printed == 0 {
+		return fmt.Errorf("no usable mirror among the %d measured", len(reports))
+	}
+	return nil
+}
+
 func printBench(w io.Writer, reports []convoy.MirrorReport) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RANK\tMIRROR\tTTFB\t1 CONN\tN CONNS\tRANGES\tSIZE\tAGREES\tERROR")
+	fmt.Fprintln(tw, "RANK\tMIRROR\tTTFB\t1 CONN\tN CONNS\tRANGES\tSIZE\t503/429\tAGREES\tERROR")
 	for i, r := range reports {
 		if r.Error != "" {
-			fmt.Fprintf(tw, "-\t%s\t\t\t\t\t\t\t%s\n", r.URL, r.Error)
+			fmt.Fprintf(tw, "-\t%s\t\t\t\t\t\t%d\t\t%s\n", r.URL, r.Busy, r.Error)
 			continue
 		}
 		agrees := "yes"
 		if !r.Agrees {
-			agrees = "NO"
+			agrees = "no: " + r.Disagrees
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%.0f ms\t%s/s\t%s/s (%d)\t%v\t%s\t%s\t\n", i+1, r.URL, r.TTFB*1000,
-			units.FormatBytes(int64(r.Single)), units.FormatBytes(int64(r.Parallel)), r.Connections, r.Ranges, units.FormatBytes(r.Size), agrees)
+		fmt.Fprintf(tw, "%d\t%s\t%.0f ms\t%s/s\t%s/s (%d)\t%v\t%s\t%d\t%s\t\n", i+1, r.URL, r.TTFB*1000,
+			units.FormatBytes(int64(r.Single)), units.FormatBytes(int64(r.Parallel)), r.Connections, r.Ranges, units.FormatBytes(r.Size), r.Busy, agrees)
 	}
 	_ = tw.Flush() // stdout gone: nothing left to tell
 }

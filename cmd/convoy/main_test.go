@@ -401,3 +401,68 @@ func TestBenchRanksMirrors(t *testing.T) {
 		t.Errorf("--top 2 printed %q", got)
 	}
 }
+
+// --top prints the fastest mirrors of the largest group that agrees (the
+// first URL's on a tie), names every mirror left out on stderr, and fails
+// rather than print nothing.
+func TestBenchTop(t *testing.T) {
+	const size = 2 << 20
+	a := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	b := testserver.New(t, testserver.Size(size), testserver.Rate(2<<20))
+	other := testserver.New(t, testserver.Size(size), testserver.Seed(9), testserver.Rate(8<<20))
+	missing := testserver.New(t, testserver.Statuses(404, 404, 404, 404))
+	for _, tt := range []struct {
+		name     string
+		urls     []string
+		top      string
+		code     int
+		want     []string
+		leftOut  []string
+		disagree string
+	}{
+		{"fastest serves another file", []string{other.URL, a.URL, b.URL}, "3", exitOK, []string{b.URL, a.URL}, []string{other.URL}, "bytes differ"},
+		{"tie: the first URL's group", []string{a.URL, other.URL}, "1", exitOK, []string{a.URL}, []string{other.URL}, "bytes differ"},
+		{"none usable", []string{missing.URL}, "1", exitFailure, nil, []string{missing.URL}, "404"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"convoy", "bench", "--duration", "200ms", "-n", "2", "--top", tt.top}, tt.urls...)
+			if code := run(args, &stdout, &stderr); code != tt.code {
+				t.Fatalf("exit %d, want %d: %s", code, tt.code, stderr.String())
+			}
+			if got := strings.Fields(stdout.String()); !slices.Equal(got, tt.want) {
+				t.Errorf("printed %q, want %q", got, tt.want)
+			}
+			for _, u := range tt.leftOut {
+				if !strings.Contains(stderr.String(), "left out "+u) || !strings.Contains(stderr.String(), tt.disagree) {
+					t.Errorf("stderr %q does not name %s with its reason", stderr.String(), u)
+				}
+			}
+		})
+	}
+}
+
+// Answers of 503 met while measuring are counted in the report.
+func TestBenchCountsBusyAnswers(t *testing.T) {
+	// The probe and three timed samples pass; the throughput runs meet 503s.
+	srv := testserver.New(t, testserver.Size(2<<20), testserver.Statuses(0, 0, 0, 0, 503, 503))
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"convoy", "bench", "--duration", "300ms", "-n", "1", "--json", srv.URL}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var reports []convoy.MirrorReport
+	if err := json.Unmarshal(stdout.Bytes(), &reports); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	if len(reports) != 1 || reports[0].Busy < 1 {
+		t.Fatalf("reports %+v: want the 503 answers counted", reports)
+	}
+	stdout.Reset()
+	srv.SetOption(testserver.Statuses(0, 0, 0, 0, 503))
+	if code := run([]string{"convoy", "bench", "--duration", "300ms", "-n", "1", srv.URL}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if lines := strings.Split(stdout.String(), "\n"); !strings.Contains(lines[0], "503/429") || !strings.Contains(lines[1], "  1  ") {
+		t.Errorf("table %q: want a 503/429 column counting 1", stdout.String())
+	}
+}
