@@ -251,11 +251,21 @@ func TestChecksumFile(t *testing.T) {
 			t.Errorf("%s: verified %q, want the image.iso line", src, res.Checksum)
 		}
 	}
-	// A list without the file's name is an error before anything is fetched.
+	// Renamed by -o, the file is found under the server's name.
 	cfg := fastConfig(srv.URL, t.TempDir())
-	cfg.Output, cfg.ChecksumFile = "not-listed.iso", local
-	if _, err := convoy.Download(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "no digest for not-listed.iso") {
-		t.Errorf("unlisted name: %v", err)
+	cfg.Output, cfg.ChecksumFile = "renamed.iso", local
+	if res, err := convoy.Download(context.Background(), cfg); err != nil || res.Checksum != "sha256:"+good {
+		t.Errorf("renamed output: %v, verified %q; want the image.iso line", err, res.Checksum)
+	}
+	// A list with neither name is an error before anything is fetched.
+	unlisted := testserver.New(t, testserver.Size(1<<20), testserver.Path("/dist/unlisted.iso"))
+	cfg = fastConfig(unlisted.URL, t.TempDir())
+	cfg.Output, cfg.ChecksumFile = "renamed.iso", local
+	if _, err := convoy.Download(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "no digest for renamed.iso or unlisted.iso") {
+		t.Errorf("unlisted names: %v", err)
+	}
+	if st := unlisted.Stats(); st.RangeGets > 1 {
+		t.Errorf("%d ranged GETs before the list was found lacking", st.RangeGets)
 	}
 }
 

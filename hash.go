@@ -22,6 +22,8 @@ import (
 // --checksum, else its line in --checksum-file, else the strongest digest
 // the server sent, else nothing.
 func (d *download) expectedChecksum(ctx context.Context, r segment.Remote, name string) (*merge.Checksum, error) {
+	// A list names the server's files; -o may have renamed this one.
+	names := []string{name, RemoteName(r.ContentDisposition, d.first), RemoteName("", r.FinalURL)}
 	if d.cfg.Checksum != "" {
 		c, err := merge.ParseChecksum(d.cfg.Checksum)
 		if err != nil {
@@ -30,7 +32,7 @@ func (d *download) expectedChecksum(ctx context.Context, r segment.Remote, name 
 		return &c, nil
 	}
 	if d.cfg.ChecksumFile != "" {
-		c, err := d.checksumFromList(ctx, name)
+		c, err := d.checksumFromList(ctx, names...)
 		if err != nil {
 			return nil, err
 		}
@@ -66,9 +68,9 @@ const (
 	sumsFileTimeout = 2 * time.Minute
 )
 
-// checksumFromList finds name's digest in cfg.ChecksumFile, a local path or
-// an http(s) URL.
-func (d *download) checksumFromList(ctx context.Context, name string) (merge.Checksum, error) {
+// checksumFromList finds the digest of the first of names that
+// cfg.ChecksumFile lists; the list is a local path or an http(s) URL.
+func (d *download) checksumFromList(ctx context.Context, names ...string) (merge.Checksum, error) {
 	src := d.cfg.ChecksumFile
 	var r io.Reader
 	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
@@ -98,7 +100,7 @@ func (d *download) checksumFromList(ctx context.Context, name string) (merge.Che
 		}
 		r = bytes.NewReader(data)
 	}
-	c, err := merge.FindInSums(r, name)
+	c, err := merge.FindInSums(r, names...)
 	if err != nil {
 		return merge.Checksum{}, fmt.Errorf("%s: %w", redact.URL(src), err)
 	}

@@ -55,26 +55,34 @@ func NewHash(algo string) (hash.Hash, error) {
 func ParseChecksum(s string) (Checksum, error) {
 	s = strings.TrimSpace(s)
 	if name, value, ok := strings.Cut(s, ":"); ok {
-		return newChecksum(name, value, hex.DecodeString)
+		return newChecksum(name, value, false)
 	}
 	if name, value, ok := strings.Cut(s, "="); ok {
-		return newChecksum(name, value, base64.StdEncoding.DecodeString)
+		// aria2's lists write "sha-256=HEX": hex where it is hex.
+		return newChecksum(name, value, true)
 	}
 	return Checksum{}, fmt.Errorf("checksum %q: want ALGO:HEX or ALGO=BASE64", s)
 }
 
-func newChecksum(name, value string, decode func(string) ([]byte, error)) (Checksum, error) {
+// newChecksum reads value as the hex digest of algorithm name, or with
+// orBase64 as base64 unless it is hex of the algorithm's exact length.
+func newChecksum(name, value string, orBase64 bool) (Checksum, error) {
 	algo, ok := algos[strings.ToLower(strings.TrimSpace(name))]
 	if !ok {
 		return Checksum{}, fmt.Errorf("unknown checksum algorithm %q (use md5, sha1, sha256 or sha512)", name)
 	}
-	sum, err := decode(strings.TrimSpace(value))
-	if err != nil {
-		return Checksum{}, fmt.Errorf("%s digest %q is not valid: %v", algo, value, err)
-	}
 	h, _ := NewHash(algo)
-	if len(sum) != h.Size() {
-		return Checksum{}, fmt.Errorf("%s digest has %d bytes, want %d", algo, len(sum), h.Size())
+	size := h.Size()
+	value = strings.TrimSpace(value)
+	if sum, err := hex.DecodeString(value); err == nil && len(sum) == size {
+		return Checksum{Algo: algo, Sum: sum}, nil
+	}
+	if !orBase64 {
+		return Checksum{}, fmt.Errorf("%s digest %q is not %d hexadecimal digits", algo, value, 2*size)
+	}
+	sum, err := base64.StdEncoding.DecodeString(value)
+	if err != nil || len(sum) != size {
+		return Checksum{}, fmt.Errorf("%s digest %q is neither %d hexadecimal digits nor the base64 of %d bytes", algo, value, 2*size, size)
 	}
 	return Checksum{Algo: algo, Sum: sum}, nil
 }
@@ -95,11 +103,26 @@ func ParseDigestHeader(v string) []Checksum {
 			value = value[:i]
 		}
 		value = strings.TrimSuffix(strings.TrimPrefix(value, ":"), ":")
-		if c, err := newChecksum(name, value, base64.StdEncoding.DecodeString); err == nil {
+		if c, err := newBase64Checksum(name, value); err == nil {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// newBase64Checksum reads value as the base64 digest of algorithm name, as
+// digest headers carry it.
+func newBase64Checksum(name, value string) (Checksum, error) {
+	algo, ok := algos[strings.ToLower(strings.TrimSpace(name))]
+	if !ok {
+		return Checksum{}, fmt.Errorf("unknown checksum algorithm %q", name)
+	}
+	h, _ := NewHash(algo)
+	sum, err := base64.StdEncoding.DecodeString(value)
+	if err != nil || len(sum) != h.Size() {
+		return Checksum{}, fmt.Errorf("%s digest %q is not the base64 of %d bytes", algo, value, h.Size())
+	}
+	return Checksum{Algo: algo, Sum: sum}, nil
 }
 
 // PrefixHasher hashes a file in order as its bytes become final: Advance

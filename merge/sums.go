@@ -2,7 +2,6 @@ package merge
 
 import (
 	"bufio"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"path"
@@ -14,33 +13,50 @@ var algoByHexLength = map[int]string{32: "md5", 40: "sha1", 64: "sha256", 128: "
 
 // FindInSums reads a checksum list in the formats of sha256sum and friends
 // ("HEX  NAME", "HEX *NAME") or of BSD tools ("SHA256 (NAME) = HEX") and
-// returns the digest listed for name, compared by base name. Lines it cannot
-// read are skipped; finding no line for name, or two that disagree, is an
-// error.
-func FindInSums(r io.Reader, name string) (Checksum, error) {
-	want := path.Base(name)
-	var found *Checksum
+// returns the digest listed for the first of names that it lists, compared
+// by base name: the output's name, then the server's (a list names the
+// upstream files, and -o renames them). Lines it cannot read are skipped;
+// listing none of the names, or two digests that disagree for the one
+// found, is an error.
+func FindInSums(r io.Reader, names ...string) (Checksum, error) {
+	want := map[string]bool{}
+	var bases []string
+	for _, n := range names {
+		if b := path.Base(n); !want[b] {
+			want[b] = true
+			bases = append(bases, b)
+		}
+	}
+	found := map[string]Checksum{}
+	conflict := map[string]bool{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
 	for sc.Scan() {
 		c, file, ok := parseSumsLine(sc.Text())
-		if !ok || path.Base(file) != want {
+		base := path.Base(file)
+		if !ok || !want[base] {
 			continue
 		}
-		if found != nil && found.String() != c.String() && found.Algo == c.Algo {
-			return Checksum{}, fmt.Errorf("two different %s digests are listed for %s", c.Algo, want)
+		prev, seen := found[base]
+		if seen && prev.Algo == c.Algo && prev.String() != c.String() {
+			conflict[base] = true
 		}
-		if found == nil || rankOf(c.Algo) > rankOf(found.Algo) {
-			found = &c
+		if !seen || rankOf(c.Algo) > rankOf(prev.Algo) {
+			found[base] = c
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return Checksum{}, err
 	}
-	if found == nil {
-		return Checksum{}, fmt.Errorf("no digest for %s in the checksum list", want)
+	for _, b := range bases {
+		if conflict[b] {
+			return Checksum{}, fmt.Errorf("two different digests are listed for %s", b)
+		}
+		if c, ok := found[b]; ok {
+			return c, nil
+		}
 	}
-	return *found, nil
+	return Checksum{}, fmt.Errorf("no digest for %s in the checksum list", strings.Join(bases, " or "))
 }
 
 func rankOf(algo string) int {
@@ -60,7 +76,7 @@ func parseSumsLine(line string) (Checksum, string, bool) {
 			if !ok {
 				return Checksum{}, "", false
 			}
-			c, err := newChecksum(algo, line[closeEq+4:], hex.DecodeString)
+			c, err := newChecksum(algo, line[closeEq+4:], false)
 			return c, line[open+2 : closeEq], err == nil
 		}
 	}
@@ -74,6 +90,6 @@ func parseSumsLine(line string) (Checksum, string, bool) {
 		return Checksum{}, "", false
 	}
 	file = strings.TrimPrefix(strings.TrimPrefix(file, " "), "*")
-	c, err := newChecksum(algo, sum, hex.DecodeString)
+	c, err := newChecksum(algo, sum, false)
 	return c, file, err == nil && file != ""
 }

@@ -24,10 +24,14 @@ func TestFindInSums(t *testing.T) {
 		{"missing", sha + "  other.iso\n", "debian.iso", ""},
 		{"conflict", sha + "  debian.iso\n" + other + "  debian.iso\n", "debian.iso", ""},
 		{"empty", "", "debian.iso", ""},
+		// The output's name first, then the server's (after a rename).
+		{"second-name", sha + "  debian.iso\n", "mine.iso|debian.iso", "sha256:" + sha},
+		{"first-name-first", other + "  debian.iso\n" + sha + "  mine.iso\n", "mine.iso|debian.iso", "sha256:" + sha},
+		{"neither", sha + "  other.iso\n", "mine.iso|debian.iso", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := FindInSums(strings.NewReader(tt.list), tt.file)
+			c, err := FindInSums(strings.NewReader(tt.list), strings.Split(tt.file, "|")...)
 			if tt.want == "" {
 				if err == nil {
 					t.Fatalf("found %v, want an error", c)

@@ -3,6 +3,7 @@ package units
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -26,7 +27,8 @@ func FormatBytes(n int64) string {
 }
 
 // ParseSize reads a positive byte count with an optional binary suffix K, M,
-// G or T, optionally followed by "B" or "iB": "512K", "1M", "2GiB", "4096".
+// G or T, optionally followed by "B" or "iB": "512K", "1M", "1.5M", "2GiB",
+// "4096". A fraction is allowed with a suffix and rounds to whole bytes.
 func ParseSize(s string) (int64, error) {
 	t := strings.ToUpper(strings.TrimSpace(s))
 	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
@@ -46,24 +48,57 @@ func ParseSize(s string) (int64, error) {
 			t = t[:n-1]
 		}
 	}
-	if t == "" {
-		return 0, fmt.Errorf("%q is not a size", s)
+	whole, frac, hasFrac := strings.Cut(t, ".")
+	if whole == "" && (!hasFrac || frac == "") {
+		return 0, fmt.Errorf("%q is not a size (use digits with K, M or G, such as 512K or 1.5M)", s)
 	}
+	if hasFrac && mult == 1 {
+		return 0, fmt.Errorf("%q is not a whole number of bytes (a fraction needs K, M or G, such as 1.5M)", s)
+	}
+	v, err := digits(whole, s)
+	if err != nil {
+		return 0, err
+	}
+	if v > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	total := v * mult
+	if hasFrac {
+		if len(frac) > 9 {
+			frac = frac[:9] // below a byte at every suffix
+		}
+		f, err := digits(frac, s)
+		if err != nil {
+			return 0, err
+		}
+		scale := int64(1)
+		for range len(frac) {
+			scale *= 10
+		}
+		// f/scale of mult bytes, rounded to the nearest byte; with mult at
+		// most 2^40 a float64 is exact to far below a byte.
+		total += int64(math.Round(float64(f) / float64(scale) * float64(mult)))
+	}
+	if total > 1<<62 {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	if total <= 0 {
+		return 0, fmt.Errorf("%q must be more than zero", s)
+	}
+	return total, nil
+}
+
+// digits reads a run of decimal digits ("" is zero) of the size s.
+func digits(t, s string) (int64, error) {
 	var v int64
 	for _, r := range t {
 		if r < '0' || r > '9' {
-			return 0, fmt.Errorf("%q is not a size (use digits with K, M or G)", s)
+			return 0, fmt.Errorf("%q is not a size (use digits with K, M or G, such as 512K or 1.5M)", s)
 		}
 		if v > (1<<62)/10 {
 			return 0, fmt.Errorf("%q is too large", s)
 		}
 		v = v*10 + int64(r-'0')
 	}
-	if v > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	if v == 0 {
-		return 0, fmt.Errorf("%q must be more than zero", s)
-	}
-	return v * mult, nil
+	return v, nil
 }

@@ -29,6 +29,14 @@ func TestParseSize(t *testing.T) {
 		{" 1M ", 1 << 20},
 		{"\t64K\n", 64 << 10},
 		{"4194304T", 1 << 62},
+		{"1.5M", 3 << 19},
+		{"1.5m", 3 << 19},
+		{"0.5K", 512},
+		{".5K", 512},
+		{"2.25GiB", 9 << 28},
+		{"1.0001K", 1024},            // rounds to the nearest byte
+		{"0.0001K", 0},               // rounds to nothing: not more than zero
+		{"1.123456789123M", 1178030}, // digits past the ninth are below a byte
 
 		{"0", 0},
 		{"0M", 0},
@@ -40,7 +48,11 @@ func TestParseSize(t *testing.T) {
 		{"M", 0},
 		{"MiB", 0},
 		{"B", 0},
-		{"1.5M", 0},
+		{"1.5", 0}, // a fraction of a byte
+		{"1.", 0},
+		{"1..5M", 0},
+		{".M", 0},
+		{"1.5.M", 0},
 		{"1,5M", 0},
 		{"1 M", 0},
 		{"1E", 0},
@@ -149,7 +161,7 @@ func TestParseFormatAgree(t *testing.T) {
 }
 
 func FuzzParseSize(f *testing.F) {
-	for _, s := range []string{"1M", "512k", "2GiB", "4096", "0", "-1", "", "1.5M", "99999999999T", "4194304T", " 1 ", "1iB"} {
+	for _, s := range []string{"1M", "512k", "2GiB", "4096", "0", "-1", "", "1.5M", "99999999999T", "4194304T", "4194304.5T", ".5K", "1.", " 1 ", "1iB"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
