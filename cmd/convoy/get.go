@@ -83,16 +83,22 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 	if batch != "" {
 		return runBatch(c.Context, batch, c.Int("jobs"), cfg, out, events)
 	}
-	cfg.URL = c.Args().First()
-	if err := convoy.CheckURL(cfg.URL); err != nil {
-		return usagef("%v", err)
-	}
-	for _, m := range c.Args().Tail() {
-		if err := convoy.CheckURL(m); err != nil {
-			return usagef("mirror %v", err)
+	urls := c.Args().Slice()
+	for i, u := range urls {
+		// As curl does, an address without a scheme is taken as http.
+		if withHTTP, changed := withScheme(u); changed {
+			out.logf("%s has no scheme: using %s", u, withHTTP)
+			urls[i] = withHTTP
+		}
+		if err := convoy.CheckURL(urls[i]); err != nil {
+			if i > 0 {
+				return usagef("mirror %v", err)
+			}
+			return usagef("%v", err)
 		}
 	}
-	cfg.Mirrors = append(cfg.Mirrors, c.Args().Tail()...)
+	cfg.URL = urls[0]
+	cfg.Mirrors = append(cfg.Mirrors, urls[1:]...)
 	if cfg.Output == "-" {
 		if json {
 			return usagef("-o - and --json both want stdout")

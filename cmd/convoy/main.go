@@ -40,10 +40,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	restore := context.AfterFunc(ctx, stop)
 	defer restore()
 	app := newApp(stdout, stderr)
+	if len(args) < 2 {
+		// Plain "convoy": what it takes, and a usage error.
+		app.Writer = stderr
+		_ = app.Run([]string{"convoy", "--help"}) // help on stderr; nothing to report if it fails
+		return exitUsage
+	}
+	args = normalizeArgs(app, args)
 	var err error
-	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && app.Command(args[1]) == nil {
+	cmd := app.Command(args[1])
+	switch {
+	case !strings.HasPrefix(args[1], "-") && cmd == nil:
 		err = usagef("unknown command %q; see 'convoy --help'", args[1])
-	} else {
+	case cmd != nil && len(args) > 2 && strings.HasPrefix(args[len(args)-1], "-") && takesValue(cmd, args[len(args)-1]):
+		// Moved in front of the URL, it would take the URL for its value.
+		err = usagef("%s needs a value", fullName(cmd.Flags, strings.TrimLeft(args[len(args)-1], "-")))
+	default:
 		err = app.RunContext(ctx, flagsFirst(app, args))
 	}
 	if err == nil {
@@ -53,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ue usageError
 	if errors.As(err, &ue) || errors.Is(err, convoy.ErrUsage) {
 		code = exitUsage
+		err = explainUsage(app.Command(args[1]), app, err)
 	}
 	// One line, whatever errors.Join made of it.
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")

@@ -75,7 +75,8 @@ func TestURLChecks(t *testing.T) {
 		{"port-not-a-number", with("http://127.0.0.1:http/x"), `invalid port ":http"`},
 		{"port-secrets-redacted", with("http://u:hunter2@127.0.0.1:70000/x?sig=hunter2"), "has port 70000"},
 		{"no-host", with("http://:8080/x"), "has no host"},
-		{"no-scheme", with("example.com/x"), "is not an http or https URL"},
+		{"other-scheme", with("ftp://example.com/x"), "is not an http or https URL"},
+		{"no-scheme-is-http", with(strings.TrimPrefix(srv.URL, "http://")), ""},
 		{"empty", with(""), `"" is not a URL`},
 		{"port-in-range", with(srv.URL), ""},
 		{"mirror-port", with(srv.URL, "http://127.0.0.1:99999/x"), "mirror http://127.0.0.1:99999/x has port 99999"},
@@ -115,4 +116,46 @@ func checkExit(t *testing.T, args []string, says string) string {
 		t.Errorf("output %q does not say %q", out, says)
 	}
 	return out
+}
+
+// The command line takes what curl, wget and aria2c users type: a URL
+// without "get" or without a scheme, "help", and option mistakes explained
+// with the nearest option named.
+func TestCommandLineConventions(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(64<<10))
+	dir := t.TempDir()
+	hostPath := strings.TrimPrefix(srv.URL, "http://")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		says string
+	}{
+		{"nothing", nil, exitUsage, "USAGE"},
+		{"help", []string{"help"}, exitOK, "COMMANDS"},
+		{"help-get", []string{"help", "get"}, exitOK, "--connections"},
+		{"url-without-get", []string{"-q", "-d", dir, "-o", "a.bin", srv.URL}, exitOK, ""},
+		{"url-first", []string{srv.URL, "-q", "-d", dir, "-o", "b.bin"}, exitOK, ""},
+		{"no-scheme", []string{"-d", dir, "-o", "c.bin", hostPath}, exitOK, "has no scheme: using " + srv.URL},
+		{"typo", []string{"get", "--conections", "4", srv.URL}, exitUsage, "unknown option --conections; did you mean --connections?"},
+		{"typo-without-get", []string{"--conections", "4", srv.URL}, exitUsage, "did you mean --connections?"},
+		{"far-from-anything", []string{"get", "--zzzzzzzz", srv.URL}, exitUsage, "unknown option --zzzzzzzz"},
+		{"duration-without-unit", []string{"get", "--stall-timeout", "5", srv.URL}, exitUsage, `--stall-timeout "5": a duration needs a unit`},
+		{"missing-value", []string{"get", srv.URL, "-x"}, exitUsage, "--max-per-host (-x) needs a value"},
+		{"unknown-command", []string{"fetch", srv.URL}, exitUsage, `unknown command "fetch"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runCLI(t, tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.says) {
+				t.Fatalf("exit %d, want %d saying %q; output:\n%s", code, tt.code, tt.says, out)
+			}
+			if tt.name == "far-from-anything" && strings.Contains(out, "did you mean") {
+				t.Errorf("suggested an option for a word far from all: %s", out)
+			}
+		})
+	}
+	for _, name := range []string{"a.bin", "b.bin", "c.bin"} {
+		srv.Verify(t, filepath.Join(dir, name))
+	}
 }
