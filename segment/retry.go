@@ -34,13 +34,15 @@ func (f *Fetcher) classify(ctx context.Context, err error, pol *retryPolicy) err
 
 // IsPermanent reports whether err cannot be cured by trying again: a refused
 // status, a broken range answer, a changed file, a failed write, a refused
-// redirect, a bad certificate or an unknown host.
+// redirect, a bad certificate, an unknown host, or a proxy that will not
+// have us (see ProxyError.Temporary).
 func IsPermanent(err error) bool {
 	if err == nil {
 		return false
 	}
 	var (
 		pe  *backoff.PermanentError
+		pxe *ProxyError
 		se  *StatusError
 		pre *ProtocolError
 		we  *WriteError
@@ -53,6 +55,8 @@ func IsPermanent(err error) bool {
 	)
 	switch {
 	case errors.Is(err, ErrRemoteChanged), errors.Is(err, ErrRangeIgnored):
+		return true
+	case errors.As(err, &pxe) && !pxe.Temporary():
 		return true
 	case errors.As(err, &se):
 		return !se.Temporary()
