@@ -55,6 +55,19 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// AllowDowngrade lets a redirect lead from https to plain http.
 	AllowDowngrade bool
+	// Proxy, when set, carries every request, to http and https servers and
+	// to loopback ones alike: a URL with scheme http (taken when it has
+	// none), https, socks5 (names resolved here) or socks5h (names resolved
+	// by the proxy), and the user name and password the proxy wants, if
+	// any. Empty: HTTP_PROXY and HTTPS_PROXY from the environment (see
+	// segment.ClientOptions). It is never written to the manifest, and its
+	// password never shown.
+	Proxy string
+	// NoProxy lists the hosts reached without a proxy, as curl reads
+	// NO_PROXY: host names with their subdomains, IP addresses, CIDR
+	// ranges, "*" for all (see segment.ClientOptions). Empty: NO_PROXY from
+	// the environment; "," overrides it with no exception at all.
+	NoProxy string
 	// Checksum, "ALGO:HEX" or "ALGO=BASE64" (md5, sha1, sha256, sha512), is
 	// the digest the file must have; it is computed while the download runs.
 	// Without it a digest the server sends (Repr-Digest, Digest) is checked.
@@ -215,6 +228,11 @@ func (c Config) withDefaults() (Config, error) {
 	for _, m := range c.Mirrors {
 		if err := CheckURL(m); err != nil {
 			return c, fmt.Errorf("%w: mirror %w", ErrUsage, err)
+		}
+	}
+	if c.Proxy != "" {
+		if _, err := segment.ParseProxy(c.Proxy); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 	}
 	if c.MaxPerHost == 0 {
