@@ -74,7 +74,7 @@ func (e *ProxyError) Error() string {
 	case e.Status != "":
 		return fmt.Sprintf("proxy %s refused to open a tunnel: %s", e.Proxy, e.Status)
 	case e.Proxy == "":
-		return fmt.Sprintf("proxy: %v", e.Err)
+		return e.Err.Error() // it says which proxy, as ParseProxy's errors do
 	}
 	return fmt.Sprintf("proxy %s: %v", e.Proxy, e.Err)
 }
