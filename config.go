@@ -215,6 +215,14 @@ func CheckURL(raw string) error {
 	return nil
 }
 
+// CheckProxy says why raw cannot serve as Config.Proxy, or returns nil:
+// see segment.ParseProxy. The error's text shows raw with its secrets
+// redacted.
+func CheckProxy(raw string) error {
+	_, err := segment.ParseProxy(raw)
+	return err
+}
+
 func (c Config) withDefaults() (Config, error) {
 	if err := CheckURL(c.URL); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrUsage, err)
@@ -231,7 +239,7 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	if c.Proxy != "" {
-		if _, err := segment.ParseProxy(c.Proxy); err != nil {
+		if err := CheckProxy(c.Proxy); err != nil {
 			return c, fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 	}
