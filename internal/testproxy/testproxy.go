@@ -33,7 +33,7 @@ type Stats struct {
 	Forwarded int      // absolute-URI requests forwarded (HTTP proxy)
 	Refused   int      // clients turned away for missing or wrong credentials
 	Targets   []string // every target asked for, "host:port" as the client named it
-	Bytes     int64    // bytes written to clients
+	Bytes     int64    // bytes written to clients (counted as a write starts)
 }
 
 // Option configures a Proxy.
@@ -482,9 +482,14 @@ type conn struct {
 	l *listener
 }
 
+// Write counts b before it writes it, so that a client that has read the
+// bytes finds them counted, and takes back what it could not write.
 func (c *conn) Write(b []byte) (int, error) {
+	c.l.stats.add(func(s *Stats) { s.Bytes += int64(len(b)) })
 	n, err := c.Conn.Write(b)
-	c.l.stats.add(func(s *Stats) { s.Bytes += int64(n) })
+	if n < len(b) {
+		c.l.stats.add(func(s *Stats) { s.Bytes -= int64(len(b) - n) })
+	}
 	return n, err
 }
 
