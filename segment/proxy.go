@@ -244,6 +244,9 @@ func (p *proxies) dialContext(ctx context.Context, network, addr string) (net.Co
 		if err != nil {
 			return nil, err
 		}
+		if len(ips) == 0 {
+			return nil, &net.AddrError{Err: "no address found", Addr: host}
+		}
 		targets = targets[:0]
 		for _, ip := range ips {
 			targets = append(targets, net.JoinHostPort(ip.Unmap().String(), port))
