@@ -261,7 +261,7 @@ func (p *proxies) dialContext(ctx context.Context, network, addr string) (net.Co
 			break
 		}
 	}
-	return nil, &ProxyError{Proxy: redact.Parsed(p.forHTTP), Err: err, final: socksRefusal(err)}
+	return nil, &ProxyError{Proxy: redact.Parsed(p.forHTTP), Err: proxyConnectError(network, p.forHTTP, err), final: socksRefusal(err)}
 }
 
 // socksRefusal reports whether a SOCKS dial failed because the proxy will
@@ -293,14 +293,31 @@ type proxyTransport struct {
 
 func (t proxyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.Transport.RoundTrip(req)
-	var op *net.OpError
-	if err != nil && errors.As(err, &op) && op.Op == "proxyconnect" {
+	var (
+		op  *net.OpError
+		pxe *ProxyError // from dialContext, already named
+	)
+	if err != nil && !errors.As(err, &pxe) && errors.As(err, &op) && op.Op == "proxyconnect" {
 		if px, _ := t.proxies.forURL(req.URL); px != nil {
-			err = &ProxyError{Proxy: redact.Parsed(px), Err: err}
+			err = &ProxyError{Proxy: redact.Parsed(px), Err: proxyConnectError(op.Net, px, op.Err)}
 		}
 	}
 	return resp, err
 }
+
+// proxyConnectError is a failure to reach or use the proxy px, as net/http
+// reports one (a net.OpError "proxyconnect") but with the proxy's address,
+// which net/http leaves out: code that looks for the address that failed
+// finds the proxy's, not the server's.
+func proxyConnectError(network string, px *url.URL, err error) error {
+	return &net.OpError{Op: "proxyconnect", Net: network, Addr: proxyAddr(hostPort(px)), Err: err}
+}
+
+// proxyAddr is a proxy's host:port as a net.Addr.
+type proxyAddr string
+
+func (a proxyAddr) Network() string { return "tcp" }
+func (a proxyAddr) String() string  { return string(a) }
 
 // noProxy is a list of hosts that bypass the proxy, as curl reads
 // NO_PROXY: see ClientOptions.NoProxy.

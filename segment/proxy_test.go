@@ -399,6 +399,12 @@ func TestClientProxyErrors(t *testing.T) {
 			case IsPermanent(err) != tt.permanent:
 				t.Errorf("error %q: permanent %v, want %v", err, IsPermanent(err), tt.permanent)
 			}
+			// What failed to connect is the proxy's address, for whoever
+			// looks for one in the error.
+			var op *net.OpError
+			if strings.HasPrefix(tt.name, "refused/") && (!errors.As(err, &op) || op.Op != "proxyconnect" || op.Addr == nil || !strings.HasSuffix(tt.proxy, "@"+op.Addr.String())) {
+				t.Errorf("error %q: the first net.OpError is %+v, want proxyconnect with the proxy's address", err, op)
+			}
 			if after := o.h.Stats().Requests + tlsOrigin.h.Stats().Requests; after != before {
 				t.Errorf("the request reached the server around the proxy")
 			}

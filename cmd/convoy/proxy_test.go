@@ -113,7 +113,7 @@ func TestProxySecretsNeverPrinted(t *testing.T) {
 		says  string
 	}{
 		{"retries", "http://alice:hunter2@" + web.Addr(), exitOK, ""},
-		{"refused", "socks5h://alice:hunter2@" + dead.Addr(), exitFailure, "proxy socks5h://REDACTED@" + dead.Addr() + ": "},
+		{"refused", "socks5h://alice:hunter2@" + dead.Addr(), exitFailure, dead.Addr()},
 		{"wrong-password", "http://alice:hunter22@" + web.Addr(), exitFailure, "407 Proxy Authentication Required"},
 	}
 	for _, tt := range tests {
@@ -138,11 +138,17 @@ func TestProxySecretsNeverPrinted(t *testing.T) {
 				srv.Verify(t, filepath.Join(dir, tt.name+".bin"))
 				return
 			}
-			if last.Type != "error" || !strings.Contains(last.Error, tt.says) {
-				t.Errorf("last event %+v, want an error saying %q", last, tt.says)
+			says := []string{tt.says}
+			if tt.name == "refused" {
+				says = append(says, "proxy", "connection refused")
 			}
-			if !strings.Contains(stderr.String(), "convoy: ") || !strings.Contains(stderr.String(), tt.says) {
-				t.Errorf("stderr does not say %q:\n%s", tt.says, stderr.String())
+			for _, want := range says {
+				if last.Type != "error" || !strings.Contains(last.Error, want) {
+					t.Errorf("last event %+v, want an error saying %q", last, want)
+				}
+				if !strings.Contains(stderr.String(), "convoy: ") || !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
+				}
 			}
 		})
 	}
