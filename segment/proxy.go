@@ -84,6 +84,7 @@ func (e *ProxyError) Unwrap() error { return e.Err }
 // Temporary reports whether trying again may succeed: not for a proxy URL
 // that is none, wrong credentials, or a CONNECT refused with a status that
 // StatusError.Temporary calls final; otherwise it depends on the cause.
+// IsPermanent takes a ProxyError that is not Temporary for final.
 func (e *ProxyError) Temporary() bool {
 	if e.Code != 0 {
 		return (&StatusError{Code: e.Code}).Temporary()

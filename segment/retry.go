@@ -34,8 +34,7 @@ func (f *Fetcher) classify(ctx context.Context, err error, pol *retryPolicy) err
 
 // IsPermanent reports whether err cannot be cured by trying again: a refused
 // status, a broken range answer, a changed file, a failed write, a refused
-// redirect, a bad certificate, an unknown host, or a proxy that will not
-// have us (see ProxyError.Temporary).
+// redirect, a bad certificate or an unknown host.
 func IsPermanent(err error) bool {
 	if err == nil {
 		return false
