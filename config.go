@@ -55,6 +55,19 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// AllowDowngrade lets a redirect lead from https to plain http.
 	AllowDowngrade bool
+	// Proxy, when set, carries every request, to http and https servers and
+	// to loopback ones alike: a URL with scheme http (taken when it has
+	// none), https, socks5 (names resolved here) or socks5h (names resolved
+	// by the proxy), and the user name and password the proxy wants, if
+	// any. Empty: HTTP_PROXY and HTTPS_PROXY from the environment (see
+	// segment.ClientOptions). It is never written to the manifest, and its
+	// password never shown.
+	Proxy string
+	// NoProxy lists the hosts reached without a proxy, as curl reads
+	// NO_PROXY: host names with their subdomains, IP addresses, CIDR
+	// ranges, "*" for all (see segment.ClientOptions). Empty: NO_PROXY from
+	// the environment; "," overrides it with no exception at all.
+	NoProxy string
 	// Checksum, "ALGO:HEX" or "ALGO=BASE64" (md5, sha1, sha256, sha512), is
 	// the digest the file must have; it is computed while the download runs.
 	// Without it a digest the server sends (Repr-Digest, Digest) is checked.
@@ -208,6 +221,14 @@ func CheckURL(raw string) error {
 	return nil
 }
 
+// CheckProxy says why raw cannot serve as Config.Proxy, or returns nil:
+// see segment.ParseProxy. The error's text shows raw with its secrets
+// redacted.
+func CheckProxy(raw string) error {
+	_, err := segment.ParseProxy(raw)
+	return err
+}
+
 func (c Config) withDefaults() (Config, error) {
 	if err := CheckURL(c.URL); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrUsage, err)
@@ -221,6 +242,11 @@ func (c Config) withDefaults() (Config, error) {
 	for _, m := range c.Mirrors {
 		if err := CheckURL(m); err != nil {
 			return c, fmt.Errorf("%w: mirror %w", ErrUsage, err)
+		}
+	}
+	if c.Proxy != "" {
+		if err := CheckProxy(c.Proxy); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 	}
 	if c.MaxPerHost == 0 {

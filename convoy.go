@@ -77,6 +77,8 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 			Insecure:       cfg.Insecure,
 			RootCAs:        cfg.RootCAs,
 			AllowDowngrade: cfg.AllowDowngrade,
+			Proxy:          cfg.Proxy,
+			NoProxy:        cfg.NoProxy,
 		})
 		defer d.client.CloseIdleConnections()
 	}

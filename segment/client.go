@@ -33,11 +33,31 @@ type ClientOptions struct {
 	RootCAs *x509.CertPool
 	// AllowDowngrade permits a redirect from https to http.
 	AllowDowngrade bool
+	// Proxy, when set, is the proxy for every request, to http and https
+	// servers alike and to loopback ones too, in the form ParseProxy reads.
+	// One that ParseProxy refuses fails every request: nothing goes around
+	// a proxy the caller asked for.
+	//
+	// Empty: HTTP_PROXY for http and HTTPS_PROXY for https (or
+	// http_proxy, https_proxy), read when the client is made, as Go's
+	// net/http reads them: never for localhost and loopback addresses,
+	// HTTP_PROXY not in a CGI program, and a SOCKS proxy there resolves
+	// names itself. A variable that is set but is no proxy URL fails the
+	// requests it would carry.
+	Proxy string
+	// NoProxy lists the hosts reached without a proxy, as curl reads
+	// NO_PROXY: separated by commas or spaces, host names (each matching
+	// itself and its subdomains; a leading "." or "*." changes nothing), IP
+	// addresses and CIDR ranges, any of them with ":PORT" to match that
+	// port only; "*" matches every host. Empty: NO_PROXY (or no_proxy) from
+	// the environment; a list of separators only, such as ",", is an empty
+	// list that overrides it.
+	NoProxy string
 }
 
 // NewClient returns a client for segment traffic: HTTP/1.1 only, so every
 // connection is its own TCP connection; no transparent compression, which
-// would break range arithmetic; proxies from the environment; no overall
+// would break range arithmetic; proxies as o.Proxy and o.NoProxy say; no overall
 // timeout, since that would bound a whole body; redirects limited to
 // MaxRedirects, to http and https, and never from https to http unless
 // allowed.
@@ -48,9 +68,11 @@ func NewClient(o ClientOptions) *http.Client {
 		headerTimeout = 30 * time.Second
 	}
 	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	proxies := newProxies(o, dialer)
 	t := &http.Transport{
-		Proxy:                  http.ProxyFromEnvironment,
-		DialContext:            dialer.DialContext,
+		Proxy:                  proxies.transportProxy,
+		OnProxyConnectResponse: onConnectResponse,
+		DialContext:            proxies.dialContext,
 		TLSHandshakeTimeout:    15 * time.Second,
 		ResponseHeaderTimeout:  headerTimeout,
 		ExpectContinueTimeout:  time.Second,
@@ -69,7 +91,7 @@ func NewClient(o ClientOptions) *http.Client {
 	t.Protocols = new(http.Protocols)
 	t.Protocols.SetHTTP1(true)
 	return &http.Client{
-		Transport:     t,
+		Transport:     proxyTransport{t, proxies},
 		CheckRedirect: checkRedirect(o.AllowDowngrade),
 	}
 }

@@ -45,6 +45,7 @@ func IsPermanent(err error) bool {
 	}
 	var (
 		pe  *backoff.PermanentError
+		pxe *ProxyError
 		se  *StatusError
 		pre *ProtocolError
 		we  *WriteError
@@ -56,6 +57,8 @@ func IsPermanent(err error) bool {
 	)
 	switch {
 	case errors.Is(err, ErrRemoteChanged), errors.Is(err, ErrRangeIgnored):
+		return true
+	case errors.As(err, &pxe) && !pxe.Temporary():
 		return true
 	case errors.As(err, &se):
 		return !se.Temporary()

@@ -50,6 +50,8 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "insecure", Usage: "do NOT verify TLS certificates (anyone on the path can then forge the file)"},
 			&cli.StringFlag{Name: "ca-cert", Usage: "trust the certificate authorities in PEM `FILE` instead of the system's"},
 			&cli.BoolFlag{Name: "allow-downgrade", Usage: "follow redirects from https to plain http"},
+			&cli.StringFlag{Name: "proxy", Usage: "send every request through the proxy at `URL` (http://, https://, socks5://, socks5h://; user:password@ if it wants them); '' for none"},
+			&cli.StringFlag{Name: "noproxy", Usage: "reach the hosts in `LIST` without the proxy (comma-separated names, addresses, CIDRs; * for all)"},
 			&cli.DurationFlag{Name: "stall-timeout", Usage: "retry a connection that receives nothing for this long", Value: 20 * time.Second},
 			&cli.IntFlag{Name: "max-tries", Usage: "tries of one range without progress before giving up", Value: 10},
 			&cli.BoolFlag{Name: "retry-connrefused", Usage: "retry a server that refuses connections or does not resolve, even before the download began (by default that fails at once)"},
@@ -147,6 +149,20 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 			return convoy.Config{}, usagef("--%s must be a duration above zero, such as 20s or 250ms", name)
 		}
 	}
+	// As with curl: --proxy '' turns the environment's proxies off, and
+	// --noproxy '' its NO_PROXY.
+	proxy, noProxy := c.String("proxy"), c.String("noproxy")
+	switch {
+	case proxy != "":
+		if err := convoy.CheckProxy(proxy); err != nil {
+			return convoy.Config{}, usagef("--proxy: %v", err)
+		}
+	case c.IsSet("proxy"):
+		noProxy = "*"
+	}
+	if noProxy == "" && c.IsSet("noproxy") {
+		noProxy = ","
+	}
 	roots, err := loadCAs(c.String("ca-cert"))
 	if err != nil {
 		return convoy.Config{}, err
@@ -181,6 +197,8 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		Insecure:           c.Bool("insecure"),
 		RootCAs:            roots,
 		AllowDowngrade:     c.Bool("allow-downgrade"),
+		Proxy:              proxy,
+		NoProxy:            noProxy,
 		Checksum:           c.String("checksum"),
 		ChecksumFile:       c.String("checksum-file"),
 		RemoveOnError:      c.Bool("remove-on-error"),

@@ -1,6 +1,7 @@
 // Package redact removes secrets from URLs before they reach a message, a log
-// line or a file: the password of the userinfo and the values of query
-// parameters that carry signatures, tokens or keys.
+// line or a file: the userinfo (a user name and password, of a server or of a
+// proxy) and the values of query parameters that carry signatures, tokens or
+// keys.
 package redact
 
 import (
@@ -89,7 +90,9 @@ func isSensitive(name string) bool {
 	return false
 }
 
-// Text masks every URL-looking word (http:// or https://) inside s.
+// Text masks every URL-looking word inside s: one that starts with http://,
+// https://, socks5:// or socks5h:// (a proxy's URL carries credentials too),
+// in any case, and ends at white space, a quote or an angle bracket.
 func Text(s string) string {
 	var b strings.Builder
 	for {
@@ -108,15 +111,20 @@ func Text(s string) string {
 	}
 }
 
-// indexScheme finds the first "http://" or "https://" in s, ignoring ASCII
-// case, as a byte offset into s itself.
+// schemes are the URL prefixes Text looks for.
+var schemes = []string{"http://", "https://", "socks5://", "socks5h://"}
+
+// indexScheme finds the first of schemes in s, ignoring ASCII case, as a
+// byte offset into s itself.
 func indexScheme(s string) int {
-	for i := 0; i+7 <= len(s); i++ {
-		if s[i] != 'h' && s[i] != 'H' {
+	for i := 0; i < len(s); i++ {
+		if s[i] != 'h' && s[i] != 'H' && s[i] != 's' && s[i] != 'S' {
 			continue
 		}
-		if strings.EqualFold(s[i:i+7], "http://") || (i+8 <= len(s) && strings.EqualFold(s[i:i+8], "https://")) {
-			return i
+		for _, p := range schemes {
+			if i+len(p) <= len(s) && strings.EqualFold(s[i:i+len(p)], p) {
+				return i
+			}
 		}
 	}
 	return -1

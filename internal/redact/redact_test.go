@@ -244,6 +244,30 @@ func TestText(t *testing.T) {
 			keep:    []string{"bad http://example.com:port/f?" + Mask + " here"},
 		},
 		{
+			name:    "proxy/http-userinfo",
+			in:      `Get "https://example.com/f": proxy http://bob:px_secret_11@127.0.0.1:3128: dial tcp: connection refused`,
+			secrets: []string{"px_secret_11", "bob"},
+			keep:    []string{"proxy http://" + Mask + "@127.0.0.1:3128: dial tcp: connection refused"},
+		},
+		{
+			name:    "proxy/socks5-userinfo",
+			in:      "proxy socks5://carol:px_secret_12@127.0.0.1:1080: socks connect: EOF",
+			secrets: []string{"px_secret_12", "carol"},
+			keep:    []string{"proxy socks5://" + Mask + "@127.0.0.1:1080: socks connect: EOF"},
+		},
+		{
+			name:    "proxy/socks5h-upper-case",
+			in:      "via SOCKS5H://dave:px_secret_13@proxy.example:1080 failed",
+			secrets: []string{"px_secret_13", "dave"},
+			keep:    []string{"via ", "proxy.example:1080 failed"},
+		},
+		{
+			name:    "proxy/unparsable-socks5",
+			in:      "bad socks5://erin:px_secret_14@host:port here",
+			secrets: []string{"px_secret_14", "erin"},
+			keep:    []string{"bad socks5://" + Mask + "@host:port here"},
+		},
+		{
 			name:    "adjacent-urls-without-space",
 			in:      "x https://a.example/?token=tok_secret_9https://b.example/?token=tok_secret_10",
 			secrets: []string{"tok_secret_9", "tok_secret_10"},
