@@ -434,7 +434,7 @@ func TestProbeUnreachable(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/failfast=%v", tt.name, failFast), func(t *testing.T) {
 				p := newProber(t, ClientOptions{})
 				if tt.dial != nil {
-					p.Client.Transport.(*http.Transport).DialContext = tt.dial
+					p.Client.Transport.(proxyTransport).DialContext = tt.dial
 				}
 				p.FailFast = failFast
 				retries := 0
