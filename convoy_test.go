@@ -403,7 +403,7 @@ func TestBadOutputPlaces(t *testing.T) {
 		name, output, want string
 	}{
 		{"missing-folder", "nowhere/out.bin", "does not exist"},
-		{"output-is-folder", "sub", "is a folder"},
+		{"output-is-folder", "sub", "is a folder (to save into it, give it as the folder: -d"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -415,6 +415,16 @@ func TestBadOutputPlaces(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The folder given as Dir (-d) is made when missing, with its parents.
+func TestMissingDirIsMade(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(10<<10))
+	dir := filepath.Join(t.TempDir(), "new", "sub")
+	if _, err := convoy.Download(context.Background(), fastConfig(srv.URL, dir)); err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
 }
 
 func TestBadConfig(t *testing.T) {

@@ -31,6 +31,13 @@ func (d *download) outputPaths(r segment.Remote) (files, error) {
 	}
 	dir := filepath.Dir(out)
 	st, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) && filepath.Clean(dir) == filepath.Clean(d.cfg.Dir) {
+		// The folder asked for (-d) is made, as wget -P and aria2c -d do.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return files{}, describeFileError(err, dir)
+		}
+		st, err = os.Stat(dir)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return files{}, fmt.Errorf("folder %s does not exist", dir)
@@ -76,7 +83,7 @@ func (d *download) checkExisting(ctx context.Context, remote segment.Remote, f f
 		return false, Result{}, err
 	}
 	if st.IsDir() {
-		return false, Result{}, fmt.Errorf("output %s is a folder", f.out)
+		return false, Result{}, fmt.Errorf("output %s is a folder (to save into it, give it as the folder: -d %s)", f.out, f.out)
 	}
 	if _, perr := os.Stat(f.part); errors.Is(perr, fs.ErrNotExist) {
 		if m, merr := manifest.Load(f.manifest); merr == nil && m.Complete() && m.Size == st.Size() {

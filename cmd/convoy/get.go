@@ -33,11 +33,12 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "save into `DIR`", Value: "."},
 			&cli.IntFlag{Name: "connections", Aliases: []string{"n"}, Usage: "parallel connections", Value: 8},
 			&cli.StringFlag{Name: "min-split-size", Usage: "smallest range worth its own connection (K, M, G suffixes)", Value: "1M"},
-			&cli.StringFlag{Name: "limit-rate", Usage: "cap the total speed at `RATE` bytes per second (K, M, G suffixes)"},
+			&cli.StringFlag{Name: "limit-rate", Usage: "cap the total speed at `RATE` bytes per second (K, M, G suffixes; 0 for no limit)"},
 			&cli.StringFlag{Name: "checksum", Usage: "verify the file against `ALGO:HEX` (md5, sha1, sha256, sha512; also sha-256=BASE64)"},
 			&cli.StringFlag{Name: "checksum-file", Usage: "take the digest from the line for the output's name in `PATH|URL` (SHA256SUMS style)"},
 			&cli.BoolFlag{Name: "remove-on-error", Usage: "delete the bytes of a download whose checksum does not match"},
 			&cli.BoolFlag{Name: "restart", Usage: "discard a partial download and start over"},
+			&cli.BoolFlag{Name: "continue", Aliases: []string{"c"}, Usage: "resume a partial download (what convoy always does; accepted for wget and aria2 habits)"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "replace an existing output file"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
 			&cli.BoolFlag{Name: "json", Usage: "print events as JSON lines on stdout (see README)"},
@@ -122,7 +123,7 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		return convoy.Config{}, usagef("--min-split-size: %v", err)
 	}
 	var limit int64
-	if v := c.String("limit-rate"); v != "" {
+	if v := strings.TrimSpace(c.String("limit-rate")); v != "" && v != "0" { // 0: no limit, as curl and aria2 read it
 		if limit, err = units.ParseSize(v); err != nil {
 			return convoy.Config{}, usagef("--limit-rate: %v", err)
 		}
