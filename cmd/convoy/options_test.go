@@ -137,6 +137,8 @@ func TestCommandLineConventions(t *testing.T) {
 		{"url-without-get", []string{"-q", "-d", dir, "-o", "a.bin", srv.URL}, exitOK, ""},
 		{"url-first", []string{srv.URL, "-q", "-d", dir, "-o", "b.bin"}, exitOK, ""},
 		{"no-scheme", []string{"-d", dir, "-o", "c.bin", hostPath}, exitOK, "has no scheme: using " + srv.URL},
+		{"continue-and-no-limit", []string{"get", "-c", "--limit-rate", "0", "-q", "-d", dir, "-o", "d.bin", srv.URL}, exitOK, ""},
+		{"decimal-rate", []string{"get", "--continue", "--limit-rate", "1.5M", "-q", "-d", dir, "-o", "e.bin", srv.URL}, exitOK, ""},
 		{"typo", []string{"get", "--conections", "4", srv.URL}, exitUsage, "unknown option --conections; did you mean --connections?"},
 		{"typo-without-get", []string{"--conections", "4", srv.URL}, exitUsage, "did you mean --connections?"},
 		{"far-from-anything", []string{"get", "--zzzzzzzz", srv.URL}, exitUsage, "unknown option --zzzzzzzz"},
@@ -155,7 +157,7 @@ func TestCommandLineConventions(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{"a.bin", "b.bin", "c.bin"} {
+	for _, name := range []string{"a.bin", "b.bin", "c.bin", "d.bin", "e.bin"} {
 		srv.Verify(t, filepath.Join(dir, name))
 	}
 }
