@@ -82,6 +82,10 @@ type retryPolicy struct {
 	moved      bool // the last attempt delivered bytes
 }
 
+// ErrGaveUp marks a transient fault that kept failing until the retry
+// budget ran out: the network or the server did not come back in time.
+var ErrGaveUp = errors.New("giving up")
+
 // maxRetryAfter caps a server's Retry-After.
 const maxRetryAfter = 5 * time.Minute
 
@@ -143,7 +147,7 @@ func (p *retryPolicy) wrap(ctx context.Context, err error) error {
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
 	case p.gaveUp:
-		return fmt.Errorf("giving up after %s without progress: %w", plural(p.tries, "try", "tries"), err)
+		return fmt.Errorf("%w after %s without progress: %w", ErrGaveUp, plural(p.tries, "try", "tries"), err)
 	}
 	return err
 }

@@ -140,8 +140,8 @@ func TestSignalsCheckpointAndExit(t *testing.T) {
 				t.Errorf("took %v to stop", d)
 			}
 			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
-				t.Fatalf("exit %v, want code %d: %s", err, exitFailure, out)
+			if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+				t.Fatalf("exit %v, want code %d: %s", err, exitInterrupted, out)
 			}
 			if !strings.Contains(out.String(), "interrupted") || !strings.Contains(out.String(), "run the same command to resume") {
 				t.Errorf("output does not say how to resume: %s", out)

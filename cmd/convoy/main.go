@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,14 +18,43 @@ import (
 
 	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/merge"
+	"github.com/convoy-dl/convoy/segment"
 )
 
-// Exit codes.
+// Exit codes: the causes scripts test most have codes of their own
+// (README, "Exit status").
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK          = 0
+	exitFailure     = 1 // any other failure, and a batch with failures
+	exitUsage       = 2
+	exitChecksum    = 3   // the file does not match its checksum
+	exitHTTP        = 4   // the server refused: an HTTP 4xx answer
+	exitNetwork     = 5   // unreachable, or the retries ran out
+	exitDisk        = 6   // no space, or the output cannot be written
+	exitInterrupted = 130 // Ctrl-C or SIGTERM; progress is saved
 )
+
+// exitCode is the code for err, a failure that is not a usage error.
+func exitCode(err error) int {
+	var se *segment.StatusError
+	var ue *segment.UnreachableError
+	var we *segment.WriteError
+	switch {
+	case errors.Is(err, convoy.ErrInterrupted):
+		return exitInterrupted
+	case errors.Is(err, merge.ErrChecksum):
+		return exitChecksum
+	case errors.Is(err, merge.ErrNoSpace), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT),
+		errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS), errors.As(err, &we):
+		return exitDisk
+	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:
+		return exitHTTP
+	case errors.Is(err, segment.ErrGaveUp), errors.As(err, &ue):
+		return exitNetwork
+	}
+	return exitFailure
+}
 
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
@@ -61,7 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	code := exitFailure
+	code := exitCode(err)
 	var ue usageError
 	if errors.As(err, &ue) || errors.Is(err, convoy.ErrUsage) {
 		code = exitUsage

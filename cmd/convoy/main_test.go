@@ -57,12 +57,13 @@ func TestExitCodes(t *testing.T) {
 		{"bad-scheme", []string{"get", "ftp://example.com/x"}, exitUsage, "not an http or https URL"},
 		{"unknown-command", []string{"fetch", srv.URL}, exitUsage, "unknown command"},
 		{"verify-without-checksum", []string{"verify", "x"}, exitUsage, "--checksum"},
-		{"not-found", []string{"get", "-q", "-d", dir, "-o", "nf.bin", missing.URL}, exitFailure, "404"},
+		{"not-found", []string{"get", "-q", "-d", dir, "-o", "nf.bin", missing.URL}, exitHTTP, "404"},
 		// Not quiet: one line in all, no retry notices before it.
-		{"unreachable", []string{"get", "-d", dir, "-o", "ur.bin", closed.URL}, exitFailure, "connection refused"},
-		{"unreachable-retried", []string{"get", "-d", dir, "-o", "ur.bin", "--retry-connrefused", "--max-tries", "2", "-q", closed.URL}, exitFailure, "giving up after 2 tries"},
+		{"unreachable", []string{"get", "-d", dir, "-o", "ur.bin", closed.URL}, exitNetwork, "connection refused"},
+		{"unreachable-retried", []string{"get", "-d", dir, "-o", "ur.bin", "--retry-connrefused", "--max-tries", "2", "-q", closed.URL}, exitNetwork, "giving up after 2 tries"},
 		{"ok", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitOK, ""},
 		{"already-complete", []string{"get", "-q", "-d", dir, "-o", "ok.bin", srv.URL}, exitOK, ""},
+		{"checksum-mismatch", []string{"get", "-q", "-d", dir, "-o", "bad.bin", "--checksum", "sha256:" + strings.Repeat("00", 32), srv.URL}, exitChecksum, "checksum"},
 		{"exists", []string{"get", "-q", "-d", dir, "-o", "mine.bin", srv.URL}, exitFailure, "--overwrite"},
 		{"flags-after-url", []string{"get", srv.URL, "-q", "-d", dir, "-o", "after.bin", "--overwrite"}, exitOK, ""},
 	}
@@ -110,8 +111,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	srv := testserver.New(t, testserver.Statuses(403))
 	u := strings.Replace(srv.URL, "http://", "http://me:pa55word@", 1) + "?sig=s1gn4ture&page=2"
 	code, out := runCLI(t, "get", "-d", t.TempDir(), u)
-	if code != exitFailure {
-		t.Fatalf("exit %d, want %d", code, exitFailure)
+	if code != exitHTTP {
+		t.Fatalf("exit %d, want %d", code, exitHTTP)
 	}
 	for _, secret := range []string{"pa55word", "s1gn4ture"} {
 		if strings.Contains(out, secret) {
@@ -284,7 +285,7 @@ func TestJSONEvents(t *testing.T) {
 	code = run([]string{"convoy", "get", "--json", "-q", "-d", dir, missing.URL}, &stdout, &stderr)
 	var last convoy.Event
 	lines = strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || code != exitFailure || last.Type != "error" || !strings.Contains(last.Error, "404") {
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || code != exitHTTP || last.Type != "error" || !strings.Contains(last.Error, "404") {
 		t.Errorf("failed download: exit %d, last event %+v (%v)", code, last, err)
 	}
 }
@@ -464,5 +465,27 @@ func TestBenchCountsBusyAnswers(t *testing.T) {
 	}
 	if lines := strings.Split(stdout.String(), "\n"); !strings.Contains(lines[0], "503/429") || !strings.Contains(lines[1], "  1  ") {
 		t.Errorf("table %q: want a 503/429 column counting 1", stdout.String())
+	}
+}
+
+// A disk fault has an exit code of its own: here a folder on a read-only
+// file system.
+func TestDiskFaultExitCode(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("cannot mount a read-only tmpfs in CI: %v %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	srv := testserver.New(t, testserver.Size(1000))
+	code, out := runCLI(t, "get", "-q", "-d", dir, "-o", "x.bin", srv.URL)
+	if code != exitDisk || !strings.Contains(out, "read-only") {
+		t.Fatalf("exit %d, want %d saying read-only: %s", code, exitDisk, out)
 	}
 }

@@ -113,8 +113,8 @@ func TestProxySecretsNeverPrinted(t *testing.T) {
 		says  string
 	}{
 		{"retries", "http://alice:hunter2@" + web.Addr(), exitOK, ""},
-		{"refused", "socks5h://alice:hunter2@" + dead.Addr(), exitFailure, dead.Addr()},
-		{"wrong-password", "http://alice:hunter22@" + web.Addr(), exitFailure, "407 Proxy Authentication Required"},
+		{"refused", "socks5h://alice:hunter2@" + dead.Addr(), exitNetwork, dead.Addr()},
+		{"wrong-password", "http://alice:hunter22@" + web.Addr(), exitHTTP, "407 Proxy Authentication Required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,7 +223,7 @@ func TestProxyEnvironmentAndOptions(t *testing.T) {
 
 	forwarded := forHTTP.Stats().Forwarded
 	code, out := convoyGet([]string{"NO_PROXY=example.org,.onion"}, "-o", "bypass.bin", plainURL)
-	if code != exitFailure || !strings.Contains(out, "origin.onion") || forHTTP.Stats().Forwarded != forwarded {
+	if code != exitNetwork || !strings.Contains(out, "origin.onion") || forHTTP.Stats().Forwarded != forwarded {
 		t.Errorf("NO_PROXY: exit %d, %q, %d requests forwarded: want a direct connection, failing to find origin.onion",
 			code, out, forHTTP.Stats().Forwarded-forwarded)
 	}
@@ -237,7 +237,7 @@ func TestProxyEnvironmentAndOptions(t *testing.T) {
 		t.Errorf("--proxy over HTTP_PROXY: exit %d, %s", code, out)
 	}
 	forwarded = forHTTP.Stats().Forwarded
-	if code, out := convoyGet(nil, "-o", "none.bin", "--proxy", "", plainURL); code != exitFailure || forHTTP.Stats().Forwarded != forwarded {
+	if code, out := convoyGet(nil, "-o", "none.bin", "--proxy", "", plainURL); code != exitNetwork || forHTTP.Stats().Forwarded != forwarded {
 		t.Errorf("--proxy '': exit %d, %s: want a direct connection, failing", code, out)
 	}
 	for _, name := range []string{"override.bin", "empty.bin", "given.bin"} {
