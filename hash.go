@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/convoy-dl/convoy/internal/fsx"
 	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/manifest"
 	"github.com/convoy-dl/convoy/merge"
@@ -96,7 +97,7 @@ func (d *download) checksumFromList(ctx context.Context, names ...string) (merge
 	} else {
 		data, err := os.ReadFile(src)
 		if err != nil {
-			return merge.Checksum{}, fmt.Errorf("%w: checksum list: %v", ErrUsage, err)
+			return merge.Checksum{}, fmt.Errorf("%w: checksum list: %v", ErrUsage, fsx.Plain(err))
 		}
 		r = bytes.NewReader(data)
 	}
@@ -328,9 +329,12 @@ func VerifyFile(path, checksum string, progress func(done, size int64)) (string,
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return "", fsx.Plain(err) // it names the path
 	}
 	st, err := f.Stat()
+	if err == nil && st.IsDir() {
+		err = errors.New("a folder, not a file")
+	}
 	if err == nil {
 		var h *merge.PrefixHasher
 		if h, err = merge.NewPrefixHasher(want.Algo, f, 0, nil); err == nil {

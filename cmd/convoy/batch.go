@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/fsx"
 	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/merge"
 )
@@ -185,11 +186,11 @@ func readInputFile(path string) ([]job, error) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, fsx.Plain(err)
 	}
 	list, err := parseInputFile(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	return list, err
+	return list, fsx.Plain(err)
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/fsx"
 	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/internal/units"
 )
@@ -175,7 +176,7 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 	if path := c.String("mirror-file"); path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return convoy.Config{}, usagef("--mirror-file: %v", err)
+			return convoy.Config{}, usagef("--mirror-file: %v", fsx.Plain(err))
 		}
 		for _, line := range strings.Split(string(data), "\n") {
 			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
@@ -281,7 +282,7 @@ func loadCAs(path string) (*x509.CertPool, error) {
 	}
 	pem, err := os.ReadFile(path)
 	if err != nil {
-		return nil, usagef("--ca-cert: %v", err)
+		return nil, usagef("--ca-cert: %v", fsx.Plain(err))
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {

@@ -145,12 +145,23 @@ func TestCommandLineConventions(t *testing.T) {
 		{"duration-without-unit", []string{"get", "--stall-timeout", "5", srv.URL}, exitUsage, `--stall-timeout "5": a duration needs a unit`},
 		{"missing-value", []string{"get", srv.URL, "-x"}, exitUsage, "--max-per-host (-x) needs a value"},
 		{"unknown-command", []string{"fetch", srv.URL}, exitUsage, `unknown command "fetch"`},
+		// Files given by the user: plain words, not the system's.
+		{"input-file-is-folder", []string{"get", "-i", dir}, exitUsage, dir + " is a folder, not a file"},
+		{"mirror-file-missing", []string{"get", "--mirror-file", filepath.Join(dir, "none"), srv.URL}, exitUsage, filepath.Join(dir, "none") + " does not exist"},
+		{"ca-cert-is-folder", []string{"get", "--ca-cert", dir, srv.URL}, exitUsage, "is a folder, not a file"},
+		{"verify-folder", []string{"verify", "--checksum", "sha256:" + strings.Repeat("00", 32), dir}, exitFailure, "a folder, not a file"},
+		{"odd-hex", []string{"get", "--checksum", "sha256:abc", srv.URL}, exitUsage, "is not 64 hexadecimal digits"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out := runCLI(t, tt.args...)
 			if code != tt.code || !strings.Contains(out, tt.says) {
 				t.Fatalf("exit %d, want %d saying %q; output:\n%s", code, tt.code, tt.says, out)
+			}
+			for _, jargon := range []string{"is a directory", "no such file", "encoding/hex"} {
+				if strings.Contains(out, jargon) {
+					t.Errorf("output speaks a library's language (%q): %s", jargon, out)
+				}
 			}
 			if tt.name == "far-from-anything" && strings.Contains(out, "did you mean") {
 				t.Errorf("suggested an option for a word far from all: %s", out)
