@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/internal/units"
 	"github.com/convoy-dl/convoy/manifest"
 	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/segment"
@@ -263,7 +264,7 @@ func (d *download) noteUnclaimedPart(f files) {
 		return
 	}
 	if _, err := os.Stat(f.manifest); errors.Is(err, fs.ErrNotExist) {
-		d.cfg.Logf("%s exists without a manifest, so nothing vouches for its %d bytes: overwriting it", f.part, st.Size())
+		d.cfg.Logf("%s exists without a manifest, so nothing vouches for its %s: overwriting it", f.part, units.FormatExact(st.Size()))
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/internal/units"
 	"github.com/convoy-dl/convoy/manifest"
 	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/segment"
@@ -87,7 +88,7 @@ func (d *download) checkMirror(ctx context.Context, u string, primary segment.Re
 	case err != nil:
 		return r, redact.Text(err.Error())
 	case r.Size != primary.Size:
-		return r, fmt.Sprintf("it serves %d bytes, the primary %d", r.Size, primary.Size)
+		return r, fmt.Sprintf("it serves %s, the primary %s", units.FormatExact(r.Size), units.FormatExact(primary.Size))
 	case !r.Ranges:
 		return r, "it does not serve ranges"
 	}

@@ -140,7 +140,7 @@ func savedETag(path string) string {
 // Last-Modified (which convoy gives the files it saves); or nothing to tell.
 func (d *download) sameAsRemote(ctx context.Context, remote segment.Remote, path string, st fs.FileInfo) (bool, string, error) {
 	if remote.Size >= 0 && st.Size() != remote.Size {
-		return false, fmt.Sprintf("exists with %s; the server's file has %s, so it is another file", units.FormatBytes(st.Size()), units.FormatBytes(remote.Size)), nil
+		return false, fmt.Sprintf("exists with %s; the server's file has %s, so it is another file", units.FormatExact(st.Size()), units.FormatExact(remote.Size)), nil
 	}
 	want, err := d.expectedChecksum(ctx, remote, path)
 	if err != nil {

@@ -45,7 +45,7 @@ func (d *download) resumeState(ctx context.Context, remote segment.Remote, f fil
 		if err == nil {
 			have = st.Size()
 		}
-		d.cfg.Logf("%s is shorter than its manifest says (%d of %d bytes); fetching the missing bytes again", f.part, have, m.Size)
+		d.cfg.Logf("%s is shorter than its manifest says (%s of %s); fetching the missing bytes again", f.part, units.FormatExact(have), units.FormatExact(m.Size))
 		segs = clampWritten(segs, have)
 	}
 	why := mismatch(m, remote)
@@ -59,7 +59,7 @@ func (d *download) resumeState(ctx context.Context, remote segment.Remote, f fil
 		if _, known := recorded(m, remote); !known && written(segs) > 0 && !sameFileName(m, remote) {
 			// Most likely -o named another download's file: keep its bytes.
 			return resumed{}, fmt.Errorf("%w: %s holds %s of a download from %s, and %s, under another file name, serves another file (%v); choose another output name, or run with --restart to discard it",
-				ErrNotResumable, f.part, units.FormatBytes(written(segs)), m.URL, redact.URL(remote.URL), why)
+				ErrNotResumable, f.part, units.FormatExact(written(segs)), m.URL, redact.URL(remote.URL), why)
 		}
 		d.startOver(fmt.Sprintf("cannot resume %s: %v", f.out, why))
 		return resumed{}, nil
@@ -118,7 +118,7 @@ var errUnknownServer = errors.New("the server is not one this download used")
 // be told from the old one.
 func mismatch(m *manifest.Manifest, r segment.Remote) error {
 	if m.Size != r.Size {
-		return fmt.Errorf("the file on the server is now %d bytes, was %d", r.Size, m.Size)
+		return fmt.Errorf("the file on the server is now %s, was %s", units.FormatExact(r.Size), units.FormatExact(m.Size))
 	}
 	if !r.Identifiable() {
 		return errors.New("the server sends no strong ETag or Last-Modified to prove the file is unchanged")

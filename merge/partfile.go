@@ -57,7 +57,7 @@ func Open(path string, size, room int64) (p *PartFile, err error) {
 	}
 	if err := preallocate(f, size); err != nil {
 		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-			return nil, fmt.Errorf("%w for %s (%s): %v", ErrNoSpace, path, units.FormatBytes(size), err)
+			return nil, fmt.Errorf("%w for %s (%s): %v", ErrNoSpace, path, units.FormatExact(size), err)
 		}
 		return nil, fmt.Errorf("preallocating %s: %w", path, err)
 	}
@@ -82,7 +82,7 @@ func checkSpace(f *os.File, path string, size, room int64) error {
 	}
 	free := int64(fs.Bavail) * unit
 	if need > free {
-		return fmt.Errorf("%w for %s: need %s more (the file, and %s for its manifest), %s free", ErrNoSpace, path, units.FormatBytes(need), units.FormatBytes(room), units.FormatBytes(free))
+		return fmt.Errorf("%w for %s: need %s more (the file, and %s for its manifest), %s free", ErrNoSpace, path, units.FormatExact(need), units.FormatBytes(room), units.FormatExact(free))
 	}
 	return nil
 }
@@ -180,7 +180,7 @@ func (p *PartFile) Commit(final string, want int64, mtime time.Time, replace boo
 		return err
 	}
 	if want >= 0 && st.Size() != want {
-		return fmt.Errorf("%s holds %d bytes, expected %d", p.path, st.Size(), want)
+		return fmt.Errorf("%s holds %s, expected %s", p.path, units.FormatExact(st.Size()), units.FormatExact(want))
 	}
 	if !mtime.IsZero() {
 		if err := os.Chtimes(p.path, mtime, mtime); err != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/internal/units"
 )
 
 // ErrRangeIgnored reports a 200 answer to a ranged request sent without
@@ -377,7 +378,7 @@ func (f *Fetcher) checkRange(resp *http.Response, off, end int64) error {
 		if cr.Total < 0 {
 			return &ProtocolError{URL: u, Reason: "Content-Range does not state the file size"}
 		}
-		return fmt.Errorf("%w: %s now reports %d bytes, expected %d", ErrRemoteChanged, u, cr.Total, f.Size)
+		return fmt.Errorf("%w: %s now reports %s, expected %s", ErrRemoteChanged, u, units.FormatExact(cr.Total), units.FormatExact(f.Size))
 	}
 	if cr.First != off || cr.Last != end-1 {
 		return &ProtocolError{URL: u, Reason: fmt.Sprintf("asked for bytes %d-%d, got %s", off, end-1, cr)}

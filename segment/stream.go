@@ -10,6 +10,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/convoy-dl/convoy/internal/redact"
+	"github.com/convoy-dl/convoy/internal/units"
 )
 
 // Stream fetches the whole file with one plain GET into w from offset 0, for
@@ -51,7 +52,7 @@ func (f *Fetcher) streamOnce(ctx context.Context, w io.WriterAt, c *conn) (int64
 	}
 	want := f.Size
 	if want >= 0 && resp.ContentLength >= 0 && resp.ContentLength != want {
-		return 0, fmt.Errorf("%w: %s now sends %d bytes, expected %d", ErrRemoteChanged, u, resp.ContentLength, want)
+		return 0, fmt.Errorf("%w: %s now sends %s, expected %s", ErrRemoteChanged, u, units.FormatExact(resp.ContentLength), units.FormatExact(want))
 	}
 	if want < 0 {
 		want = resp.ContentLength // may still be -1: read to EOF

@@ -89,7 +89,7 @@ func (r *reporter) summary(res convoy.Result) {
 		return
 	}
 	if res.AlreadyComplete {
-		r.logf("%s is already complete (%s)", res.Path, units.FormatBytes(res.Size))
+		r.logf("%s is already complete (%s)", res.Path, units.FormatExact(res.Size))
 		return
 	}
 	rate := 0.0

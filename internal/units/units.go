@@ -102,3 +102,16 @@ func digits(t, s string) (int64, error) {
 	}
 	return v, nil
 }
+
+// FormatExact renders n for a message where the exact count matters: the
+// binary unit for people and the bytes for checking, "1.5 GiB (1610612736
+// bytes)"; below 1 KiB only the bytes, "512 bytes".
+func FormatExact(n int64) string {
+	if n < 1024 && n > -1024 {
+		if n == 1 {
+			return "1 byte"
+		}
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%s (%d bytes)", FormatBytes(n), n)
+}

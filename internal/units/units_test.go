@@ -197,3 +197,20 @@ func FuzzFormatBytes(f *testing.F) {
 		}
 	})
 }
+
+func TestFormatExact(t *testing.T) {
+	for _, tt := range []struct {
+		n    int64
+		want string
+	}{
+		{0, "0 bytes"},
+		{1, "1 byte"},
+		{1023, "1023 bytes"},
+		{1024, "1.0 KiB (1024 bytes)"},
+		{3 << 29, "1.5 GiB (1610612736 bytes)"},
+	} {
+		if got := FormatExact(tt.n); got != tt.want {
+			t.Errorf("FormatExact(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}
