@@ -8,11 +8,16 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME      ?= 30s
 BENCH_PKGS    := ./segment ./manifest ./merge
 
-.PHONY: all build test test-short lint fmt-check vet staticcheck demo fuzz soak bench-go bench clean
+PREFIX        ?= /usr/local
+
+.PHONY: all build man install test test-short lint fmt-check vet staticcheck demo fuzz soak bench-go bench clean
 
 all: build
 
-VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# A tag names the version; between tags it is the version in the making
+# (DefaultVersion in config.go) with the commit: 0.1.0-dev+0a3966d1f2c4.
+BASE_VERSION  := $(shell sed -n 's/^const DefaultVersion = "\(.*\)"/\1/p' config.go)
+VERSION       ?= $(shell git describe --tags --dirty 2>/dev/null || echo "$(BASE_VERSION)+$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)")
 
 build:
 	$(GO) build -ldflags "-X github.com/convoy-dl/convoy.Version=$(VERSION)" -o $(BIN)/convoy ./cmd/convoy
@@ -42,6 +47,18 @@ $(STATICCHECK):
 
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
+
+# The manual page, from the same definitions as --help.
+man: build
+	$(BIN)/convoy man > $(BIN)/convoy.1
+
+# Installs the binary, its manual page and the bash completion under PREFIX
+# (DESTDIR for packaging).
+install: man
+	install -D -m 0755 $(BIN)/convoy $(DESTDIR)$(PREFIX)/bin/convoy
+	install -D -m 0644 $(BIN)/convoy.1 $(DESTDIR)$(PREFIX)/share/man/man1/convoy.1
+	$(BIN)/convoy completion bash > $(BIN)/convoy.bash
+	install -D -m 0644 $(BIN)/convoy.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/convoy
 
 # Builds convoy and a local test server, downloads a 256 MiB file from it over
 # 8 connections, and checks the SHA-256.

@@ -38,3 +38,21 @@ func completionCommand(stdout io.Writer) *cli.Command {
 		},
 	}
 }
+
+// manCommand prints convoy's manual page (roff), generated from the same
+// command and option definitions as --help: make man writes it to a file.
+func manCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:   "man",
+		Usage:  "print the manual page (roff; make man writes bin/convoy.1)",
+		Hidden: true,
+		Action: func(c *cli.Context) error {
+			page, err := c.App.ToManWithSection(1)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(stdout, page)
+			return err
+		},
+	}
+}

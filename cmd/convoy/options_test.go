@@ -1,8 +1,10 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -170,5 +172,23 @@ func TestCommandLineConventions(t *testing.T) {
 	}
 	for _, name := range []string{"a.bin", "b.bin", "c.bin", "d.bin", "e.bin"} {
 		srv.Verify(t, filepath.Join(dir, name))
+	}
+}
+
+// --version prints a version (not only a commit), and the manual page is
+// made from the same definitions as --help.
+func TestVersionAndManual(t *testing.T) {
+	code, out := runCLI(t, "--version")
+	if code != exitOK || !regexp.MustCompile(`^convoy version v?\d+\.\d+\.\d+`).MatchString(out) {
+		t.Errorf("--version: exit %d, %q: want a version number", code, out)
+	}
+	code, out = runCLI(t, "man")
+	if code != exitOK || !strings.HasPrefix(out, ".nh\n.TH convoy 1") {
+		t.Fatalf("man: exit %d, want a section 1 page: %.200q", code, out)
+	}
+	for _, f := range newApp(io.Discard, io.Discard).Command("get").Flags {
+		if !strings.Contains(out, "--"+f.Names()[0]) {
+			t.Errorf("the manual page lacks --%s", f.Names()[0])
+		}
 	}
 }
