@@ -298,6 +298,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		Size:         remote.Size,
 		ETag:         remote.ETag,
 		LastModified: remote.LastModified,
+		Connections:  d.cfg.Connections,
 	}
 	// A download from several servers, now or in an earlier run, records
 	// them and which bytes each sent.

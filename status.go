@@ -28,6 +28,12 @@ type Status struct {
 	// their validators and the bytes each sent that are recorded; empty for
 	// a download from one server.
 	Servers []ServerStatus
+	// Connections is the connection count it ran with (0: not recorded).
+	Connections int
+	// Running is set while a process holds the download's lock; PID names
+	// it where the system tells (0 otherwise).
+	Running bool
+	PID     int
 }
 
 // ServerStatus is one server of a download from several.
@@ -73,6 +79,10 @@ func ReadStatus(path string) (Status, error) {
 	}
 	if fi, err := os.Stat(st.Part); err == nil {
 		st.PartSize = fi.Size()
+	}
+	st.Connections = m.Connections
+	if pid, locked, err := manifest.Holder(st.Part); err == nil {
+		st.Running, st.PID = locked, pid
 	}
 	return st, nil
 }

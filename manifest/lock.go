@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -67,4 +69,56 @@ func sameFile(f *os.File, path string) (bool, error) {
 // Release drops the lock.
 func (l *Lock) Release() error {
 	return l.f.Close()
+}
+
+// Holder tells whether a process holds the lock on path now and, where the
+// system says (Linux's /proc/locks), which one (pid 0 when unknown). It
+// never takes the lock itself, so it cannot make a starting download fail.
+func Holder(path string) (pid int, locked bool, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return 0, false, nil
+		}
+		return 0, false, err
+	}
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return 0, false, err
+	}
+	return flockHolder(string(data), uint64(st.Dev), st.Ino)
+}
+
+// flockHolder finds the flock on inode ino of device dev in the text of
+// /proc/locks: "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF", the
+// device as hexadecimal major:minor.
+func flockHolder(locks string, dev, ino uint64) (pid int, locked bool, err error) {
+	for _, line := range strings.Split(locks, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] != "FLOCK" {
+			continue
+		}
+		if f[2] == "->" { // a waiter, not a holder: "1: -> FLOCK ..."
+			continue
+		}
+		parts := strings.Split(f[5], ":")
+		if len(parts) != 3 {
+			continue
+		}
+		major, err1 := strconv.ParseUint(parts[0], 16, 32)
+		minor, err2 := strconv.ParseUint(parts[1], 16, 32)
+		inode, err3 := strconv.ParseUint(parts[2], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		if unix.Mkdev(uint32(major), uint32(minor)) != dev || inode != ino {
+			continue
+		}
+		p, err := strconv.Atoi(f[4])
+		if err != nil || p < 0 {
+			p = 0
+		}
+		return p, true, nil
+	}
+	return 0, false, nil
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func mustAcquire(t *testing.T, path string) *Lock {
@@ -246,5 +248,54 @@ func TestAcquireAfterRename(t *testing.T) {
 			_ = l3.Release()
 		}
 		t.Fatalf("Acquire(%s) = %v: the renamed file should still be locked", q, err)
+	}
+}
+
+// Holder names the process that holds a download's lock, and finds none
+// once it is released; it never takes the lock itself.
+func TestHolder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f.part")
+	if _, locked, err := Holder(path); err != nil || locked {
+		t.Fatalf("Holder of a missing file: locked %v, %v", locked, err)
+	}
+	l, err := Acquire(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, locked, err := Holder(path)
+	if err != nil || !locked || pid != os.Getpid() {
+		t.Fatalf("Holder = %d, %v, %v; want this process (%d)", pid, locked, err, os.Getpid())
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, locked, err := Holder(path); err != nil || locked {
+		t.Fatalf("Holder after release: locked %v, %v", locked, err)
+	}
+	// Holder took nothing: the lock is still there to take.
+	l, err = Acquire(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFlockHolderParses(t *testing.T) {
+	const locks = "1: POSIX  ADVISORY  WRITE 11 fd:01:77 0 EOF\n" +
+		"2: FLOCK  ADVISORY  WRITE 4321 fd:01:99 0 EOF\n" +
+		"2: -> FLOCK  ADVISORY  WRITE 5555 fd:01:99 0 EOF\n" +
+		"3: FLOCK  ADVISORY  WRITE 1234 08:01:77 0 EOF\n" +
+		"garbage\n"
+	dev := unix.Mkdev(8, 1)
+	if pid, locked, _ := flockHolder(locks, dev, 77); !locked || pid != 1234 {
+		t.Errorf("flockHolder = %d, %v; want 1234 (the flock on 08:01, not the POSIX lock on fd:01)", pid, locked)
+	}
+	if pid, locked, _ := flockHolder(locks, unix.Mkdev(0xfd, 1), 99); !locked || pid != 4321 {
+		t.Errorf("flockHolder = %d, %v; want 4321, the holder, not its waiter", pid, locked)
+	}
+	if _, locked, _ := flockHolder(locks, dev, 78); locked {
+		t.Error("found a lock on another inode")
 	}
 }

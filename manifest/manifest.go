@@ -40,6 +40,9 @@ type Manifest struct {
 	LastModified string `json:"last_modified,omitempty"`
 	// Segments cover [0, Size) in order, without gap or overlap.
 	Segments []Segment `json:"segments"`
+	// Connections is the connection count the download ran with, for the
+	// command that resumes it (0: not recorded).
+	Connections int `json:"connections,omitempty"`
 	// HashAlgo names the checksum being computed as the file arrives;
 	// HashState is that hash's saved state after the first HashPos bytes.
 	HashAlgo  string `json:"hash_algo,omitempty"`

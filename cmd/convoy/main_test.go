@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/testserver"
+	"github.com/convoy-dl/convoy/manifest"
 )
 
 // runCLI runs the command line in-process and returns its exit code and
@@ -208,7 +210,7 @@ func TestStatusOfPartialDownload(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, text)
 	}
-	for _, want := range []string{"of 2.0 MiB", "%", "segments:", "resume with:   convoy get -o " + out, "token=REDACTED", srv.ETag()} {
+	for _, want := range []string{"of 2.0 MiB", "%", "segments:", " MiB ", "(bytes ", "resume with:   convoy get -n 2 -o " + out, "token=REDACTED", srv.ETag()} {
 		if !strings.Contains(text, want) {
 			t.Errorf("status lacks %q:\n%s", want, text)
 		}
@@ -218,6 +220,21 @@ func TestStatusOfPartialDownload(t *testing.T) {
 	}
 	if code, text := runCLI(t, "status", filepath.Join(dir, "none.bin")); code != exitFailure || !strings.Contains(text, "no download in progress") {
 		t.Errorf("status of nothing: exit %d, %q", code, text)
+	}
+	// While a process holds the download, status names it and prints no
+	// resume command that would fail.
+	lock, err := manifest.Acquire(out + ".part")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := lock.Release(); err != nil {
+			t.Error(err)
+		}
+	}()
+	code, text = runCLI(t, "status", out)
+	if want := fmt.Sprintf("running:       yes, in process %d", os.Getpid()); code != exitOK || !strings.Contains(text, want) || strings.Contains(text, "resume with") {
+		t.Errorf("status of a running download: exit %d, want it to say %q and no resume command:\n%s", code, want, text)
 	}
 }
 
@@ -234,7 +251,7 @@ func TestStatusOfMirroredDownload(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, text)
 	}
-	for _, want := range []string{"servers:", a.URL + "  sent ", b.URL + "  sent ", `"b-own"`, "resume with:   convoy get -o " + out + " '" + a.URL + "' '" + b.URL + "'"} {
+	for _, want := range []string{"servers:", a.URL + "  sent ", b.URL + "  sent ", `"b-own"`, "resume with:   convoy get -n 4 -o " + out + " '" + a.URL + "' '" + b.URL + "'"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("status lacks %q:\n%s", want, text)
 		}

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/internal/units"
 )
 
@@ -74,7 +76,19 @@ func printStatus(w io.Writer, st convoy.Status) {
 	}
 	fmt.Fprintf(w, "segments:\n")
 	for _, s := range st.Segments {
-		fmt.Fprintf(w, "  %12d-%-12d %6.1f%%\n", s.Start, s.End, pct(s.Written, s.End-s.Start))
+		fmt.Fprintf(w, "  %10s to %-10s %6.1f%%  (bytes %d-%d)\n", units.FormatBytes(s.Start), units.FormatBytes(s.End),
+			pct(s.Written, s.End-s.Start), s.Start, s.End-1)
+	}
+	if st.Running {
+		holder := "another process"
+		if st.PID > 0 {
+			holder = fmt.Sprintf("process %d", st.PID)
+			if cmd := commandLine(st.PID); cmd != "" {
+				holder += " (" + cmd + ")"
+			}
+		}
+		fmt.Fprintf(w, "running:       yes, in %s; it saves its progress as it goes\n", holder)
+		return
 	}
 	urls := "'" + st.URL + "'"
 	for _, m := range mirrors {
@@ -84,7 +98,20 @@ func printStatus(w io.Writer, st convoy.Status) {
 	if strings.Contains(urls, "REDACTED") {
 		note = "  # put back the secrets the manifest does not keep"
 	}
-	fmt.Fprintf(w, "resume with:   convoy get -o %s %s%s\n", shellQuote(st.Output), urls, note)
+	conns := ""
+	if st.Connections > 0 {
+		conns = fmt.Sprintf("-n %d ", st.Connections)
+	}
+	fmt.Fprintf(w, "resume with:   convoy get %s-o %s %s%s\n", conns, shellQuote(st.Output), urls, note)
+}
+
+// commandLine is the command line of process pid as ps shows it, or "".
+func commandLine(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return ""
+	}
+	return redact.Text(strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " ")))
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.
