@@ -121,7 +121,7 @@ func BenchMirrors(ctx context.Context, bc BenchConfig) ([]MirrorReport, error) {
 // benchOne probes and times one mirror.
 func (d *download) benchOne(ctx context.Context, bc BenchConfig, u string) (rep MirrorReport, r segment.Remote) {
 	rep = MirrorReport{URL: redact.URL(u), Connections: bc.Connections, raw: u}
-	r, err := d.probeURL(ctx, u, !d.cfg.RetryConnRefused)
+	r, err := d.probeURL(ctx, u, !d.cfg.RetryConnRefused, false)
 	if err != nil {
 		rep.Error = redact.Text(err.Error())
 		return rep, r

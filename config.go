@@ -94,8 +94,14 @@ type Config struct {
 	// a retry (default 20s).
 	StallTimeout time.Duration
 	// MaxTries bounds the consecutive attempts of one range that make no
-	// progress (default 10).
+	// progress. 0: no bound on a download that can resume (RetryFor bounds
+	// it in time), 10 on one that cannot and on a mirror; < 0: no bound.
 	MaxTries int
+	// RetryFor is how long a download that can resume may go without
+	// progress on any connection before it gives up (default
+	// DefaultRetryFor; < 0: no time bound, MaxTries alone). An outage of
+	// minutes, a laptop asleep, a server restarting, do not end it.
+	RetryFor time.Duration
 	// RetryConnRefused retries a server that cannot be reached (connection
 	// refused, no such host, no route) at first contact too. Without it, a
 	// run that starts a download (not a resume) fails at once on those:
@@ -183,6 +189,14 @@ var Version = DefaultVersion
 // writeback started as regions finish, a checkpoint costs almost nothing
 // (bench S8: 250 ms against none at all, 0.99 of the wall time).
 const DefaultCheckpointInterval = 250 * time.Millisecond
+
+// DefaultRetryFor is Config.RetryFor unless set: the time without progress
+// after which a resumable download gives up.
+const DefaultRetryFor = 5 * time.Minute
+
+// defaultMaxTries bounds the tries without progress of a download that
+// cannot resume, and of a mirror among others, unless MaxTries says.
+const defaultMaxTries = 10
 
 // MaxConnections bounds Config.Connections.
 const MaxConnections = 128
@@ -281,8 +295,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 20 * time.Second
 	}
-	if c.MaxTries <= 0 {
-		c.MaxTries = 10
+	if c.RetryFor == 0 {
+		c.RetryFor = DefaultRetryFor
 	}
 	if c.CheckpointInterval <= 0 {
 		c.CheckpointInterval = DefaultCheckpointInterval

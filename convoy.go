@@ -62,7 +62,11 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	d := &download{cfg: cfg, start: start, first: cfg.URL, retryNotices: newRetryNotices(cfg.Logf)}
+	d := &download{cfg: cfg, start: start, first: cfg.URL}
+	if cfg.RetryFor > 0 {
+		d.budget = segment.NewBudget(cfg.RetryFor)
+	}
+	d.retryNotices = newRetryNotices(cfg.Logf, d.idle)
 	defer d.retryNotices.flush()
 	if cfg.LimitRate > 0 {
 		// A burst of a tenth of a second's bytes, at least one read's worth,
@@ -113,13 +117,17 @@ type download struct {
 	// firstContact holds until a server has answered: an unreachable one
 	// then fails at once (a typo) instead of being retried.
 	firstContact bool
-	limiter      *rate.Limiter    // nil without a rate limit
-	mirrors      []segment.Remote // mirrors that agreed with the primary
-	client       *http.Client
-	start        time.Time
-	retries      atomic.Int64
-	discarded    atomic.Int64 // received bytes not written
-	cuts         atomic.Int64 // answers in flight cut short
+	// budget bounds in time the retries of a download under way (resumed,
+	// or fetching ranges it can resume); underWay says when it applies.
+	budget    *segment.Budget
+	underWay  atomic.Bool
+	limiter   *rate.Limiter    // nil without a rate limit
+	mirrors   []segment.Remote // mirrors that agreed with the primary
+	client    *http.Client
+	start     time.Time
+	retries   atomic.Int64
+	discarded atomic.Int64 // received bytes not written
+	cuts      atomic.Int64 // answers in flight cut short
 	// startedOver counts partial downloads found unusable before a pass
 	// (another version on the server, no ranges any more): restarts too.
 	startedOver atomic.Int64
@@ -131,7 +139,9 @@ type files struct {
 }
 
 func (d *download) run(ctx context.Context) (Result, error) {
-	d.firstContact = !d.cfg.RetryConnRefused && !d.resuming()
+	resuming := d.resuming()
+	d.firstContact = !d.cfg.RetryConnRefused && !resuming
+	d.underWay.Store(resuming)
 	remote, err := d.probeFirst(ctx)
 	if err != nil {
 		return Result{}, err
@@ -172,7 +182,9 @@ func (d *download) probeFirst(ctx context.Context) (segment.Remote, error) {
 	urls := append([]string{d.cfg.URL}, d.cfg.Mirrors...)
 	var first error
 	for i, u := range urls {
-		r, err := d.probeURL(ctx, u, d.firstContact)
+		// Only the last URL waits out an outage: before it, another may
+		// answer.
+		r, err := d.probeURL(ctx, u, d.firstContact, i == len(urls)-1)
 		if err == nil {
 			d.cfg.URL, d.cfg.Mirrors = u, urls[i+1:]
 			d.firstContact = false
@@ -194,8 +206,9 @@ func (d *download) probeFirst(ctx context.Context) (segment.Remote, error) {
 }
 
 // probeURL probes u with the download's client, headers and retry policy;
-// with failFast an unreachable server is not retried.
-func (d *download) probeURL(ctx context.Context, u string, failFast bool) (segment.Remote, error) {
+// with failFast an unreachable server is not retried, and with wait a
+// download under way retries for its whole time budget.
+func (d *download) probeURL(ctx context.Context, u string, failFast, wait bool) (segment.Remote, error) {
 	p := &segment.Prober{
 		FailFast:     failFast,
 		Client:       d.client,
@@ -205,6 +218,9 @@ func (d *download) probeURL(ctx context.Context, u string, failFast bool) (segme
 		RetryInitial: d.cfg.RetryInitial,
 		RetryMax:     d.cfg.RetryMax,
 		OnRetry:      d.onRetry,
+	}
+	if wait && d.underWay.Load() {
+		p.Budget = d.budget
 	}
 	r, err := p.Probe(ctx, u)
 	if err != nil {
@@ -345,6 +361,13 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	var fetched atomic.Int64
 	countFetched := func(_, n int64) { fetched.Add(n) }
 	fetcher := d.newFetcher(remote)
+	// From here the download can resume: an outage is waited out for the
+	// budget's time, counted from now.
+	if d.budget != nil {
+		d.budget.Progressed()
+	}
+	d.underWay.Store(true)
+	fetcher.Budget = d.budget
 	fetcher.OnWrite = attributed(countFetched, prov, remote)
 	fetcher.RegionSize = writebackEvery
 	fetcher.OnRegion = part.StartWriteback
@@ -544,7 +567,12 @@ func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *s
 		f := pf
 		if i > 0 {
 			f = d.newFetcher(r)
-			f.OnWrite, f.RegionSize, f.OnRegion = onWrite(r), pf.RegionSize, pf.OnRegion
+			f.OnWrite, f.RegionSize, f.OnRegion, f.Budget = onWrite(r), pf.RegionSize, pf.OnRegion, pf.Budget
+			if d.cfg.MaxTries == 0 {
+				// A mirror that keeps failing is dropped while others
+				// work; the primary waits an outage out.
+				f.MaxTries = defaultMaxTries
+			}
 		}
 		sources[i] = segment.Source{Fetcher: f, Connections: counts[i]}
 	}
@@ -557,7 +585,7 @@ func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *s
 // resolveAgain probes the original URL again for a fresh redirect target;
 // the file must still be the one being fetched.
 func (d *download) resolveAgain(ctx context.Context, was segment.Remote) (string, error) {
-	now, err := d.probeURL(ctx, was.URL, false)
+	now, err := d.probeURL(ctx, was.URL, false, true)
 	if err != nil {
 		return "", err
 	}
@@ -582,6 +610,15 @@ func (d *download) connections() []ConnProgress {
 	d.connMu.Lock()
 	defer d.connMu.Unlock()
 	return append([]ConnProgress(nil), d.conns...)
+}
+
+// idle is how long the download has gone without progress, once it is
+// under way (0 before).
+func (d *download) idle() time.Duration {
+	if d.budget == nil || !d.underWay.Load() {
+		return 0
+	}
+	return d.budget.Idle()
 }
 
 func (d *download) onRetry(err error, wait time.Duration) {

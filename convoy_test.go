@@ -41,6 +41,9 @@ func fastConfig(url, dir string) convoy.Config {
 		RetryMax:           20 * time.Millisecond,
 		StallTimeout:       2 * time.Second,
 		CheckpointInterval: 50 * time.Millisecond,
+		// A download under way that makes no progress gives up after this
+		// (tests of outages set their own).
+		RetryFor: 3 * time.Second,
 	}
 }
 

@@ -69,6 +69,7 @@ const repeatEvery = 30 * time.Second
 type retryNotices struct {
 	mu     sync.Mutex
 	logf   func(format string, args ...any)
+	idle   func() time.Duration // time without progress, 0 when unknown
 	now    func() time.Time
 	seen   map[string]*repeats
 	causes []string // in the order first seen
@@ -80,8 +81,8 @@ type repeats struct {
 	saidAt time.Time
 }
 
-func newRetryNotices(logf func(format string, args ...any)) *retryNotices {
-	return &retryNotices{logf: logf, now: time.Now, seen: map[string]*repeats{}}
+func newRetryNotices(logf func(format string, args ...any), idle func() time.Duration) *retryNotices {
+	return &retryNotices{logf: logf, idle: idle, now: time.Now, seen: map[string]*repeats{}}
 }
 
 // retry records one retry of text, waiting wait before the next try.
@@ -97,7 +98,11 @@ func (r *retryNotices) retry(text string, wait time.Duration) {
 		r.causes = append(r.causes, key)
 		r.logf("retrying in %s: %s", wait.Round(time.Millisecond), text)
 	case now.Sub(rep.saidAt) >= repeatEvery:
-		r.logf("still retrying (%s since the last notice, next in %s): %s", times(rep.n+1), wait.Round(time.Millisecond), text)
+		waiting := ""
+		if idle := r.idle(); idle >= time.Second {
+			waiting = fmt.Sprintf("waiting for the server, no progress for %s; ", idle.Round(time.Second))
+		}
+		r.logf("%sstill retrying (%s since the last notice, next in %s): %s", waiting, times(rep.n+1), wait.Round(time.Millisecond), text)
 		rep.text, rep.n, rep.saidAt = text, 0, now
 	default:
 		rep.text = text

@@ -28,7 +28,7 @@ func TestCauseOf(t *testing.T) {
 // count, and its last repeats at the end; another cause is said at once.
 func TestRetryNoticesCount(t *testing.T) {
 	var lines []string
-	r := newRetryNotices(func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) })
+	r := newRetryNotices(func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }, func() time.Duration { return 0 })
 	now := time.Unix(0, 0)
 	r.now = func() time.Time { return now }
 	for i := range 10 {
@@ -46,5 +46,21 @@ func TestRetryNoticesCount(t *testing.T) {
 	}
 	if !slices.Equal(lines, want) {
 		t.Errorf("notices\n%q\nwant\n%q", lines, want)
+	}
+}
+
+// Once the download is under way, a repeated notice says how long it has
+// gone without progress: what a user waiting out an outage wants to know.
+func TestRetryNoticesSayTheWait(t *testing.T) {
+	var lines []string
+	r := newRetryNotices(func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }, func() time.Duration { return 80 * time.Second })
+	now := time.Unix(0, 0)
+	r.now = func() time.Time { return now }
+	r.retry("cannot reach h: connection refused", time.Second)
+	now = now.Add(repeatEvery)
+	r.retry("cannot reach h: connection refused", 2*time.Second)
+	want := "waiting for the server, no progress for 1m20s; still retrying (once since the last notice, next in 2s): cannot reach h: connection refused"
+	if len(lines) != 2 || lines[1] != want {
+		t.Errorf("notices %q, want the second to be %q", lines, want)
 	}
 }

@@ -280,3 +280,109 @@ func TestRetryNoticesDoNotRepeat(t *testing.T) {
 		t.Errorf("notices %q and %d retry events: want one retry notice, one count of 5 more, 6 events", n.lines, events)
 	}
 }
+
+// restartable serves h on a fixed loopback port that can go away (every
+// connection refused) and come back.
+type restartable struct {
+	t    *testing.T
+	h    *testserver.Handler
+	addr string
+	mu   sync.Mutex
+	srv  *http.Server
+}
+
+func newRestartable(t *testing.T, h *testserver.Handler) *restartable {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &restartable{t: t, h: h, addr: ln.Addr().String()}
+	r.serve(ln)
+	t.Cleanup(func() { r.down(); h.Close() })
+	return r
+}
+
+func (r *restartable) URL() string { return "http://" + r.addr + r.h.FilePath() }
+
+func (r *restartable) serve(ln net.Listener) {
+	srv := &http.Server{Handler: r.h}
+	r.mu.Lock()
+	r.srv = srv
+	r.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }() // ends with ErrServerClosed at down
+}
+
+// down closes the listener and every connection: connections are refused.
+func (r *restartable) down() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv != nil {
+		_ = r.srv.Close() // the server is going away on purpose
+		r.srv = nil
+	}
+}
+
+// up listens on the same port again.
+func (r *restartable) up() {
+	ln, err := net.Listen("tcp", r.addr)
+	if err != nil {
+		r.t.Errorf("listening on %s again: %v", r.addr, err)
+		return
+	}
+	r.serve(ln)
+}
+
+// A server that goes away mid-download for longer than the tries of old
+// (10 without progress) and comes back: a resumable download waits it out
+// within its time budget and ends byte-identical, in one run. One that does
+// not come back within the budget fails, saying so.
+func TestOutageIsWaitedOut(t *testing.T) {
+	const size = 4 << 20
+	h := testserver.NewHandler(testserver.Size(size), testserver.Rate(4<<20))
+	srv := newRestartable(t, h)
+	cfg := fastConfig(srv.URL(), t.TempDir())
+	cfg.RetryFor = 20 * time.Second
+	cfg.ProgressInterval = 10 * time.Millisecond
+	var once sync.Once
+	back := make(chan struct{})
+	cfg.OnProgress = func(p convoy.Progress) {
+		if p.Done > size/3 {
+			once.Do(func() {
+				srv.down()
+				// Far longer than 10 tries of at most 20 ms.
+				time.AfterFunc(1500*time.Millisecond, func() { srv.up(); close(back) })
+			})
+		}
+	}
+	var n notices
+	cfg.Logf = n.logf
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("%v (notices %q)", err, n.lines)
+	}
+	select {
+	case <-back:
+	default:
+		t.Fatal("the download ended before the server came back")
+	}
+	h.Verify(t, filepath.Join(cfg.Dir, "out.bin"))
+	if res.Retries <= 10 {
+		t.Errorf("%d retries: want more than the 10 tries of old", res.Retries)
+	}
+
+	// Gone for good: the budget ends it, and the error says how.
+	srv2 := newRestartable(t, testserver.NewHandler(testserver.Size(size), testserver.Rate(4<<20)))
+	cfg = fastConfig(srv2.URL(), t.TempDir())
+	cfg.RetryFor = time.Second
+	cfg.ProgressInterval = 10 * time.Millisecond
+	var once2 sync.Once
+	cfg.OnProgress = func(p convoy.Progress) {
+		if p.Done > size/3 {
+			once2.Do(srv2.down)
+		}
+	}
+	_, err = convoy.Download(context.Background(), cfg)
+	if !errors.Is(err, segment.ErrGaveUp) || !strings.Contains(err.Error(), "giving up after 1s without progress on any connection") {
+		t.Fatalf("error %v, want the budget named", err)
+	}
+}

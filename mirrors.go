@@ -81,7 +81,7 @@ func (d *download) mirrorsFor(ctx context.Context, primary segment.Remote) []seg
 // the mirror cannot be used, or "".
 func (d *download) checkMirror(ctx context.Context, u string, primary segment.Remote, places []int64, primarySamples func() ([][]byte, error)) (segment.Remote, string) {
 	p := &segment.Prober{Client: d.client, Header: d.cfg.Header, StallTimeout: d.cfg.StallTimeout,
-		MaxTries: min(d.cfg.MaxTries, 3), RetryInitial: d.cfg.RetryInitial, RetryMax: d.cfg.RetryMax,
+		MaxTries: mirrorProbeTries(d.cfg.MaxTries), RetryInitial: d.cfg.RetryInitial, RetryMax: d.cfg.RetryMax,
 		FailFast: !d.cfg.RetryConnRefused}
 	r, err := p.Probe(ctx, u)
 	switch {
@@ -258,4 +258,13 @@ func contradicted(ctx context.Context, s manifest.Served, others []*segment.Fetc
 		}
 	}
 	return 0, 0
+}
+
+// mirrorProbeTries bounds the tries of a mirror's probe: a mirror that does
+// not answer soon is not waited for.
+func mirrorProbeTries(maxTries int) int {
+	if maxTries > 0 {
+		return min(maxTries, 3)
+	}
+	return 3
 }

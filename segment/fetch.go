@@ -59,8 +59,12 @@ type Fetcher struct {
 	// StallTimeout turns a body that sends nothing for this long into a
 	// retry (0: 20s).
 	StallTimeout time.Duration
-	// MaxTries bounds the consecutive attempts without progress (0: 10).
+	// MaxTries bounds the consecutive attempts without progress (0: 10,
+	// or no bound with a Budget; < 0: no bound).
 	MaxTries int
+	// Budget, if set, ends the retries once the download has gone that long
+	// without progress on any connection; shared by all its fetchers.
+	Budget *Budget
 	// FailFast makes an unreachable server (UnreachableError: no such
 	// host, connection refused, no route) final at once instead of retried:
 	// right for a first contact, where it is most likely a typo.

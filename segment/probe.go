@@ -85,13 +85,15 @@ type Prober struct {
 	// FailFast ends the probe at once when the server is unreachable, as
 	// Fetcher.FailFast does: for a first contact.
 	FailFast bool
+	// Budget bounds the retries in time, as Fetcher.Budget does.
+	Budget *Budget
 }
 
 // Probe asks HEAD for the size and validators, then proves range support
 // with a GET for "bytes=0-0". A refused or odd HEAD is not an error: the GET
 // answer is authoritative. Transient failures are retried.
 func (p *Prober) Probe(ctx context.Context, rawURL string) (Remote, error) {
-	f := &Fetcher{MaxTries: p.MaxTries, RetryInitial: p.RetryInitial, RetryMax: p.RetryMax, FailFast: p.FailFast}
+	f := &Fetcher{MaxTries: p.MaxTries, RetryInitial: p.RetryInitial, RetryMax: p.RetryMax, FailFast: p.FailFast, Budget: p.Budget}
 	pol := f.newPolicy()
 	var r Remote
 	op := func() error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -70,16 +71,19 @@ func IsPermanent(err error) bool {
 	return false
 }
 
-// retryPolicy is the backoff of one span: exponential, no time limit, at most
-// maxTries attempts without progress, stretched to any Retry-After. Not safe
-// for concurrent use; each span has its own.
+// retryPolicy is the backoff of one span: exponential, stretched to any
+// Retry-After, giving up after maxTries attempts without progress (0: no
+// bound) or once the download's budget, if any, is spent. Not safe for
+// concurrent use; each span has its own.
 type retryPolicy struct {
 	exp        *backoff.ExponentialBackOff
 	maxTries   int
 	tries      int
 	retryAfter time.Duration
 	gaveUp     bool
+	outOfTime  bool // gave up because budget was spent
 	moved      bool // the last attempt delivered bytes
+	budget     *Budget
 }
 
 // ErrGaveUp marks a transient fault that kept failing until the retry
@@ -88,6 +92,37 @@ var ErrGaveUp = errors.New("giving up")
 
 // maxRetryAfter caps a server's Retry-After.
 const maxRetryAfter = 5 * time.Minute
+
+// Budget is how long a download may go without progress on any of its
+// connections before their retries give up: a link down for minutes, a
+// laptop asleep, a server restarting. One Budget is shared by every Fetcher
+// and Prober of a download; it is safe for concurrent use.
+type Budget struct {
+	// For is the time without progress after which retries stop.
+	For  time.Duration
+	last atomic.Int64 // unix nanoseconds of the last progress, or of the start
+}
+
+// NewBudget starts a budget of d from now.
+func NewBudget(d time.Duration) *Budget {
+	b := &Budget{For: d}
+	b.Progressed()
+	return b
+}
+
+// Progressed records progress now: the budget starts again.
+func (b *Budget) Progressed() { b.last.Store(time.Now().UnixNano()) }
+
+// Idle is the time since the last progress.
+func (b *Budget) Idle() time.Duration {
+	return time.Since(time.Unix(0, b.last.Load()))
+}
+
+// left is what remains of the budget; false once it is spent.
+func (b *Budget) left() (time.Duration, bool) {
+	rest := b.For - b.Idle()
+	return rest, rest > 0
+}
 
 func (f *Fetcher) newPolicy() *retryPolicy {
 	exp := backoff.NewExponentialBackOff()
@@ -102,17 +137,29 @@ func (f *Fetcher) newPolicy() *retryPolicy {
 	exp.MaxElapsedTime = 0
 	exp.Reset()
 	tries := f.MaxTries
-	if tries <= 0 {
+	switch {
+	case tries < 0:
+		tries = 0 // no bound
+	case tries == 0 && f.Budget != nil:
+		tries = 0 // the time budget bounds the retries
+	case tries == 0:
 		tries = 10
 	}
-	return &retryPolicy{exp: exp, maxTries: tries}
+	return &retryPolicy{exp: exp, maxTries: tries, budget: f.Budget}
 }
 
 func (p *retryPolicy) NextBackOff() time.Duration {
 	p.tries++
-	if p.tries >= p.maxTries {
+	if p.maxTries > 0 && p.tries >= p.maxTries {
 		p.gaveUp = true
 		return backoff.Stop
+	}
+	left, ok := time.Duration(0), true
+	if p.budget != nil {
+		if left, ok = p.budget.left(); !ok {
+			p.gaveUp, p.outOfTime = true, true
+			return backoff.Stop
+		}
 	}
 	ra := min(p.retryAfter, maxRetryAfter)
 	p.retryAfter = 0
@@ -123,6 +170,10 @@ func (p *retryPolicy) NextBackOff() time.Duration {
 		return 0
 	}
 	p.moved = false
+	if p.budget != nil {
+		// The last try comes as the budget ends, not a backoff after it.
+		return min(max(p.exp.NextBackOff(), ra), left)
+	}
 	return max(p.exp.NextBackOff(), ra)
 }
 
@@ -132,10 +183,14 @@ func (p *retryPolicy) Reset() {
 }
 
 // progressed records that the last attempt delivered bytes: the count of
-// tries starts again and the next try comes at once.
+// tries and the download's budget start again, and the next try comes at
+// once.
 func (p *retryPolicy) progressed() {
 	p.Reset()
 	p.moved = true
+	if p.budget != nil {
+		p.budget.Progressed()
+	}
 }
 
 // wrap names the attempts when the policy gave up, and the cause when ctx
@@ -146,6 +201,8 @@ func (p *retryPolicy) wrap(ctx context.Context, err error) error {
 		return nil
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
+	case p.outOfTime:
+		return fmt.Errorf("%w after %s without progress on any connection: %w", ErrGaveUp, p.budget.For.Round(time.Second), err)
 	case p.gaveUp:
 		return fmt.Errorf("%w after %s without progress: %w", ErrGaveUp, plural(p.tries, "try", "tries"), err)
 	}

@@ -55,7 +55,8 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "proxy", Usage: "send every request through the proxy at `URL` (http://, https://, socks5://, socks5h://; user:password@ if it wants them); '' for none"},
 			&cli.StringFlag{Name: "noproxy", Usage: "reach the hosts in `LIST` without the proxy (comma-separated names, addresses, CIDRs; * for all)"},
 			&cli.DurationFlag{Name: "stall-timeout", Usage: "retry a connection that receives nothing for this long", Value: 20 * time.Second},
-			&cli.IntFlag{Name: "max-tries", Usage: "tries of one range without progress before giving up", Value: 10},
+			&cli.IntFlag{Name: "max-tries", Usage: "tries of one range without progress before giving up; 0 for no bound (default: none while --retry-for runs, 10 for a download that cannot resume)"},
+			&cli.DurationFlag{Name: "retry-for", Usage: "how long a download that can resume waits out an outage without progress before giving up; 0 for --max-tries alone", Value: convoy.DefaultRetryFor},
 			&cli.BoolFlag{Name: "retry-connrefused", Usage: "retry a server that refuses connections or does not resolve, even before the download began (by default that fails at once)"},
 			&cli.DurationFlag{Name: "checkpoint-interval", Usage: "how often progress is made durable", Value: convoy.DefaultCheckpointInterval},
 		},
@@ -141,10 +142,22 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 	}
 	// 0 would mean "the default" to convoy.Config; on the command line it
 	// is a mistake, as is anything negative.
-	for _, name := range []string{"max-per-host", "max-tries"} {
-		if c.Int(name) < 1 {
-			return convoy.Config{}, usagef("--%s must be at least 1", name)
-		}
+	if c.Int("max-per-host") < 1 {
+		return convoy.Config{}, usagef("--max-per-host must be at least 1")
+	}
+	maxTries := c.Int("max-tries")
+	switch {
+	case maxTries < 0:
+		return convoy.Config{}, usagef("--max-tries must be 0 (no bound) or more")
+	case maxTries == 0 && c.IsSet("max-tries"):
+		maxTries = -1 // no bound, as aria2 and wget read 0
+	}
+	retryFor := c.Duration("retry-for")
+	switch {
+	case retryFor < 0:
+		return convoy.Config{}, usagef("--retry-for must be 0 (tries alone) or a duration, such as 5m")
+	case retryFor == 0:
+		retryFor = -1 // --max-tries alone
 	}
 	for _, name := range []string{"stall-timeout", "checkpoint-interval"} {
 		if c.Duration(name) <= 0 {
@@ -208,7 +221,8 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		Restart:            c.Bool("restart"),
 		Overwrite:          c.Bool("overwrite"),
 		StallTimeout:       c.Duration("stall-timeout"),
-		MaxTries:           c.Int("max-tries"),
+		MaxTries:           maxTries,
+		RetryFor:           retryFor,
 		RetryConnRefused:   c.Bool("retry-connrefused"),
 		CheckpointInterval: c.Duration("checkpoint-interval"),
 		Logf:               out.logf,

@@ -24,8 +24,11 @@ func TestOptionRanges(t *testing.T) {
 		args []string
 		says string // "" for a download that succeeds
 	}{
-		{"max-tries-0", get("--max-tries", "0"), "--max-tries must be at least 1"},
-		{"max-tries-negative", get("--max-tries", "-1"), "--max-tries must be at least 1"},
+		{"max-tries-0-is-no-bound", get("--max-tries", "0"), ""},
+		{"max-tries-negative", get("--max-tries", "-1"), "--max-tries must be 0 (no bound) or more"},
+		{"retry-for-negative", get("--retry-for=-1m"), "--retry-for must be 0"},
+		{"retry-for-0", get("--retry-for", "0"), ""},
+		{"retry-for-10m", get("--retry-for", "10m"), ""},
 		{"max-tries-1", get("--max-tries", "1"), ""},
 		{"stall-timeout-0", get("--stall-timeout", "0"), "--stall-timeout must be a duration above zero"},
 		{"stall-timeout-negative", get("--stall-timeout=-1s"), "--stall-timeout must be a duration above zero"},
