@@ -51,7 +51,8 @@ func onDataRequest(s *testserver.Server, f func(n int64)) {
 // the server, a stalled connection, a mirror dropped at the comparison or
 // mid-download), every event, the status read back, and the error.
 func TestSecretsStayOutOfEveryOutput(t *testing.T) {
-	const size = 8 << 20
+	// Large enough that the download is still running when all was said.
+	const size = 16 << 20
 	opts := []testserver.Option{testserver.Size(size), testserver.Rate(1 << 20)}
 	// The first URL redirects to a signed address, as a CDN does.
 	origin := testserver.New(t, opts...)
