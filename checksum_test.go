@@ -77,6 +77,36 @@ func TestChecksumMismatchKeepsBytesAway(t *testing.T) {
 	srv.Verify(t, filepath.Join(dir, "out.bin"))
 }
 
+// A one-stream download (a server without ranges, or without a length)
+// that fails its checksum saves nothing under the final name and keeps
+// nothing beside it: a stream cannot resume, so its bytes are discarded.
+func TestChecksumMismatchInOneStream(t *testing.T) {
+	const size = 1 << 20
+	for _, tt := range []struct {
+		name string
+		opt  testserver.Option
+	}{
+		{"no-ranges", testserver.NoRanges()},
+		{"no-length", testserver.NoContentLength()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testserver.New(t, testserver.Size(size), tt.opt)
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			wrong := sums([]byte("something else"))["sha256"]
+			cfg.Checksum = "sha256:" + wrong
+			res, err := convoy.Download(context.Background(), cfg)
+			if !errors.Is(err, merge.ErrChecksum) || !strings.Contains(err.Error(), wrong) || !strings.Contains(err.Error(), "nothing was saved as") {
+				t.Fatalf("error %v, want a mismatch naming the expected sum and saying nothing was saved", err)
+			}
+			if res.Fetched != size {
+				t.Errorf("fetched %d bytes, want the whole %d-byte stream before the verdict", res.Fetched, size)
+			}
+			onlyOutput(t, dir) // neither the file, nor its part, nor a manifest
+		})
+	}
+}
+
 // The hash state saved at checkpoints survives an interruption: the resumed
 // run hashes the part file again and must reach the same state, which only a
 // correctly saved one can.

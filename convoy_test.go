@@ -183,27 +183,112 @@ func TestPermanentErrorsStopAtOnce(t *testing.T) {
 	}
 }
 
-// A permanent error on one connection mid-download stops all the others.
+// countingWriter tells busy, once, when its answer has sent n body bytes.
+type countingWriter struct {
+	http.ResponseWriter
+	n    int64
+	busy chan<- struct{}
+	sent int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	k, err := w.ResponseWriter.Write(p)
+	if w.sent < w.n && w.sent+int64(k) >= w.n {
+		w.busy <- struct{}{}
+	}
+	w.sent += int64(k)
+	return k, err
+}
+
+func (w *countingWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
+
+// A permanent error on one connection mid-download stops all the others,
+// even those in the middle of long answers: their requests end (the server
+// sees the connections close) long before their bodies would have.
 func TestPermanentErrorMidDownloadStopsEveryConnection(t *testing.T) {
-	srv := testserver.New(t, testserver.Size(8<<20), testserver.Rate(256<<10))
+	const (
+		size      = 8 << 20
+		conns     = 4
+		rate      = 32 << 10 // per answer: each connection's 2 MiB range would take 64 s
+		busyAfter = 16 << 10
+		// Ceiling from the permanent error to the end of the download, far
+		// below the 64 s the long answers would need to run out by themselves.
+		bound = 15 * time.Second
+	)
+	h := testserver.NewHandler(testserver.Size(size), testserver.Rate(rate))
+	var (
+		mu        sync.Mutex
+		ranged    int
+		refusedAt time.Time
+		busy      = make(chan struct{}, conns)
+		ended     = make(chan struct{}, conns)
+	)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rg := r.Header.Get("Range"); r.Method != http.MethodGet || rg == "" || rg == "bytes=0-0" {
+			h.ServeHTTP(w, r) // the probe
+			return
+		}
+		mu.Lock()
+		ranged++
+		n := ranged
+		mu.Unlock()
+		switch {
+		case n < conns: // a long answer
+			defer func() { ended <- struct{}{} }() // also when the handler aborts
+			h.ServeHTTP(&countingWriter{ResponseWriter: w, n: busyAfter, busy: busy}, r)
+		case n == conns: // refused for good, once every other connection is busy
+			for range conns - 1 {
+				select {
+				case <-busy:
+				case <-time.After(bound):
+					t.Errorf("the other connections did not all start their answers within %v", bound)
+				}
+			}
+			mu.Lock()
+			refusedAt = time.Now()
+			mu.Unlock()
+			http.Error(w, "gone", http.StatusNotFound)
+		default:
+			h.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(func() { h.Close(); ts.Close() })
+
 	dir := t.TempDir()
-	cfg := fastConfig(srv.URL, dir)
-	cfg.Connections = 8
-	ctx := context.Background()
+	cfg := fastConfig(ts.URL+h.FilePath(), dir)
+	cfg.Connections, cfg.MinSplitSize = conns, 1<<20
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
 	go func() {
-		time.Sleep(300 * time.Millisecond)
-		srv.SetOption(testserver.Statuses(404, 404, 404, 404, 404, 404, 404, 404, 404))
+		_, err := convoy.Download(ctx, cfg)
+		errc <- err
 	}()
-	// Cut every answer so each connection comes back for another request.
-	srv.SetOption(testserver.CutAfter(64<<10, -1))
-	start := time.Now()
-	_, err := convoy.Download(ctx, cfg)
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(2 * bound):
+		cancel()
+		<-errc
+		t.Fatalf("the download still ran %v after it began: the permanent error did not stop the other connections", 2*bound)
+	}
+	mu.Lock()
+	took := time.Since(refusedAt)
+	mu.Unlock()
 	var se *segment.StatusError
-	if !errors.As(err, &se) || se.Code != 404 {
+	if !errors.As(err, &se) || se.Code != http.StatusNotFound {
 		t.Fatalf("error %v, want HTTP 404", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("stopping took %v", d)
+	if took > bound {
+		t.Errorf("the download ended %v after the permanent error, want under %v", took, bound)
+	}
+	// Every long answer was cut off by its connection closing.
+	for i := range conns - 1 {
+		select {
+		case <-ended:
+		case <-time.After(bound):
+			t.Fatalf("%d of %d long answers still running after the download ended", conns-1-i, conns-1)
+		}
 	}
 	// Progress is kept for a later run.
 	if _, err := manifest.Load(filepath.Join(dir, "out.bin.convoy")); err != nil {

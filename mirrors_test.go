@@ -120,51 +120,99 @@ func TestMaxPerHost(t *testing.T) {
 	primary.Verify(t, filepath.Join(dir, "out.bin"))
 }
 
+// faultAfterSent makes s answer with the fault opts once it has sent at
+// least n body bytes, by its own count: the first request for the file
+// that arrives after that meets the fault, and so does every later one. It
+// returns the count of bytes s had sent when the fault began, 0 until then.
+func faultAfterSent(s *testserver.Server, n int64, opts ...testserver.Option) *atomic.Int64 {
+	var at atomic.Int64
+	var once sync.Once
+	path := s.FilePath()
+	s.SetOption(testserver.OnRequest(func(r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != path {
+			return
+		}
+		if sent := s.Stats().BodyBytes; sent >= n {
+			once.Do(func() {
+				s.SetOption(opts...)
+				at.Store(sent)
+			})
+		}
+	}))
+	return &at
+}
+
+// midDownload is how much a server must have sent before its fault: far
+// more than the probe and the three samples that compare mirrors (under
+// 200 KiB), so the fault meets a mirror that was serving the download.
+const midDownload = 1 << 20
+
 // A mirror that starts failing mid-download is dropped; the others finish.
 func TestMirrorFailingMidDownload(t *testing.T) {
-	// One connection each, two 4 MiB requests each: the second request to the
-	// mirror meets its refusal.
+	// One connection each, 4 MiB requests: the mirror's second request, after
+	// it sent its first 4 MiB, meets the refusal.
 	const size = 16 << 20
 	opts := []testserver.Option{testserver.Size(size), testserver.Rate(4 << 20)}
 	primary := testserver.New(t, opts...)
 	flaky := testserver.New(t, opts...)
+	faultAt := faultAfterSent(flaky, midDownload, testserver.Statuses(403, 403, 403, 403, 403, 403, 403, 403), testserver.CutAfter(0, -1))
 	dir := t.TempDir()
 	cfg := fastConfig(primary.URL, dir)
 	cfg.Mirrors = []string{flaky.URL}
 	cfg.Connections = 2
 	var n notices
 	cfg.Logf = n.logf
-	go func() {
-		time.Sleep(400 * time.Millisecond)
-		flaky.SetOption(testserver.Statuses(403, 403, 403, 403, 403, 403, 403, 403), testserver.CutAfter(0, -1))
-	}()
+	var mu sync.Mutex
+	var dropped []string
+	cfg.OnEvent = func(e convoy.Event) {
+		if e.Type == "mirror-dropped" {
+			mu.Lock()
+			dropped = append(dropped, e.URL)
+			mu.Unlock()
+		}
+	}
 	if _, err := convoy.Download(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	primary.Verify(t, filepath.Join(dir, "out.bin"))
-	if !n.has("dropping") {
-		t.Errorf("notices %q: the failing mirror was not dropped", n.lines)
+	if at := faultAt.Load(); at < midDownload {
+		t.Fatalf("the mirror's fault began after %d bytes sent, want at least %d: it never failed mid-download", at, midDownload)
+	}
+	if got := flaky.Stats().Statuses[http.StatusForbidden]; got < 1 {
+		t.Errorf("the mirror answered 403 %d times: its fault was never met", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !n.has("dropping") || !slices.Equal(dropped, []string{flaky.URL}) {
+		t.Errorf("notices %q, dropped %q: want the failing mirror dropped", n.lines, dropped)
 	}
 }
 
 // When every source fails, the download fails.
 func TestAllSourcesFailing(t *testing.T) {
-	// One connection each, two 4 MiB requests each: the second ones fail.
+	// One connection each, 4 MiB requests: each server's second request,
+	// after it sent its first 4 MiB, meets the 410.
 	opts := []testserver.Option{testserver.Size(16 << 20), testserver.Rate(4 << 20)}
 	primary := testserver.New(t, opts...)
 	mirror := testserver.New(t, opts...)
+	var faults []*atomic.Int64
+	for _, s := range []*testserver.Server{primary, mirror} {
+		faults = append(faults, faultAfterSent(s, midDownload, testserver.Statuses(410, 410, 410, 410, 410, 410, 410, 410), testserver.CutAfter(0, -1)))
+	}
 	cfg := fastConfig(primary.URL, t.TempDir())
 	cfg.Mirrors = []string{mirror.URL}
 	cfg.Connections = 2
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		for _, s := range []*testserver.Server{primary, mirror} {
-			s.SetOption(testserver.Statuses(410, 410, 410, 410, 410, 410, 410, 410), testserver.CutAfter(0, -1))
-		}
-	}()
 	_, err := convoy.Download(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "410") {
 		t.Fatalf("error %v, want the 410", err)
+	}
+	for i, s := range []*testserver.Server{primary, mirror} {
+		if at := faults[i].Load(); at < midDownload {
+			t.Errorf("server %d's fault began after %d bytes sent, want at least %d", i, at, midDownload)
+		}
+		if got := s.Stats().Statuses[http.StatusGone]; got < 1 {
+			t.Errorf("server %d answered 410 %d times: its fault was never met", i, got)
+		}
 	}
 }
 

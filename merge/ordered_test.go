@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"testing/synctest"
 )
 
 // TestOrderedWriterConcurrent writes a file in random order from many
@@ -72,18 +73,36 @@ func TestOrderedWriterConcurrent(t *testing.T) {
 }
 
 func TestOrderedWriterAbortUnblocks(t *testing.T) {
-	var out bytes.Buffer
-	o := NewOrderedWriter(&out, 10, nil)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := o.WriteAt(make([]byte, 5), 100) // far beyond the window: blocks
-		errc <- err
-	}()
-	stop := errors.New("stop")
-	o.Abort(stop)
-	if err := <-errc; !errors.Is(err, stop) {
-		t.Fatalf("blocked write returned %v, want the abort error", err)
-	}
+	// In a bubble synctest.Wait returns only once the writer is blocked
+	// (sync.Cond.Wait blocks durably), so Abort meets a write that waits,
+	// and a write Abort failed to wake is seen at once instead of hanging.
+	synctest.Test(t, func(t *testing.T) {
+		var out bytes.Buffer
+		o := NewOrderedWriter(&out, 10, nil)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := o.WriteAt(make([]byte, 5), 100) // far beyond the window: blocks
+			errc <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-errc:
+			t.Fatalf("a write beyond the window returned %v without blocking", err)
+		default:
+		}
+		stop := errors.New("stop")
+		o.Abort(stop)
+		synctest.Wait()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, stop) {
+				t.Fatalf("blocked write returned %v, want the abort error", err)
+			}
+		default:
+			o.moved.Broadcast() // release it, so the bubble can end
+			t.Fatal("Abort left the blocked write waiting")
+		}
+	})
 }
 
 func TestOrderedWriterRewindRefused(t *testing.T) {

@@ -138,9 +138,18 @@ func HeadersFor(h http.Header, from, to *url.URL) http.Header {
 	return safe
 }
 
+// sameOrSubdomain reports whether host is parent or a name under it. Only a
+// DNS name has subdomains: an IP address has none, and an IPv6 literal
+// whose zone ends in the name (fe80::1%.example.com) is not under it.
 func sameOrSubdomain(host, parent string) bool {
 	host, parent = strings.ToLower(host), strings.ToLower(parent)
-	return host == parent || strings.HasSuffix(host, "."+parent)
+	if host == parent {
+		return true
+	}
+	if strings.ContainsAny(host, ":%") || net.ParseIP(parent) != nil {
+		return false
+	}
+	return strings.HasSuffix(host, "."+parent)
 }
 
 // RedirectError is a redirect the client refused to follow; it is final.

@@ -265,3 +265,83 @@ func TestCheckRedirectRedacts(t *testing.T) {
 		t.Fatalf("checkRedirect = %v, want a redacted refusal", err)
 	}
 }
+
+// Credentials the user addressed to one host go to that host and its
+// subdomains only; every header that carries none goes everywhere. Hosts are
+// compared as net/http compares them on a redirect: without the port,
+// without regard to case, and an address (IPv4, IPv6, an IPv6 literal with
+// a zone) has no subdomains.
+func TestHeadersForScopesCredentials(t *testing.T) {
+	tests := []struct {
+		name     string
+		from, to string
+		send     bool // the credentials go along
+	}{
+		{"same host", "https://example.com/a", "https://example.com/b", true},
+		{"same host, http to https", "http://example.com/a", "https://example.com/b", true},
+		{"subdomain", "https://example.com/a", "https://cdn.example.com/b", true},
+		{"deeper subdomain", "https://example.com/a", "https://eu.cdn.example.com/b", true},
+		{"parent of the host", "https://cdn.example.com/a", "https://example.com/b", false},
+		{"sibling", "https://a.example.com/x", "https://b.example.com/x", false},
+		{"lookalike suffix", "https://example.com/a", "https://evilexample.com/b", false},
+		{"lookalike subdomain of a lookalike", "https://example.com/a", "https://cdn.evilexample.com/b", false},
+		{"host as a prefix", "https://example.com/a", "https://example.com.evil.net/b", false},
+		{"shorter name", "https://example.com/a", "https://ample.com/b", false},
+		{"other port", "https://example.com/a", "https://example.com:8443/b", true},
+		{"subdomain on another port", "https://example.com:8443/a", "https://cdn.example.com/b", true},
+		{"uppercase target", "https://example.com/a", "https://CDN.Example.COM/b", true},
+		{"uppercase origin", "https://EXAMPLE.COM/a", "https://cdn.example.com/b", true},
+		{"uppercase lookalike", "https://example.com/a", "https://EVILEXAMPLE.COM/b", false},
+		{"IDN in other case", "https://BÜCHER.example/a", "https://dl.bücher.example/b", true},
+		{"IDN lookalike (Cyrillic e)", "https://example.com/a", "https://\u0435xample.com/b", false},
+		{"IDN lookalike suffix", "https://bücher.example/a", "https://evilbücher.example/b", false},
+		{"same IPv4", "http://127.0.0.1:8080/a", "http://127.0.0.1:9090/b", true},
+		{"IPv4 to a name", "http://127.0.0.1/a", "http://localhost/b", false},
+		{"name to IPv4", "http://localhost/a", "http://127.0.0.1/b", false},
+		{"IPv4 with a longer last part", "http://10.0.0.1/a", "http://10.0.0.10/b", false},
+		{"IPv4 as if it had subdomains", "http://1.2.3.4/a", "http://5.1.2.3.4/b", false},
+		{"same IPv6", "http://[::1]:8080/a", "http://[::1]:9090/b", true},
+		{"other IPv6", "http://[::1]/a", "http://[::2]/b", false},
+		{"IPv6 zone ending in the name", "https://example.com/a", "http://[fe80::1%25.example.com]/b", false},
+		{"trailing dots, subdomain", "https://example.com./a", "https://cdn.example.com./b", true},
+		{"trailing dots, lookalike", "https://example.com./a", "https://evilexample.com./b", false},
+		// The same name spelt another way: withheld, as net/http withholds it
+		// on a redirect; the server then answers 401, nothing leaks.
+		{"trailing dot added", "https://example.com/a", "https://example.com./b", false},
+	}
+	h := http.Header{
+		"Authorization": {"Bearer s3cret"},
+		"Cookie":        {"session=c00kie"},
+		"X-Api-Key":     {"k3y"},
+		"User-Agent":    {"convoy/test"},
+		"Range":         {"bytes=0-9"},
+	}
+	credentials := []string{"Authorization", "Cookie", "X-Api-Key"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			from, err := url.Parse(tt.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			to, err := url.Parse(tt.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := HeadersFor(h, from, to)
+			for _, k := range credentials {
+				if sent := got.Get(k) != ""; sent != tt.send {
+					t.Errorf("%s to %s after addressing %s: sent %v, want %v", k, to.Host, from.Host, sent, tt.send)
+				}
+			}
+			if got.Get("User-Agent") != "convoy/test" || got.Get("Range") != "bytes=0-9" {
+				t.Errorf("headers without credentials were dropped: %v", got)
+			}
+		})
+	}
+	if got := HeadersFor(h, nil, nil); got.Get("Authorization") != "" || got.Get("User-Agent") == "" {
+		t.Errorf("without addresses to compare: %v, want only the headers without credentials", got)
+	}
+	if h.Get("Authorization") == "" || len(h) != 5 {
+		t.Errorf("HeadersFor modified its argument: %v", h)
+	}
+}

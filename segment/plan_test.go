@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/ranges"
@@ -859,26 +860,48 @@ func TestPlanWait(t *testing.T) {
 // An idle connection waiting on the plan while another gives up its span
 // unfinished comes back and finds the work that span left behind.
 func TestPlanWaitWakesOnFinish(t *testing.T) {
-	p, err := NewPlan(100, nil, 1, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _ := p.Next()
-	a.reserve(40)
-	a.commit(40)
-	if _, ok := p.Next(); ok {
-		t.Fatal("a span too small to split was split")
-	}
-	done := make(chan bool)
-	go func() { done <- p.Wait(context.Background()) }()
-	a.finish() // the owner gives up the span with 60 bytes left
-	if !<-done {
-		t.Fatal("Wait = false with 60 bytes left")
-	}
-	b, ok := p.Next()
-	if !ok || b != a || nextByte(b) != 40 {
-		t.Fatalf("after the wait Next = %v, %v; want the span given up, from byte 40", b, ok)
-	}
+	// In a bubble time stands still until every goroutine is blocked, so
+	// the waiter is seen blocked in Wait before the span is given up, and a
+	// return through Wait's recheck timer would show as time passed.
+	synctest.Test(t, func(t *testing.T) {
+		p, err := NewPlan(100, nil, 1, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := p.Next()
+		a.reserve(40)
+		a.commit(40)
+		if _, ok := p.Next(); ok {
+			t.Fatal("a span too small to split was split")
+		}
+		began := time.Now()
+		done := make(chan bool, 1)
+		go func() { done <- p.Wait(context.Background()) }()
+		synctest.Wait() // the waiter is blocked, or has returned
+		select {
+		case ok := <-done:
+			t.Fatalf("Wait = %v before the span was given up: it did not wait", ok)
+		default:
+		}
+		a.finish() // the owner gives up the span with 60 bytes left
+		synctest.Wait()
+		select {
+		case ok := <-done:
+			if !ok {
+				t.Fatal("Wait = false with 60 bytes left")
+			}
+		default:
+			ok := <-done // lets the recheck timer fire, so the bubble ends
+			t.Fatalf("Wait did not wake when the span was given up; it returned %v %v later, through its recheck timer", ok, time.Since(began))
+		}
+		if d := time.Since(began); d != 0 {
+			t.Fatalf("Wait returned %v after it began: through its timer, not the wake-up", d)
+		}
+		b, ok := p.Next()
+		if !ok || b != a || nextByte(b) != 40 {
+			t.Fatalf("after the wait Next = %v, %v; want the span given up, from byte 40", b, ok)
+		}
+	})
 }
 
 // An answer in flight is cut where its owner and the thief finish together:

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,8 +49,11 @@ func startGet(t *testing.T, bin string, args ...string) (*exec.Cmd, *bytes.Buffe
 }
 
 // TestCrashAndResume SIGKILLs a download at several moments, runs the same
-// command again each time, and checks the final file byte for byte and the
-// bytes the server had to send twice.
+// command again each time, and checks the claims of the manifest after each
+// kill, the final file byte for byte, and the bytes the server had to send
+// twice. Each kill lands after a checkpoint of its run recorded progress
+// (so that every kill leaves something to check), a set part of the
+// checkpoint interval later.
 func TestCrashAndResume(t *testing.T) {
 	bin := buildBinary(t)
 	const (
@@ -61,44 +63,31 @@ func TestCrashAndResume(t *testing.T) {
 		interval = time.Second
 	)
 	srv := testserver.New(t, testserver.Size(size), testserver.Rate(rate))
+	content := srv.Content()
 	dir := t.TempDir()
+	out := filepath.Join(dir, "big.bin")
 	args := []string{"-q", "-n", fmt.Sprint(conns), "-d", dir, "-o", "big.bin", "--checkpoint-interval", interval.String(), srv.URL}
-	kills := []time.Duration{5 * time.Millisecond, 700 * time.Millisecond, 1500 * time.Millisecond, 2500 * time.Millisecond, 3500 * time.Millisecond}
-	mpath := filepath.Join(dir, "big.bin.convoy")
-	var lastDone int64
-	for i, after := range kills {
-		cmd, out := startGet(t, bin, args...)
+	kills := []float64{0.05, 0.3, 0.5, 0.7, 0.9} // of the interval, after a checkpoint
+	var claimed int64
+	for i, part := range kills {
+		r := startWatched(t, bin, args...)
+		r.waitForClaim(t, out+".convoy", claimed)
+		after := time.Duration(part * float64(interval))
 		time.Sleep(after)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
+		r.kill(t)
+		now := checkClaims(t, out, content)
+		if now <= claimed {
+			t.Fatalf("kill %d: the manifest claims %d bytes, it claimed more than %d before the kill", i, now, claimed)
 		}
-		err := cmd.Wait()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("kill %d: the run ended on its own (%v): %s", i, err, out)
-		}
-		m, err := manifest.Load(mpath)
-		switch {
-		case errors.Is(err, fs.ErrNotExist) && i == 0:
-			continue // killed before the first checkpoint
-		case err != nil:
-			t.Fatalf("kill %d: manifest: %v", i, err)
-		}
-		if m.Done() < lastDone {
-			t.Fatalf("kill %d: manifest went back from %d to %d bytes", i, lastDone, m.Done())
-		}
-		lastDone = m.Done()
-		t.Logf("kill %d after %v: %d of %d bytes recorded", i, after, m.Done(), int64(size))
-	}
-	if lastDone == 0 {
-		t.Fatal("no run recorded any progress before it was killed")
+		claimed = now
+		t.Logf("kill %d, %v after a checkpoint: %d of %d bytes recorded", i, after, claimed, int64(size))
 	}
 	srv.SetOption(testserver.Rate(0))
-	cmd, out := startGet(t, bin, args...)
+	cmd, log := startGet(t, bin, args...)
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("final run: %v\n%s", err, out)
+		t.Fatalf("final run: %v\n%s", err, log)
 	}
-	srv.Verify(t, filepath.Join(dir, "big.bin"))
+	srv.Verify(t, out)
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		var names []string

@@ -90,6 +90,29 @@ func TestExitCodes(t *testing.T) {
 	srv.Verify(t, filepath.Join(dir, "after.bin"))
 }
 
+// A checksum mismatch on a one-stream download (a server without ranges)
+// exits 1 with a message that names the mismatch, and leaves no file behind.
+func TestChecksumMismatchInOneStream(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(300<<10), testserver.NoRanges())
+	dir := t.TempDir()
+	wrong := sha256.Sum256([]byte("something else"))
+	code, out := runCLI(t, "get", "-q", "-d", dir, "-o", "s.bin", "--checksum", "sha256:"+hex.EncodeToString(wrong[:]), srv.URL)
+	if code != exitFailure {
+		t.Errorf("exit %d, want %d; output:\n%s", code, exitFailure, out)
+	}
+	for _, want := range []string{"checksum mismatch", hex.EncodeToString(wrong[:]), "nothing was saved as " + filepath.Join(dir, "s.bin")} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output %q does not say %q", out, want)
+		}
+	}
+	if n := strings.Count(strings.TrimSpace(out), "\n"); n > 0 {
+		t.Errorf("the error takes %d lines:\n%s", n+1, out)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("folder holds %v (%v), want nothing", entries, err)
+	}
+}
+
 func TestSummaryAndHeaders(t *testing.T) {
 	var gotUA, gotX string
 	srv := testserver.New(t, testserver.Size(100<<10), testserver.OnRequest(func(r *http.Request) {

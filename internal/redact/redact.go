@@ -106,7 +106,12 @@ func Text(s string) string {
 		if end < 0 {
 			end = len(s) - i
 		}
-		b.WriteString(URL(s[i : i+end]))
+		// Punctuation after a URL ends the sentence's clause, not the URL
+		// ("dropping URL: why"): it is kept as it is, outside the URL.
+		word := s[i : i+end]
+		u := strings.TrimRight(word, ".,:;!?)")
+		b.WriteString(URL(u))
+		b.WriteString(word[len(u):])
 		s = s[i+end:]
 	}
 }

@@ -268,6 +268,14 @@ func TestText(t *testing.T) {
 			keep:    []string{"bad socks5://" + Mask + "@host:port here"},
 		},
 		{
+			// A notice puts ": why" right after the URL: the colon is the
+			// sentence's, not part of the last query value.
+			name:    "query-then-colon-or-comma",
+			in:      "dropping http://me:pw_secret_11@example.com/f?token=tok_secret_12: HTTP 404, then https://example.com/g?sig=sig_secret_13, and more",
+			secrets: []string{"pw_secret_11", "tok_secret_12", "sig_secret_13"},
+			keep:    []string{"?token=" + Mask + ": HTTP 404, then https://example.com/g?sig=" + Mask + ", and more"},
+		},
+		{
 			name:    "adjacent-urls-without-space",
 			in:      "x https://a.example/?token=tok_secret_9https://b.example/?token=tok_secret_10",
 			secrets: []string{"tok_secret_9", "tok_secret_10"},
