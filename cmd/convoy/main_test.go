@@ -91,14 +91,15 @@ func TestExitCodes(t *testing.T) {
 }
 
 // A checksum mismatch on a one-stream download (a server without ranges)
-// exits 1 with a message that names the mismatch, and leaves no file behind.
+// exits with the checksum's code and a message that names the mismatch, and
+// leaves no file behind.
 func TestChecksumMismatchInOneStream(t *testing.T) {
 	srv := testserver.New(t, testserver.Size(300<<10), testserver.NoRanges())
 	dir := t.TempDir()
 	wrong := sha256.Sum256([]byte("something else"))
 	code, out := runCLI(t, "get", "-q", "-d", dir, "-o", "s.bin", "--checksum", "sha256:"+hex.EncodeToString(wrong[:]), srv.URL)
-	if code != exitFailure {
-		t.Errorf("exit %d, want %d; output:\n%s", code, exitFailure, out)
+	if code != exitChecksum {
+		t.Errorf("exit %d, want %d; output:\n%s", code, exitChecksum, out)
 	}
 	for _, want := range []string{"checksum mismatch", hex.EncodeToString(wrong[:]), "nothing was saved as " + filepath.Join(dir, "s.bin")} {
 		if !strings.Contains(out, want) {

@@ -69,8 +69,8 @@ func TestSecretsNeverPrintedWithMirrors(t *testing.T) {
 		withSecrets(failing.URL, "fa1l-pw", "fa1l-tok"),
 		withSecrets(other.URL, "0ther-pw", "0ther-tok"),
 	}, &stdout, &stderr)
-	if code != exitFailure || !strings.Contains(stderr.String(), "404") {
-		t.Fatalf("exit %d, want %d with every server gone (404); stderr:\n%s", code, exitFailure, stderr.String())
+	if code != exitHTTP || !strings.Contains(stderr.String(), "404") {
+		t.Fatalf("exit %d, want %d with every server gone (404); stderr:\n%s", code, exitHTTP, stderr.String())
 	}
 	printed := map[string]string{"get's events": stdout.String(), "get's notices": stderr.String()}
 	var types []string
