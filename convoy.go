@@ -345,7 +345,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	fetcher.RegionSize = writebackEvery
 	fetcher.OnRegion = part.StartWriteback
 	res := Result{Path: f.out, Size: remote.Size, Resumed: prev.done}
-	runErr := d.withCheckpoints(ctx, cp, plan.Written, func(ctx context.Context) error {
+	runErr := d.withCheckpoints(ctx, remote.Size, cp, plan.Written, func(ctx context.Context) error {
 		if len(d.mirrors) == 0 {
 			return fetcher.Run(ctx, plan, part, d.cfg.Connections)
 		}
@@ -452,7 +452,7 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 	fetcher.IfRange = ""
 	fetcher.OnWrite = func(off, n int64) { at.Store(off + n); got.Add(n) }
 	var size int64
-	err = d.withCheckpoints(ctx, nil, at.Load, func(ctx context.Context) error {
+	err = d.withCheckpoints(ctx, remote.Size, nil, at.Load, func(ctx context.Context) error {
 		var err error
 		size, err = fetcher.Stream(ctx, part)
 		return err

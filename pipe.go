@@ -47,7 +47,7 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 	fetcher.OnWrite = func(_, n int64) { fetched.Add(n) }
 	conns := d.cfg.Connections
 	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: "-", Size: remote.Size, Connections: conns})
-	err = d.withCheckpoints(ctx, nil, out.Written, func(ctx context.Context) error {
+	err = d.withCheckpoints(ctx, remote.Size, nil, out.Written, func(ctx context.Context) error {
 		if !remote.Ranges || remote.Size < 0 {
 			fetcher.IfRange = ""
 			_, err := fetcher.Stream(ctx, out)

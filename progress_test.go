@@ -1,0 +1,75 @@
+package convoy_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/testserver"
+)
+
+// Every progress report and progress event carries the file's size when
+// the server gave one, whichever way the file is fetched: in ranges, in
+// one stream without ranges, or streamed to a writer; -1 only when the
+// size is unknown.
+func TestProgressCarriesTheKnownSize(t *testing.T) {
+	const size = 2<<20 + 5
+	tests := []struct {
+		name   string
+		opts   []testserver.Option
+		writer bool
+		want   int64
+	}{
+		{"ranges", nil, false, size},
+		{"no-ranges", []testserver.Option{testserver.NoRanges()}, false, size},
+		{"no-ranges-to-writer", []testserver.Option{testserver.NoRanges()}, true, size},
+		{"ranges-to-writer", nil, true, size},
+		{"no-content-length", []testserver.Option{testserver.NoContentLength()}, false, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testserver.New(t, append([]testserver.Option{testserver.Size(size), testserver.Rate(8 << 20)}, tt.opts...)...)
+			cfg := fastConfig(srv.URL, t.TempDir())
+			var out bytes.Buffer
+			if tt.writer {
+				cfg.Writer = &out
+			}
+			cfg.ProgressInterval = 20 * time.Millisecond
+			var mu sync.Mutex
+			var sizes, eventSizes []int64
+			cfg.OnProgress = func(p convoy.Progress) {
+				mu.Lock()
+				sizes = append(sizes, p.Size)
+				mu.Unlock()
+			}
+			cfg.OnEvent = func(e convoy.Event) {
+				if e.Type == "progress" {
+					mu.Lock()
+					eventSizes = append(eventSizes, e.Size)
+					mu.Unlock()
+				}
+			}
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(sizes) == 0 || len(eventSizes) == 0 {
+				t.Fatalf("%d progress reports and %d progress events, want some of each", len(sizes), len(eventSizes))
+			}
+			for i, s := range sizes {
+				if s != tt.want {
+					t.Fatalf("progress report %d of %d says size %d, want %d", i, len(sizes), s, tt.want)
+				}
+			}
+			for i, s := range eventSizes {
+				if s != tt.want {
+					t.Fatalf("progress event %d of %d says size %d, want %d", i, len(eventSizes), s, tt.want)
+				}
+			}
+		})
+	}
+}
