@@ -446,6 +446,9 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 	if err != nil {
 		return Result{}, describeFileError(err, f.part)
 	}
+	if oneStream(remote) {
+		d.cfg.Logf("%s, and an interrupted download starts over", noRangesNotice)
+	}
 	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: f.out, Size: remote.Size, Connections: 1, Segments: 1})
 	var at, got atomic.Int64 // where the stream is; all it received, restarts included
 	fetcher := d.newFetcher(remote)
@@ -486,6 +489,18 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 		return res, err
 	}
 	return res, nil
+}
+
+// noRangesNotice is said before a download that can only come in one
+// stream starts, so nobody learns it only when an interruption keeps
+// nothing.
+const noRangesNotice = "the server does not support ranges: one connection"
+
+// oneStream reports whether r can only be fetched in one plain stream: it
+// has no range support (a server that sends no size has none either). An
+// empty file needs no ranges, so it is not counted.
+func oneStream(r segment.Remote) bool {
+	return r.Size != 0 && (!r.Ranges || r.Size < 0)
 }
 
 func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {

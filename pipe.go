@@ -46,6 +46,10 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 	var fetched atomic.Int64
 	fetcher.OnWrite = func(_, n int64) { fetched.Add(n) }
 	conns := d.cfg.Connections
+	if oneStream(remote) {
+		d.cfg.Logf("%s", noRangesNotice)
+		conns = 1
+	}
 	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: "-", Size: remote.Size, Connections: conns})
 	err = d.withCheckpoints(ctx, remote.Size, nil, out.Written, func(ctx context.Context) error {
 		if !remote.Ranges || remote.Size < 0 {

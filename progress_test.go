@@ -3,6 +3,9 @@ package convoy_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,6 +72,68 @@ func TestProgressCarriesTheKnownSize(t *testing.T) {
 				if s != tt.want {
 					t.Fatalf("progress event %d of %d says size %d, want %d", i, len(eventSizes), s, tt.want)
 				}
+			}
+		})
+	}
+}
+
+// A file that can only come in one stream is said to before the download
+// starts (before its start event and its first progress), not only when
+// an interruption finds nothing to keep; an empty file, or one in ranges,
+// has nothing to say.
+func TestOneStreamSaidBeforeTheStart(t *testing.T) {
+	tests := []struct {
+		name   string
+		opts   []testserver.Option
+		writer bool
+		says   string // "" for no notice
+	}{
+		{"no-ranges", []testserver.Option{testserver.NoRanges()}, false, "the server does not support ranges: one connection, and an interrupted download starts over"},
+		{"no-ranges-to-writer", []testserver.Option{testserver.NoRanges()}, true, "the server does not support ranges: one connection"},
+		{"no-content-length", []testserver.Option{testserver.NoContentLength()}, false, "the server does not support ranges: one connection, and an interrupted download starts over"},
+		{"ranges", nil, false, ""},
+		{"empty-no-ranges", []testserver.Option{testserver.NoRanges(), testserver.Size(0)}, false, ""},
+		{"empty-no-ranges-to-writer", []testserver.Option{testserver.NoRanges(), testserver.Size(0)}, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testserver.New(t, append([]testserver.Option{testserver.Size(1 << 20)}, tt.opts...)...)
+			cfg := fastConfig(srv.URL, t.TempDir())
+			var out bytes.Buffer
+			if tt.writer {
+				cfg.Writer = &out
+			}
+			var mu sync.Mutex
+			var steps []string // notices and events in the order they came
+			cfg.Logf = func(f string, a ...any) {
+				mu.Lock()
+				steps = append(steps, "notice: "+fmt.Sprintf(f, a...))
+				mu.Unlock()
+			}
+			cfg.OnEvent = func(e convoy.Event) {
+				mu.Lock()
+				steps = append(steps, "event: "+e.Type)
+				mu.Unlock()
+			}
+			cfg.OnProgress = func(convoy.Progress) {
+				mu.Lock()
+				steps = append(steps, "progress")
+				mu.Unlock()
+			}
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			said := slices.IndexFunc(steps, func(s string) bool { return strings.Contains(s, "one connection") })
+			start := slices.Index(steps, "event: start")
+			switch {
+			case tt.says == "" && said >= 0:
+				t.Errorf("said %q for a file it fetches normally", steps[said])
+			case tt.says != "" && (said < 0 || steps[said] != "notice: "+tt.says):
+				t.Errorf("steps %q: want the notice %q", steps, tt.says)
+			case tt.says != "" && (start < 0 || said > start):
+				t.Errorf("steps %q: want the notice before the start", steps)
 			}
 		})
 	}
