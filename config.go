@@ -126,7 +126,8 @@ type ConnProgress = segment.ConnState
 
 // Result describes a finished download.
 type Result struct {
-	// Path is the final file.
+	// Path is the final file ("-" for Config.Writer). After an error it is
+	// the file the download was for, "" when that was not known yet.
 	Path string
 	// Size is its length in bytes.
 	Size int64

@@ -61,7 +61,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	d := &download{cfg: cfg, start: start, first: cfg.URL, retryNotices: newRetryNotices(cfg.Logf)}
+	d := &download{cfg: cfg, start: start, first: cfg.URL, output: plannedOutput(cfg), retryNotices: newRetryNotices(cfg.Logf)}
 	defer d.retryNotices.flush()
 	if cfg.LimitRate > 0 {
 		// A burst of a tenth of a second's bytes, at least one read's worth,
@@ -86,6 +86,9 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	} else {
 		res, err = d.run(ctx)
 	}
+	if res.Path == "" {
+		res.Path = d.outputPath() // a failed download names the file it was for
+	}
 	res.Elapsed = time.Since(start)
 	res.Retries = d.retries.Load()
 	res.Connections = len(d.connections())
@@ -100,11 +103,12 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 
 // download is the state of one Download call.
 type download struct {
-	eventMu sync.Mutex // serialises OnEvent
+	eventMu sync.Mutex // serialises OnEvent; guards output
 	connMu  sync.Mutex
 	conns   []ConnProgress // what each connection last reported
 	cfg     Config
 	first   string // the first URL the user gave, which names the output
+	output  string // the output path once known ("" before), for events
 	// retryNotices prints retries to Logf without repeating itself.
 	retryNotices *retryNotices
 	// firstContact holds until a server has answered: an unreachable one
@@ -137,6 +141,7 @@ func (d *download) run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	d.setOutput(f.out)
 	if done, res, err := d.checkExisting(ctx, remote, f); done || err != nil {
 		return res, err
 	}
@@ -182,7 +187,7 @@ func (d *download) probeFirst(ctx context.Context) (segment.Remote, error) {
 			break
 		}
 		d.cfg.Logf("%s failed: %s; trying %s instead", redact.URL(u), redact.Text(err.Error()), redact.URL(urls[i+1]))
-		d.emit(Event{Type: "mirror-dropped", URL: redact.URL(u), Error: redact.Text(err.Error())})
+		d.emit(Event{Type: "mirror-dropped", Mirror: redact.URL(u), Error: redact.Text(err.Error())})
 	}
 	if len(urls) > 1 && ctx.Err() == nil {
 		return segment.Remote{}, fmt.Errorf("%w (and every mirror failed too)", first)
@@ -335,7 +340,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if err := cp.save(); err != nil {
 		return Result{}, errors.Join(describeFileError(err, f.manifest), part.Close())
 	}
-	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: f.out, Size: remote.Size, Done: prev.done,
+	d.emit(Event{Type: "start", Size: remote.Size, Done: prev.done,
 		Connections: d.cfg.Connections, Segments: len(plan.Snapshot())})
 
 	var fetched atomic.Int64
@@ -449,7 +454,7 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 	if oneStream(remote) {
 		d.cfg.Logf("%s, and an interrupted download starts over", noRangesNotice)
 	}
-	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: f.out, Size: remote.Size, Connections: 1, Segments: 1})
+	d.emit(Event{Type: "start", Size: remote.Size, Connections: 1, Segments: 1})
 	var at, got atomic.Int64 // where the stream is; all it received, restarts included
 	fetcher := d.newFetcher(remote)
 	fetcher.IfRange = ""
@@ -561,7 +566,7 @@ func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *s
 	}
 	return segment.RunSources(ctx, plan, w, sources, func(i int, err error) {
 		d.cfg.Logf("dropping %s: %v", redact.URL(remotes[i].URL), err)
-		d.emit(Event{Type: "mirror-dropped", URL: redact.URL(remotes[i].URL), Error: redact.Text(err.Error())})
+		d.emit(Event{Type: "mirror-dropped", Mirror: redact.URL(remotes[i].URL), Error: redact.Text(err.Error())})
 	})
 }
 

@@ -7,7 +7,6 @@ import (
 	"hash"
 	"sync/atomic"
 
-	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/segment"
 )
@@ -50,7 +49,7 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 		d.cfg.Logf("%s", noRangesNotice)
 		conns = 1
 	}
-	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: "-", Size: remote.Size, Connections: conns})
+	d.emit(Event{Type: "start", Size: remote.Size, Connections: conns})
 	err = d.withCheckpoints(ctx, remote.Size, nil, out.Written, func(ctx context.Context) error {
 		if !remote.Ranges || remote.Size < 0 {
 			fetcher.IfRange = ""

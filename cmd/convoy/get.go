@@ -195,14 +195,14 @@ func runOne(ctx context.Context, cfg convoy.Config, out *reporter, events *event
 	res, err := convoy.Download(ctx, cfg)
 	out.finish(err == nil)
 	if err != nil {
-		events.write(convoy.Event{Type: "error", URL: redact.URL(cfg.URL), Error: redact.Text(err.Error())})
+		events.write(convoy.Event{Type: "error", URL: redact.URL(cfg.URL), Output: res.Path, Error: redact.Text(err.Error())})
 		return res, err
 	}
 	var rate float64
 	if s := res.Elapsed.Seconds(); s > 0 {
 		rate = float64(res.Fetched) / s
 	}
-	events.write(convoy.Event{Type: "done", Output: res.Path, Size: res.Size, Done: res.Size,
+	events.write(convoy.Event{Type: "done", URL: redact.URL(cfg.URL), Output: res.Path, Size: res.Size, Done: res.Size,
 		Elapsed: res.Elapsed.Seconds(), Rate: rate, Fetched: res.Fetched, Retries: res.Retries, Cuts: res.Cuts, Checksum: res.Checksum})
 	out.summary(res)
 	return res, nil
