@@ -68,7 +68,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		return usagef("get takes a URL (and optionally mirrors of the same file); see 'convoy get --help'")
 	}
 	json := c.Bool("json")
-	out := newReporter(stderr, c.Bool("quiet"), isTerminal(stderr) && !json && c.Int("jobs") == 1)
+	out := newReporter(stderr, c.Bool("quiet"), terminal(stderr, !json && c.Int("jobs") == 1))
 	cfg, err := configFromFlags(c, out)
 	if err != nil {
 		return err
@@ -243,9 +243,14 @@ func parseHeaders(lines []string) (http.Header, error) {
 	return h, nil
 }
 
-func isTerminal(w io.Writer) bool {
+// terminal returns the size of the terminal w is on when want is set and
+// w is one, else nil.
+func terminal(w io.Writer, want bool) func() (cols, rows int) {
 	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+	if !want || !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return terminalSize(f)
 }
 
 // loadCAs reads a PEM bundle of certificate authorities; "" means the

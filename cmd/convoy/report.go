@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/redact"
@@ -13,14 +16,24 @@ import (
 )
 
 // reporter prints notices and progress: on a terminal a live display that is
-// redrawn in place, elsewhere a plain line every few seconds.
+// redrawn in place and never taller than the terminal, elsewhere a plain
+// line every few seconds.
 type reporter struct {
-	mu        sync.Mutex
-	w         io.Writer
-	quiet     bool
-	terminal  bool
-	bars      *barDisplay // on a terminal, once progress starts
-	first     *convoy.Progress
+	mu    sync.Mutex
+	w     io.Writer
+	quiet bool
+	// size reports the terminal's columns and rows; nil off a terminal.
+	size func() (cols, rows int)
+	area *liveArea // on a terminal
+	// task is the download shown, once its progress starts.
+	task  *task
+	drawn time.Time // when a frame was last drawn
+}
+
+// task follows the progress of one download.
+type task struct {
+	first     *convoy.Progress // bytes from earlier runs do not count towards the rate
+	last      convoy.Progress
 	lastPlain time.Time
 }
 
@@ -28,8 +41,43 @@ type reporter struct {
 // not a terminal.
 const plainEvery = 5 * time.Second
 
-func newReporter(w io.Writer, quiet, terminal bool) *reporter {
-	return &reporter{w: w, quiet: quiet, terminal: terminal}
+// minRedraw spaces the frames drawn on a terminal.
+const minRedraw = 100 * time.Millisecond
+
+// Assumed when the terminal does not tell its size.
+const (
+	defaultCols = 80
+	defaultRows = 24
+)
+
+// newReporter reports to w; size, when w is a terminal, reports its
+// columns and rows (0 when unknown), else it is nil.
+func newReporter(w io.Writer, quiet bool, size func() (cols, rows int)) *reporter {
+	r := &reporter{w: w, quiet: quiet, size: size}
+	if size != nil {
+		r.area = &liveArea{w: w}
+	}
+	return r
+}
+
+// terminalSize reports the size of the terminal f is on (0 when unknown).
+func terminalSize(f *os.File) func() (cols, rows int) {
+	return func() (int, int) {
+		cols, rows, err := term.GetSize(int(f.Fd()))
+		if err != nil {
+			return 0, 0
+		}
+		return cols, rows
+	}
+}
+
+// screen is the terminal's size, or the default when it does not say.
+func (r *reporter) screen() (cols, rows int) {
+	cols, rows = r.size()
+	if cols <= 0 || rows <= 0 {
+		return defaultCols, defaultRows
+	}
+	return cols, rows
 }
 
 func (r *reporter) logf(format string, args ...any) {
@@ -44,8 +92,8 @@ func (r *reporter) errorf(format string, args ...any) {
 	line := fmt.Sprintf("convoy: %s\n", redact.Text(fmt.Sprintf(format, args...)))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.bars != nil {
-		r.bars.print(line)
+	if r.area != nil {
+		r.area.print(line)
 		return
 	}
 	fmt.Fprint(r.w, line)
@@ -57,31 +105,53 @@ func (r *reporter) progress(p convoy.Progress) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.first == nil {
-		r.first = &p             // bytes from earlier runs do not count towards the rate
-		r.lastPlain = time.Now() // a first plain line would have no rate yet
+	if r.task == nil {
+		r.task = &task{}
+	}
+	t := r.task
+	t.last = p
+	if t.first == nil {
+		t.first = &p
+		t.lastPlain = time.Now() // a first plain line would have no rate yet
 	}
 	switch {
-	case r.terminal:
-		if r.bars == nil {
-			r.bars = newBarDisplay(r.w)
+	case r.area != nil:
+		if time.Since(r.drawn) >= minRedraw {
+			r.draw()
 		}
-		r.bars.update(p, *r.first)
-	case time.Since(r.lastPlain) >= plainEvery:
-		r.lastPlain = time.Now()
-		fmt.Fprintf(r.w, "convoy: %s\n", progressLine(p, *r.first))
+	case time.Since(t.lastPlain) >= plainEvery:
+		t.lastPlain = time.Now()
+		fmt.Fprintf(r.w, "convoy: %s\n", progressLine(p, *t.first))
 	}
 }
 
-// finish ends the progress display, marked complete when ok.
+// draw draws the frame of what is shown now.
+func (r *reporter) draw() {
+	if r.task == nil {
+		return
+	}
+	cols, rows := r.screen()
+	r.area.draw(downloadFrame(r.task.last, *r.task.first, cols, rows))
+	r.drawn = time.Now()
+}
+
+// finish ends the progress display. After a success the frame is erased
+// for the summary that follows; otherwise one line is left saying how far
+// the download got.
 func (r *reporter) finish(ok bool) {
 	r.mu.Lock()
-	bars := r.bars
-	r.bars, r.first = nil, nil
-	r.mu.Unlock()
-	if bars != nil {
-		bars.close(ok)
+	defer r.mu.Unlock()
+	t := r.task
+	r.task = nil
+	if r.area == nil || t == nil {
+		return
 	}
+	var keep []string
+	if !ok {
+		cols, _ := r.screen()
+		keep = []string{fitWidth(stoppedLine(t.last, cols-1), cols-1)}
+	}
+	r.area.close(keep)
 }
 
 func (r *reporter) summary(res convoy.Result) {
