@@ -21,7 +21,7 @@ func (d *download) withCheckpoints(ctx context.Context, size int64, cp *checkpoi
 	defer cancel(nil)
 	first := done() // bytes from earlier runs do not count towards the rate
 	report := func() {
-		p := Progress{Size: size, Done: done(), Elapsed: time.Since(d.start), Connections: d.connections()}
+		p := Progress{Output: d.outputPath(), Size: size, Done: done(), Elapsed: time.Since(d.start), Connections: d.connections()}
 		if d.cfg.OnProgress != nil {
 			d.cfg.OnProgress(p)
 		}

@@ -111,6 +111,8 @@ type Config struct {
 
 // Progress is a snapshot of a running download.
 type Progress struct {
+	// Output is the file written ("-" for Config.Writer), as in Result.Path.
+	Output string
 	// Size is the file size, -1 when unknown.
 	Size int64
 	// Done counts bytes on disk, including those from earlier runs.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +18,7 @@ import (
 // Every progress report and progress event carries the file's size when
 // the server gave one, whichever way the file is fetched: in ranges, in
 // one stream without ranges, or streamed to a writer; -1 only when the
-// size is unknown.
+// size is unknown. A progress report names the output.
 func TestProgressCarriesTheKnownSize(t *testing.T) {
 	const size = 2<<20 + 5
 	tests := []struct {
@@ -43,10 +44,17 @@ func TestProgressCarriesTheKnownSize(t *testing.T) {
 			cfg.ProgressInterval = 20 * time.Millisecond
 			var mu sync.Mutex
 			var sizes, eventSizes []int64
+			wantOutput := filepath.Join(cfg.Dir, cfg.Output)
+			if tt.writer {
+				wantOutput = "-"
+			}
 			cfg.OnProgress = func(p convoy.Progress) {
 				mu.Lock()
 				sizes = append(sizes, p.Size)
 				mu.Unlock()
+				if p.Output != wantOutput {
+					t.Errorf("progress of %q, want %q", p.Output, wantOutput)
+				}
 			}
 			cfg.OnEvent = func(e convoy.Event) {
 				if e.Type == "progress" {

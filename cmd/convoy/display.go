@@ -286,3 +286,22 @@ func rowsThatFit[T any](items []T, room int, one, many string, render func(T) st
 	}
 	return lines
 }
+
+// batchFrame is the display of a batch on a terminal of cols x rows: how
+// far the list is, then a line for each download running, as many as fit,
+// with its name and its total, then how many more are running.
+func batchFrame(b *batchView, cols, rows int) []string {
+	head := fmt.Sprintf("batch: %d of %d finished", b.finished, b.total)
+	if b.failed > 0 {
+		head += fmt.Sprintf(" (%d failed)", b.failed)
+	}
+	head += fmt.Sprintf(", %d running", len(b.running))
+	nameWidth := min(max(cols/4, 8), 32)
+	return fitFrame(append([]string{head}, rowsThatFit(b.running, rows-2, "download", "downloads", func(t *task) string {
+		line := pad(t.name, nameWidth) + "  "
+		if t.first == nil {
+			return line + "starting"
+		}
+		return line + totalLine(t.last, *t.first, cols-1-nameWidth-2)
+	})...), cols, rows)
+}

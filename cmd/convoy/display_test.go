@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +33,8 @@ type termRun struct {
 	screens [][]string    // the screen after each read from the terminal
 	changed chan struct{} // closed, and replaced, after each read
 	ended   chan struct{} // closed when the terminal's output has ended
+	// top tells the first line of a frame (default: a download's total).
+	top func(line string) bool
 }
 
 // startOnTerminal runs bin with args, stderr on a terminal of rows x cols
@@ -45,7 +48,7 @@ func startOnTerminal(t *testing.T, bin string, rows, cols int, args ...string) *
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: uint16(rows), Cols: uint16(cols)}); err != nil {
 		t.Fatal(err)
 	}
-	r := &termRun{vt: newVT(rows, cols), changed: make(chan struct{}), ended: make(chan struct{})}
+	r := &termRun{vt: newVT(rows, cols), changed: make(chan struct{}), ended: make(chan struct{}), top: totalRow}
 	r.cmd = exec.Command(bin, args...)
 	r.cmd.Stderr, r.cmd.Stdout = tty, &r.stdout
 	if err := r.cmd.Start(); err != nil {
@@ -166,14 +169,14 @@ func (r *termRun) check(t *testing.T) {
 		}
 	}
 	for _, s := range r.screens {
-		totals := 0
+		tops := 0
 		for _, l := range s {
-			if totalRow(l) {
-				totals++
+			if r.top(l) {
+				tops++
 			}
 		}
-		if totals > 1 {
-			t.Errorf("a screen shows %d frames at once:\n%s", totals, strings.Join(s, "\n"))
+		if tops > 1 {
+			t.Errorf("a screen shows %d frames at once:\n%s", tops, strings.Join(s, "\n"))
 			break
 		}
 	}
@@ -192,7 +195,12 @@ func connRow(l string) bool {
 // displayRow reports whether l is a line of the live display rather than
 // a notice or a summary.
 func displayRow(l string) bool {
-	return totalRow(l) || connRow(l) || strings.HasPrefix(l, "+") || strings.HasPrefix(l, "[")
+	return totalRow(l) || connRow(l) || batchHead(l) || strings.HasPrefix(l, "+") || strings.HasPrefix(l, "[")
+}
+
+// batchHead reports whether l is the first line of a batch's display.
+func batchHead(l string) bool {
+	return strings.HasPrefix(l, "batch: ") && strings.HasSuffix(l, " running")
 }
 
 // frameAt finds the frame on screen: the index of its total line, -1 if
@@ -377,5 +385,79 @@ func TestDownloadFrameFits(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// A batch shows how far the list is, then a line for each download
+// running with its name and its total, as many as fit (here 5 of the 8
+// that -j 8 runs at once in 8 rows), then how many more are running; each
+// summary is printed above it, and after the end only the summaries are
+// left.
+func TestBatchDisplay(t *testing.T) {
+	bin := buildBinary(t)
+	srv := testserver.New(t, testserver.Size(1<<20), testserver.Rate(512<<10))
+	dir := t.TempDir()
+	list := filepath.Join(dir, "list.txt")
+	var content strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&content, "%s\n  out=f%d.bin\n", srv.URL, i)
+	}
+	if err := os.WriteFile(list, []byte(content.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := startOnTerminal(t, bin, 8, 160, "get", "-n", "2", "-j", "8", "-d", dir, "-i", list)
+	run.top = batchHead
+	if err := run.wait(); err != nil {
+		t.Fatalf("%v:\n%s", err, strings.Join(run.vt.lines(), "\n"))
+	}
+	run.check(t)
+	// The name, then the total: bar, percentage, bytes of the size.
+	jobRow := regexp.MustCompile(`^f[0-9]\.bin +\[[=> ]+\] +[0-9.]+%  .* / 1\.0 MiB  .*ETA `)
+	screen := run.first(func(s []string) bool {
+		k := slices.IndexFunc(s, batchHead)
+		if k < 0 || k+6 >= len(s) || !strings.HasSuffix(s[k], ", 8 running") || s[k+6] != "+3 more downloads" {
+			return false
+		}
+		for _, l := range s[k+1 : k+6] {
+			if !jobRow.MatchString(l) {
+				return false
+			}
+		}
+		return true
+	})
+	if screen == nil {
+		t.Fatalf("no screen showed the batch, five downloads with their totals and \"+3 more downloads\"; the last:\n%s", strings.Join(run.last(func(s []string) bool { return slices.ContainsFunc(s, batchHead) }), "\n"))
+	}
+	// The count is right all along: a download that ends leaves the
+	// running ones, and -j 8 are running at most.
+	late := false
+	run.first(func(s []string) bool {
+		for _, l := range s {
+			var finished, total, running int
+			if _, err := fmt.Sscanf(l, "batch: %d of %d finished, %d running", &finished, &total, &running); err != nil {
+				continue
+			}
+			if total != 10 || finished+running > 10 || running > 8 {
+				t.Errorf("the batch's line says %q", l)
+			}
+			late = late || finished >= 8
+		}
+		return false
+	})
+	if !late {
+		t.Error("no screen showed the batch with 8 or more downloads finished")
+	}
+	left := append(slices.Clone(run.vt.scrolled), run.vt.text()...)
+	saved := 0
+	for _, l := range left {
+		if displayRow(l) {
+			t.Errorf("a line of the display was left behind: %q", l)
+		}
+		if strings.HasPrefix(l, "convoy: saved ") {
+			saved++
+		}
+	}
+	if saved != 10 || left[len(left)-1] != "convoy: batch: 10 of 10 downloads succeeded" {
+		t.Errorf("left:\n%s\nwant ten summaries and the batch's", strings.Join(left, "\n"))
 	}
 }

@@ -68,7 +68,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		return usagef("get takes a URL (and optionally mirrors of the same file); see 'convoy get --help'")
 	}
 	json := c.Bool("json")
-	out := newReporter(stderr, c.Bool("quiet"), terminal(stderr, !json && c.Int("jobs") == 1))
+	out := newReporter(stderr, c.Bool("quiet"), terminal(stderr, !json))
 	cfg, err := configFromFlags(c, out)
 	if err != nil {
 		return err
@@ -103,7 +103,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		}
 		cfg.Output, cfg.Writer, cfg.Buffer = "", stdout, buffer
 	}
-	_, err = runOne(c.Context, cfg, out, events)
+	_, err = runOne(c.Context, cfg, out, out, events)
 	return err
 }
 
@@ -186,14 +186,15 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		RetryConnRefused:   c.Bool("retry-connrefused"),
 		CheckpointInterval: c.Duration("checkpoint-interval"),
 		Logf:               out.logf,
-		OnProgress:         out.progress,
 	}, nil
 }
 
-// runOne downloads one file, reporting to out and, with --json, events.
-func runOne(ctx context.Context, cfg convoy.Config, out *reporter, events *eventWriter) (convoy.Result, error) {
+// runOne downloads one file, showing its progress in v, its summary in out
+// and, with --json, its events.
+func runOne(ctx context.Context, cfg convoy.Config, out *reporter, v view, events *eventWriter) (convoy.Result, error) {
+	cfg.OnProgress = v.progress
 	res, err := convoy.Download(ctx, cfg)
-	out.finish(err == nil)
+	v.finish(err == nil)
 	if err != nil {
 		events.write(convoy.Event{Type: "error", URL: redact.URL(cfg.URL), Output: res.Path, Error: redact.Text(err.Error())})
 		return res, err

@@ -39,9 +39,26 @@ func TestPlainProgressHasARate(t *testing.T) {
 	if b.Len() != 0 {
 		t.Fatalf("first update printed %q", b.String())
 	}
-	r.task.lastPlain = r.task.lastPlain.Add(-plainEvery) // as if plainEvery had passed
+	r.single.lastPlain = r.single.lastPlain.Add(-plainEvery) // as if plainEvery had passed
 	r.progress(convoy.Progress{Size: 100 << 20, Done: 60 << 20, Elapsed: 6 * time.Second})
 	if got := b.String(); !strings.Contains(got, "60.0%") || !strings.Contains(got, "10.0 MiB/s") || strings.Contains(got, "ETA --") {
 		t.Errorf("progress line %q, want 60.0%% at 10.0 MiB/s with an ETA", got)
 	}
+}
+
+// Off a terminal, each download of a batch prints its own plain line,
+// named after the file it writes (relative to the folder).
+func TestPlainProgressOfABatch(t *testing.T) {
+	var b strings.Builder
+	r := newReporter(&b, false, nil)
+	r.startBatch(2)
+	j := r.startJob("guess.bin", "/srv")
+	j.progress(convoy.Progress{Output: "/srv/sub/a.bin", Size: 100 << 20, Done: 10 << 20, Elapsed: time.Second})
+	j.t.lastPlain = j.t.lastPlain.Add(-plainEvery)
+	j.progress(convoy.Progress{Output: "/srv/sub/a.bin", Size: 100 << 20, Done: 60 << 20, Elapsed: 6 * time.Second})
+	if got := b.String(); !strings.HasPrefix(got, "convoy: sub/a.bin: ") || !strings.Contains(got, "60.0%") {
+		t.Errorf("progress line %q, want it named sub/a.bin", got)
+	}
+	j.finish(true)
+	r.endBatch()
 }
