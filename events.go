@@ -15,8 +15,8 @@ import (
 // --json prints each as a line of JSON. Fields that do not apply to a type
 // are left out.
 type Event struct {
-	// Type is "start", "progress", "checkpoint", "retry" or "restart"; the
-	// command line adds "done" and "error".
+	// Type is "start", "progress", "checkpoint", "retry", "restart" or
+	// "mirror-dropped"; the command line adds "done" and "error".
 	Type string    `json:"event"`
 	Time time.Time `json:"time"`
 	// URL and Output, on every event, tell which download it belongs to,
