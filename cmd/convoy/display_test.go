@@ -27,12 +27,15 @@ import (
 // a fixed size, its output interpreted by a vt as it arrives.
 type termRun struct {
 	cmd     *exec.Cmd
+	ptmx    *os.File // the terminal's side the test reads
 	stdout  bytes.Buffer
 	mu      sync.Mutex
 	vt      *vt
-	screens [][]string    // the screen after each read from the terminal
-	changed chan struct{} // closed, and replaced, after each read
-	ended   chan struct{} // closed when the terminal's output has ended
+	screens [][]string // the screen after each read from the terminal
+	// scrolled counts the scrollback's lines at each of screens.
+	scrolled []int
+	changed  chan struct{} // closed, and replaced, after each read
+	ended    chan struct{} // closed when the terminal's output has ended
 	// top tells the first line of a frame (default: a download's total).
 	top func(line string) bool
 }
@@ -48,7 +51,7 @@ func startOnTerminal(t *testing.T, bin string, rows, cols int, args ...string) *
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: uint16(rows), Cols: uint16(cols)}); err != nil {
 		t.Fatal(err)
 	}
-	r := &termRun{vt: newVT(rows, cols), changed: make(chan struct{}), ended: make(chan struct{}), top: totalRow}
+	r := &termRun{ptmx: ptmx, vt: newVT(rows, cols), changed: make(chan struct{}), ended: make(chan struct{}), top: totalRow}
 	r.cmd = exec.Command(bin, args...)
 	r.cmd.Stderr, r.cmd.Stdout = tty, &r.stdout
 	if err := r.cmd.Start(); err != nil {
@@ -67,6 +70,7 @@ func startOnTerminal(t *testing.T, bin string, rows, cols int, args ...string) *
 			if n > 0 {
 				r.vt.write(buf[:n])
 				r.screens = append(r.screens, r.vt.lines())
+				r.scrolled = append(r.scrolled, len(r.vt.scrolled))
 				close(r.changed)
 				r.changed = make(chan struct{})
 			}
@@ -91,14 +95,22 @@ func startOnTerminal(t *testing.T, bin string, rows, cols int, args ...string) *
 // more output as long as the run goes on (and 60 s at most).
 func (r *termRun) waitFor(t *testing.T, what string, holds func(screen []string) bool) []string {
 	t.Helper()
+	s, _ := r.waitFrom(t, 0, what, holds)
+	return s
+}
+
+// waitFrom is waitFor from the screen numbered from on; it also returns the
+// screen's number.
+func (r *termRun) waitFrom(t *testing.T, from int, what string, holds func(screen []string) bool) ([]string, int) {
+	t.Helper()
 	deadline := time.After(60 * time.Second)
-	seen := 0
+	seen := from
 	for {
 		r.mu.Lock()
 		for ; seen < len(r.screens); seen++ {
 			if holds(r.screens[seen]) {
 				defer r.mu.Unlock()
-				return r.screens[seen]
+				return r.screens[seen], seen
 			}
 		}
 		changed := r.changed
@@ -110,7 +122,7 @@ func (r *termRun) waitFor(t *testing.T, what string, holds func(screen []string)
 			defer r.mu.Unlock()
 			for ; seen < len(r.screens); seen++ {
 				if holds(r.screens[seen]) {
-					return r.screens[seen]
+					return r.screens[seen], seen
 				}
 			}
 			t.Fatalf("the output ended without %s; the screen:\n%s", what, strings.Join(r.vt.lines(), "\n"))
@@ -118,6 +130,21 @@ func (r *termRun) waitFor(t *testing.T, what string, holds func(screen []string)
 			t.Fatalf("no %s after 60 s; the screen:\n%s", what, strings.Join(r.vt.lines(), "\n"))
 		}
 	}
+}
+
+// resize gives the terminal another size, first to the vt (so that what
+// comes after is read at the new size), then to the program; it returns
+// the number of the next screen.
+func (r *termRun) resize(t *testing.T, rows, cols int) int {
+	t.Helper()
+	r.mu.Lock()
+	r.vt.resize(rows, cols)
+	next := len(r.screens)
+	r.mu.Unlock()
+	if err := pty.Setsize(r.ptmx, &pty.Winsize{Rows: uint16(rows), Cols: uint16(cols)}); err != nil {
+		t.Fatal(err)
+	}
+	return next
 }
 
 // first returns the first screen for which holds is true, nil if none.
@@ -460,4 +487,40 @@ func TestBatchDisplay(t *testing.T) {
 	if saved != 10 || left[len(left)-1] != "convoy: batch: 10 of 10 downloads succeeded" {
 		t.Errorf("left:\n%s\nwant ten summaries and the batch's", strings.Join(left, "\n"))
 	}
+}
+
+// The display follows the terminal's size at every redraw: a frame of all
+// 16 connections in 40 rows becomes, once the terminal has 12, the total,
+// nine connections and "+7 more connections", and from then on no redraw
+// scrolls.
+func TestDisplayFollowsAResize(t *testing.T) {
+	bin := buildBinary(t)
+	srv := testserver.New(t, testserver.Size(48<<20), testserver.Rate(1<<20))
+	dir := t.TempDir()
+	run := startOnTerminal(t, bin, 40, 100, "get", "-n", "16", "-d", dir, "-o", "big.bin", srv.URL)
+	run.waitFor(t, "a frame of all 16 connections", func(s []string) bool {
+		k := frameAt(s)
+		return k >= 0 && k+16 < len(s) && connRow(s[k+16])
+	})
+	next := run.resize(t, 12, 100)
+	_, i := run.waitFrom(t, next, "a frame of 12 rows", func(s []string) bool {
+		k := frameAt(s)
+		return k >= 0 && k+10 < len(s) && s[k+10] == "+7 more connections" && slices.Equal(s[k+11:], make([]string, len(s)-k-11))
+	})
+	if err := run.wait(); err != nil {
+		t.Fatalf("%v:\n%s", err, strings.Join(run.vt.lines(), "\n"))
+	}
+	// The lines the smaller terminal pushed off its top were the old
+	// frame's; after that, nothing of the display may scroll.
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	for _, l := range run.vt.scrolled[run.scrolled[i]:] {
+		if displayRow(l) {
+			t.Errorf("a line of the display scrolled off after the resize: %q", l)
+		}
+	}
+	if len(run.vt.unknown) > 0 {
+		t.Errorf("sequences a display does not need: %q", run.vt.unknown)
+	}
+	srv.Verify(t, filepath.Join(dir, "big.bin"))
 }

@@ -183,6 +183,30 @@ func (v *vt) csi(params string, final byte) {
 	}
 }
 
+// resize gives the screen another size as xterm does: when it loses rows
+// below the cursor's, the lines at the top go to the scrollback so that
+// the cursor stays on its line; lines are cut or filled to the new width,
+// not wrapped again.
+func (v *vt) resize(rows, cols int) {
+	if push := v.row - (rows - 1); push > 0 {
+		for _, l := range v.grid[:push] {
+			v.scrolled = append(v.scrolled, strings.TrimRight(string(l), " "))
+		}
+		v.grid = v.grid[push:]
+		v.row -= push
+	}
+	grid := make([][]rune, rows)
+	for i := range grid {
+		grid[i] = blankRow(cols)
+		if i < len(v.grid) {
+			copy(grid[i], v.grid[i])
+		}
+	}
+	v.grid, v.rows, v.cols = grid, rows, cols
+	v.col = min(v.col, cols-1)
+	v.wrapNext = false
+}
+
 // lines is the screen, each row without trailing spaces.
 func (v *vt) lines() []string {
 	out := make([]string, v.rows)
@@ -202,8 +226,8 @@ func (v *vt) text() []string {
 	return l
 }
 
-// The emulator itself: wrapping, scrolling, moving up and erasing, and a
-// sequence cut between two writes.
+// The emulator itself: wrapping, scrolling, moving up and erasing, a
+// sequence cut between two writes, a resize.
 func TestVT(t *testing.T) {
 	v := newVT(3, 5)
 	v.write([]byte("abcdefg\r\n"))              // wraps after e
@@ -216,6 +240,12 @@ func TestVT(t *testing.T) {
 	}
 	if len(v.scrolled) != 1 || v.scrolled[0] != "abcde" {
 		t.Errorf("scrollback %q, want [abcde]", v.scrolled)
+	}
+	v = newVT(3, 4)
+	v.write([]byte("a\r\nb\r\nc"))
+	v.resize(2, 2) // the cursor's line stays: a goes to the scrollback
+	if got := v.lines(); len(v.scrolled) != 1 || v.scrolled[0] != "a" || strings.Join(got, "|") != "b|c" {
+		t.Errorf("after a resize: screen %q, scrollback %q", got, v.scrolled)
 	}
 	v.write([]byte("\x1b[?25l\x07"))
 	if len(v.unknown) != 2 {
