@@ -305,8 +305,10 @@ func TestDisplayAtInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ee *exec.ExitError
-	if err := run.wait(); !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
-		t.Fatalf("exit %v, want %d:\n%s", err, exitFailure, strings.Join(run.vt.lines(), "\n"))
+	// Which non-zero code an interruption exits with is TestSignals's
+	// business; this test is about the screen.
+	if err := run.wait(); !errors.As(err, &ee) || ee.ExitCode() <= 0 {
+		t.Fatalf("exit %v, want a failure:\n%s", err, strings.Join(run.vt.lines(), "\n"))
 	}
 	run.check(t)
 	m, err := manifest.Load(filepath.Join(dir, "f.bin.convoy"))
