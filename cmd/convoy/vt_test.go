@@ -14,7 +14,9 @@ import (
 // n A/B/C/D/G/H, K, J, m) and records any other control sequence in
 // unknown, so a test can fail on output it cannot judge. Text wraps at the
 // last column as xterm does: the cursor waits there and the next printable
-// rune starts a new line.
+// rune starts a new line. Clearing the whole screen moves it into the
+// scrollback first, as tmux does, so a display that erases itself that way
+// shows in the scrollback as one that scrolls.
 type vt struct {
 	rows, cols int
 	grid       [][]rune
@@ -162,7 +164,11 @@ func (v *vt) csi(params string, final byte) {
 			v.grid[v.row][i] = ' '
 		}
 	case 'J':
-		switch arg(0, 0) {
+		mode := arg(0, 0)
+		if mode == 2 || (mode == 0 && v.row == 0 && v.col == 0) {
+			v.clearToHistory()
+		}
+		switch mode {
 		case 0:
 			for i := v.col; i < v.cols; i++ {
 				v.grid[v.row][i] = ' '
@@ -207,6 +213,17 @@ func (v *vt) resize(rows, cols int) {
 	v.wrapNext = false
 }
 
+// clearToHistory does what tmux does before it clears the whole screen
+// (erasing from the top-left corner is that too): it moves the screen's
+// lines, up to the last that is not blank, into the scrollback.
+func (v *vt) clearToHistory() {
+	l := v.lines()
+	for len(l) > 0 && l[len(l)-1] == "" {
+		l = l[:len(l)-1]
+	}
+	v.scrolled = append(v.scrolled, l...)
+}
+
 // lines is the screen, each row without trailing spaces.
 func (v *vt) lines() []string {
 	out := make([]string, v.rows)
@@ -240,6 +257,11 @@ func TestVT(t *testing.T) {
 	}
 	if len(v.scrolled) != 1 || v.scrolled[0] != "abcde" {
 		t.Errorf("scrollback %q, want [abcde]", v.scrolled)
+	}
+	v = newVT(2, 4)
+	v.write([]byte("x\r\n\x1b[1A\x1b[J"))
+	if len(v.scrolled) != 1 || v.scrolled[0] != "x" {
+		t.Errorf("clearing from the top-left corner: scrollback %q, want [x]", v.scrolled)
 	}
 	v = newVT(3, 4)
 	v.write([]byte("a\r\nb\r\nc"))
