@@ -12,19 +12,16 @@ import (
 )
 
 // withCheckpoints runs fetch while saving cp every CheckpointInterval and
-// reporting progress every ProgressInterval; after fetch returns it saves a
-// last checkpoint, whatever the outcome. A failed checkpoint stops the
-// fetch. cp may be nil (nothing to save).
-func (d *download) withCheckpoints(ctx context.Context, cp *checkpointer, done func() int64, fetch func(context.Context) error) error {
+// reporting progress (done() of size bytes, -1 unknown) every
+// ProgressInterval; after fetch returns it saves a last checkpoint, whatever
+// the outcome. A failed checkpoint stops the fetch. cp may be nil (nothing
+// to save: a stream, which still has a size when the server gave one).
+func (d *download) withCheckpoints(ctx context.Context, size int64, cp *checkpointer, done func() int64, fetch func(context.Context) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	size := int64(-1)
-	if cp != nil {
-		size = cp.base.Size
-	}
 	first := done() // bytes from earlier runs do not count towards the rate
 	report := func() {
-		p := Progress{Size: size, Done: done(), Elapsed: time.Since(d.start), Connections: d.connections()}
+		p := Progress{Output: d.outputPath(), Size: size, Done: done(), Elapsed: time.Since(d.start), Connections: d.connections()}
 		if d.cfg.OnProgress != nil {
 			d.cfg.OnProgress(p)
 		}

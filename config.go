@@ -130,6 +130,8 @@ type Config struct {
 
 // Progress is a snapshot of a running download.
 type Progress struct {
+	// Output is the file written ("-" for Config.Writer), as in Result.Path.
+	Output string
 	// Size is the file size, -1 when unknown.
 	Size int64
 	// Done counts bytes on disk, including those from earlier runs.
@@ -145,7 +147,8 @@ type ConnProgress = segment.ConnState
 
 // Result describes a finished download.
 type Result struct {
-	// Path is the final file.
+	// Path is the final file ("-" for Config.Writer). After an error it is
+	// the file the download was for, "" when that was not known yet.
 	Path string
 	// Size is its length in bytes.
 	Size int64

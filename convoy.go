@@ -62,7 +62,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	d := &download{cfg: cfg, start: start, first: cfg.URL}
+	d := &download{cfg: cfg, start: start, first: cfg.URL, output: plannedOutput(cfg)}
 	if cfg.RetryFor > 0 {
 		d.budget = segment.NewBudget(cfg.RetryFor)
 	}
@@ -93,6 +93,9 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	} else {
 		res, err = d.run(ctx)
 	}
+	if res.Path == "" {
+		res.Path = d.outputPath() // a failed download names the file it was for
+	}
 	res.Elapsed = time.Since(start)
 	res.Retries = d.retries.Load()
 	res.Connections = len(d.connections())
@@ -107,11 +110,12 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 
 // download is the state of one Download call.
 type download struct {
-	eventMu sync.Mutex // serialises OnEvent
+	eventMu sync.Mutex // serialises OnEvent; guards output
 	connMu  sync.Mutex
 	conns   []ConnProgress // what each connection last reported
 	cfg     Config
 	first   string // the first URL the user gave, which names the output
+	output  string // the output path once known ("" before), for events
 	// retryNotices prints retries to Logf without repeating itself.
 	retryNotices *retryNotices
 	// firstContact holds until a server has answered: an unreachable one
@@ -150,6 +154,7 @@ func (d *download) run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	d.setOutput(f.out)
 	if done, res, err := d.checkExisting(ctx, remote, f); done || err != nil {
 		return res, err
 	}
@@ -197,7 +202,7 @@ func (d *download) probeFirst(ctx context.Context) (segment.Remote, error) {
 			break
 		}
 		d.cfg.Logf("%s failed: %s; trying %s instead", redact.URL(u), redact.Text(err.Error()), redact.URL(urls[i+1]))
-		d.emit(Event{Type: "mirror-dropped", URL: redact.URL(u), Error: redact.Text(err.Error())})
+		d.emit(Event{Type: "mirror-dropped", Mirror: redact.URL(u), Error: redact.Text(err.Error())})
 	}
 	if len(urls) > 1 && ctx.Err() == nil {
 		return segment.Remote{}, fmt.Errorf("%w (and every mirror failed too)", first)
@@ -355,7 +360,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if err := cp.save(); err != nil {
 		return Result{}, errors.Join(describeFileError(err, f.manifest), part.Close())
 	}
-	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: f.out, Size: remote.Size, Done: prev.done,
+	d.emit(Event{Type: "start", Size: remote.Size, Done: prev.done,
 		Connections: d.cfg.Connections, Segments: len(plan.Snapshot())})
 
 	var fetched atomic.Int64
@@ -372,7 +377,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	fetcher.RegionSize = writebackEvery
 	fetcher.OnRegion = part.StartWriteback
 	res := Result{Path: f.out, Size: remote.Size, Resumed: prev.done}
-	runErr := d.withCheckpoints(ctx, cp, plan.Written, func(ctx context.Context) error {
+	runErr := d.withCheckpoints(ctx, remote.Size, cp, plan.Written, func(ctx context.Context) error {
 		if len(d.mirrors) == 0 {
 			return fetcher.Run(ctx, plan, part, d.cfg.Connections)
 		}
@@ -473,13 +478,16 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 	if err != nil {
 		return Result{}, describeFileError(err, f.part)
 	}
-	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: f.out, Size: remote.Size, Connections: 1, Segments: 1})
+	if oneStream(remote) {
+		d.cfg.Logf("%s, and an interrupted download starts over", noRangesNotice)
+	}
+	d.emit(Event{Type: "start", Size: remote.Size, Connections: 1, Segments: 1})
 	var at, got atomic.Int64 // where the stream is; all it received, restarts included
 	fetcher := d.newFetcher(remote)
 	fetcher.IfRange = ""
 	fetcher.OnWrite = func(off, n int64) { at.Store(off + n); got.Add(n) }
 	var size int64
-	err = d.withCheckpoints(ctx, nil, at.Load, func(ctx context.Context) error {
+	err = d.withCheckpoints(ctx, remote.Size, nil, at.Load, func(ctx context.Context) error {
 		var err error
 		size, err = fetcher.Stream(ctx, part)
 		return err
@@ -513,6 +521,18 @@ func (d *download) stream(ctx context.Context, remote segment.Remote, f files, w
 		return res, err
 	}
 	return res, nil
+}
+
+// noRangesNotice is said before a download that can only come in one
+// stream starts, so nobody learns it only when an interruption keeps
+// nothing.
+const noRangesNotice = "the server does not support ranges: one connection"
+
+// oneStream reports whether r can only be fetched in one plain stream: it
+// has no range support (a server that sends no size has none either). An
+// empty file needs no ranges, so it is not counted.
+func oneStream(r segment.Remote) bool {
+	return r.Size != 0 && (!r.Ranges || r.Size < 0)
 }
 
 func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
@@ -578,7 +598,7 @@ func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *s
 	}
 	return segment.RunSources(ctx, plan, w, sources, func(i int, err error) {
 		d.cfg.Logf("dropping %s: %v", redact.URL(remotes[i].URL), err)
-		d.emit(Event{Type: "mirror-dropped", URL: redact.URL(remotes[i].URL), Error: redact.Text(err.Error())})
+		d.emit(Event{Type: "mirror-dropped", Mirror: redact.URL(remotes[i].URL), Error: redact.Text(err.Error())})
 	})
 }
 

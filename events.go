@@ -2,23 +2,33 @@ package convoy
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
+
+	"github.com/convoy-dl/convoy/internal/redact"
 )
 
 // Event is one step of a download, for scripts and interfaces: convoy get
 // --json prints each as a line of JSON. Fields that do not apply to a type
 // are left out.
 type Event struct {
-	// Type is "start", "progress", "checkpoint", "retry" or "restart"; the
-	// command line adds "done" and "error".
+	// Type is "start", "progress", "checkpoint", "retry", "restart" or
+	// "mirror-dropped"; the command line adds "done" and "error".
 	Type string    `json:"event"`
 	Time time.Time `json:"time"`
-	// URL (secrets redacted) and Output, on start and done.
+	// URL and Output, on every event, tell which download it belongs to,
+	// so that the events of downloads running side by side can be told
+	// apart: URL is the first URL given (secrets redacted), Output the file
+	// written ("-" for Config.Writer). Output is empty until the file's
+	// name is known when Config.Output does not give it (the server may
+	// name it).
 	URL    string `json:"url,omitempty"`
 	Output string `json:"output,omitempty"`
+	// Mirror is the server a mirror-dropped event drops (secrets redacted).
+	Mirror string `json:"mirror,omitempty"`
 	// Size of the file (-1 unknown) and bytes on disk, on start, progress,
 	// checkpoint and done. On a checkpoint Done counts the bytes made
 	// durable.
@@ -42,7 +52,8 @@ type Event struct {
 	Checksum string `json:"checksum,omitempty"`
 }
 
-// emit hands e to Config.OnEvent, one event at a time.
+// emit hands e to Config.OnEvent, one event at a time, with the URL and
+// output that name the download.
 func (d *download) emit(e Event) {
 	if d.cfg.OnEvent == nil {
 		return
@@ -53,7 +64,34 @@ func (d *download) emit(e Event) {
 	}
 	d.eventMu.Lock()
 	defer d.eventMu.Unlock()
+	e.URL, e.Output = redact.URL(d.first), d.output
 	d.cfg.OnEvent(e)
+}
+
+// setOutput records the output path once it is known, for the events.
+func (d *download) setOutput(path string) {
+	d.eventMu.Lock()
+	defer d.eventMu.Unlock()
+	d.output = path
+}
+
+// outputPath is the output path as far as it is known, "" before that.
+func (d *download) outputPath() string {
+	d.eventMu.Lock()
+	defer d.eventMu.Unlock()
+	return d.output
+}
+
+// plannedOutput is the output path cfg names before anything is probed:
+// "-" for a writer, Output inside Dir, or "" when the server names it.
+func plannedOutput(cfg Config) string {
+	switch {
+	case cfg.Writer != nil:
+		return "-"
+	case cfg.Output == "" || filepath.IsAbs(cfg.Output):
+		return cfg.Output
+	}
+	return filepath.Join(cfg.Dir, cfg.Output)
 }
 
 // repeatEvery is how often a retry notice whose cause keeps repeating is

@@ -56,7 +56,7 @@ func (d *download) mirrorsFor(ctx context.Context, primary segment.Remote) []seg
 			})
 			if why != "" {
 				d.cfg.Logf("dropping mirror %s: %s", redact.URL(u), why)
-				d.emit(Event{Type: "mirror-dropped", URL: redact.URL(u), Error: why})
+				d.emit(Event{Type: "mirror-dropped", Mirror: redact.URL(u), Error: why})
 				return
 			}
 			found[i] = &r

@@ -62,7 +62,7 @@ func (e *mixedEvents) dropped() []string {
 	var urls []string
 	for _, ev := range e.events {
 		if ev.Type == "mirror-dropped" {
-			urls = append(urls, ev.URL)
+			urls = append(urls, ev.Mirror)
 		}
 	}
 	return urls

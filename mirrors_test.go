@@ -167,7 +167,7 @@ func TestMirrorFailingMidDownload(t *testing.T) {
 	cfg.OnEvent = func(e convoy.Event) {
 		if e.Type == "mirror-dropped" {
 			mu.Lock()
-			dropped = append(dropped, e.URL)
+			dropped = append(dropped, e.Mirror)
 			mu.Unlock()
 		}
 	}
@@ -328,7 +328,7 @@ func TestMirrorExpiredSignedURL(t *testing.T) {
 			cfg.OnEvent = func(e convoy.Event) {
 				if e.Type == "mirror-dropped" {
 					mu.Lock()
-					dropped = append(dropped, e.URL)
+					dropped = append(dropped, e.Mirror)
 					mu.Unlock()
 				}
 			}
@@ -417,7 +417,7 @@ func TestDeadFirstURLGivesWayToAMirror(t *testing.T) {
 			var dropped []string
 			cfg.OnEvent = func(e convoy.Event) {
 				if e.Type == "mirror-dropped" {
-					dropped = append(dropped, e.URL)
+					dropped = append(dropped, e.Mirror)
 				}
 			}
 			if _, err := convoy.Download(context.Background(), cfg); err != nil {

@@ -7,7 +7,6 @@ import (
 	"hash"
 	"sync/atomic"
 
-	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/segment"
 )
@@ -46,8 +45,12 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 	var fetched atomic.Int64
 	fetcher.OnWrite = func(_, n int64) { fetched.Add(n) }
 	conns := d.cfg.Connections
-	d.emit(Event{Type: "start", URL: redact.URL(remote.URL), Output: "-", Size: remote.Size, Connections: conns})
-	err = d.withCheckpoints(ctx, nil, out.Written, func(ctx context.Context) error {
+	if oneStream(remote) {
+		d.cfg.Logf("%s", noRangesNotice)
+		conns = 1
+	}
+	d.emit(Event{Type: "start", Size: remote.Size, Connections: conns})
+	err = d.withCheckpoints(ctx, remote.Size, nil, out.Written, func(ctx context.Context) error {
 		if !remote.Ranges || remote.Size < 0 {
 			fetcher.IfRange = ""
 			_, err := fetcher.Stream(ctx, out)

@@ -130,6 +130,7 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 	)
 	g := new(errgroup.Group) // failures are collected, not fatal to the others
 	g.SetLimit(jobs)
+	out.startBatch(len(list))
 	for _, j := range list {
 		g.Go(func() error {
 			cfg := base
@@ -137,11 +138,17 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 			if j.dir != "" {
 				cfg.Dir = j.dir
 			}
+			name := j.out
+			if name == "" {
+				name = convoy.RemoteName("", j.url) // until the server names it
+			}
+			v := out.startJob(name, cfg.Dir)
 			if j.out != "" {
 				// A name with folders in it lands in them, inside the folder.
 				cfg.Output = j.out
 				if sub := filepath.Dir(j.out); sub != "." {
 					if err := os.MkdirAll(filepath.Join(cfg.Dir, sub), 0o755); err != nil {
+						v.finish(false)
 						mu.Lock()
 						defer mu.Unlock()
 						failures = append(failures, fmt.Sprintf("line %d: %s", j.line, redact.Text(err.Error())))
@@ -153,7 +160,7 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 				cfg.Checksum = j.checksum
 			}
 			cfg.Mirrors = append(append([]string(nil), base.Mirrors...), j.mirrors...)
-			res, err := runOne(ctx, cfg, out, events)
+			res, err := runOne(ctx, cfg, out, v, events)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -165,6 +172,7 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 		})
 	}
 	_ = g.Wait() // every job returns nil; failures are listed above
+	out.endBatch()
 	summary := fmt.Sprintf("batch: %d of %d downloads succeeded", len(list)-len(failures), len(list))
 	if complete > 0 {
 		summary += fmt.Sprintf(" (%d already complete)", complete)

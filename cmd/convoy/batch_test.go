@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -165,4 +168,50 @@ func TestInputFileStaysInItsFolder(t *testing.T) {
 		t.Fatalf("a name in subfolders: exit %d: %s", code, out)
 	}
 	srv.Verify(t, filepath.Join(dir, "sub", "deeper", "x.bin"))
+}
+
+// With --json, the events of a batch's downloads interleave; each names
+// its download with url and output, the done and error events too.
+func TestBatchEventsNameTheirDownload(t *testing.T) {
+	a := testserver.New(t, testserver.Size(1<<20), testserver.Seed(1), testserver.Rate(1<<20))
+	b := testserver.New(t, testserver.Size(1<<20), testserver.Seed(2), testserver.Rate(1<<20))
+	missing := testserver.New(t, testserver.Statuses(404))
+	dir := t.TempDir()
+	list := filepath.Join(dir, "list.txt")
+	content := a.URL + "\n  out=a.bin\n" + b.URL + "\n  out=b.bin\n" + missing.URL + "\n  out=m.bin\n"
+	if err := os.WriteFile(list, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"convoy", "get", "--json", "-q", "-n", "2", "-j", "3", "-d", dir, "-i", list}, &stdout, &stderr)
+	if code != exitFailure {
+		t.Fatalf("exit %d, want %d (one 404): %s", code, exitFailure, stderr.String())
+	}
+	output := map[string]string{
+		a.URL:       filepath.Join(dir, "a.bin"),
+		b.URL:       filepath.Join(dir, "b.bin"),
+		missing.URL: filepath.Join(dir, "m.bin"),
+	}
+	var order []string // "type url" in the order printed
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var e convoy.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("not a JSON event: %q: %v", line, err)
+		}
+		want, ok := output[e.URL]
+		if !ok || e.Output != want {
+			t.Errorf("event %q does not name its download (url %q, output %q)", line, e.URL, e.Output)
+		}
+		order = append(order, e.Type+" "+e.URL)
+	}
+	for _, want := range []string{"start " + a.URL, "done " + a.URL, "start " + b.URL, "done " + b.URL, "error " + missing.URL} {
+		if !slices.Contains(order, want) {
+			t.Errorf("events %q lack %q", order, want)
+		}
+	}
+	// The downloads ran side by side: both started before either was done.
+	firstDone := slices.IndexFunc(order, func(s string) bool { return strings.HasPrefix(s, "done ") })
+	if firstDone < slices.Index(order, "start "+a.URL) || firstDone < slices.Index(order, "start "+b.URL) {
+		t.Errorf("events %q: the downloads did not interleave, so this test proves nothing", order)
+	}
 }

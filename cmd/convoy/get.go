@@ -73,7 +73,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		return usagef("get takes a URL (and optionally mirrors of the same file); see 'convoy get --help'")
 	}
 	json := c.Bool("json")
-	out := newReporter(stderr, c.Bool("quiet"), isTerminal(stderr) && !json && c.Int("jobs") == 1)
+	out := newReporter(stderr, c.Bool("quiet"), terminal(stderr, !json))
 	cfg, err := configFromFlags(c, out)
 	if err != nil {
 		return err
@@ -114,7 +114,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		}
 		cfg.Output, cfg.Writer, cfg.Buffer = "", stdout, buffer
 	}
-	_, err = runOne(c.Context, cfg, out, events)
+	_, err = runOne(c.Context, cfg, out, out, events)
 	return err
 }
 
@@ -226,23 +226,24 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		RetryConnRefused:   c.Bool("retry-connrefused"),
 		CheckpointInterval: c.Duration("checkpoint-interval"),
 		Logf:               out.logf,
-		OnProgress:         out.progress,
 	}, nil
 }
 
-// runOne downloads one file, reporting to out and, with --json, events.
-func runOne(ctx context.Context, cfg convoy.Config, out *reporter, events *eventWriter) (convoy.Result, error) {
+// runOne downloads one file, showing its progress in v, its summary in out
+// and, with --json, its events.
+func runOne(ctx context.Context, cfg convoy.Config, out *reporter, v view, events *eventWriter) (convoy.Result, error) {
+	cfg.OnProgress = v.progress
 	res, err := convoy.Download(ctx, cfg)
-	out.finish(err == nil)
+	v.finish(err == nil)
 	if err != nil {
-		events.write(convoy.Event{Type: "error", URL: redact.URL(cfg.URL), Error: redact.Text(err.Error())})
+		events.write(convoy.Event{Type: "error", URL: redact.URL(cfg.URL), Output: res.Path, Error: redact.Text(err.Error())})
 		return res, err
 	}
 	var rate float64
 	if s := res.Elapsed.Seconds(); s > 0 {
 		rate = float64(res.Fetched) / s
 	}
-	events.write(convoy.Event{Type: "done", Output: res.Path, Size: res.Size, Done: res.Size,
+	events.write(convoy.Event{Type: "done", URL: redact.URL(cfg.URL), Output: res.Path, Size: res.Size, Done: res.Size,
 		Elapsed: res.Elapsed.Seconds(), Rate: rate, Fetched: res.Fetched, Retries: res.Retries, Cuts: res.Cuts, Checksum: res.Checksum})
 	out.summary(res)
 	return res, nil
@@ -283,9 +284,14 @@ func parseHeaders(lines []string) (http.Header, error) {
 	return h, nil
 }
 
-func isTerminal(w io.Writer) bool {
+// terminal returns the size of the terminal w is on when want is set and
+// w is one, else nil.
+func terminal(w io.Writer, want bool) func() (cols, rows int) {
 	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+	if !want || !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return terminalSize(f)
 }
 
 // loadCAs reads a PEM bundle of certificate authorities; "" means the

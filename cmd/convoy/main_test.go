@@ -329,6 +329,30 @@ func TestJSONEvents(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || code != exitHTTP || last.Type != "error" || !strings.Contains(last.Error, "404") {
 		t.Errorf("failed download: exit %d, last event %+v (%v)", code, last, err)
 	}
+
+	// A server without ranges streams the file: its progress events still
+	// carry the size it gave.
+	stream := testserver.New(t, testserver.Size(2<<20), testserver.Rate(2<<20), testserver.NoRanges())
+	stdout.Reset()
+	if code := run([]string{"convoy", "get", "--json", "-q", "-d", dir, "-o", "s.bin", stream.URL}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("stream: exit %d: %s", code, stderr.String())
+	}
+	progress := 0
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var e convoy.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Type == "progress" {
+			progress++
+			if e.Size != stream.Size() {
+				t.Errorf("stream's progress event %q: want size %d", line, stream.Size())
+			}
+		}
+	}
+	if progress == 0 {
+		t.Errorf("the stream printed no progress event: %s", stdout.String())
+	}
 }
 
 func TestOutputToStdout(t *testing.T) {

@@ -3,9 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/redact"
@@ -13,23 +18,96 @@ import (
 )
 
 // reporter prints notices and progress: on a terminal a live display that is
-// redrawn in place, elsewhere a plain line every few seconds.
+// redrawn in place and never taller than the terminal, elsewhere a plain
+// line every few seconds.
 type reporter struct {
-	mu        sync.Mutex
-	w         io.Writer
-	quiet     bool
-	terminal  bool
-	bars      *barDisplay // on a terminal, once progress starts
-	first     *convoy.Progress
+	mu    sync.Mutex
+	w     io.Writer
+	quiet bool
+	// size reports the terminal's columns and rows; nil off a terminal.
+	size func() (cols, rows int)
+	area *liveArea // on a terminal, unless quiet
+	// single is the download shown outside a batch, once its progress
+	// starts.
+	single *task
+	batch  *batchView // with -i
+	drawn  time.Time  // when a frame was last drawn
+}
+
+// task follows the progress of one download.
+type task struct {
+	name      string           // in a batch, the file's name
+	dir       string           // in a batch, the folder names are relative to
+	first     *convoy.Progress // bytes from earlier runs do not count towards the rate
+	last      convoy.Progress
 	lastPlain time.Time
+}
+
+// update records p.
+func (t *task) update(p convoy.Progress) {
+	t.last = p
+	if t.first == nil {
+		t.first = &p
+		t.lastPlain = time.Now() // a first plain line would have no rate yet
+	}
+	if t.dir != "" && p.Output != "" {
+		// The name the file really gets (the server may have named it).
+		if rel, err := filepath.Rel(t.dir, p.Output); err == nil && !strings.HasPrefix(rel, "..") {
+			t.name = rel
+		} else {
+			t.name = p.Output
+		}
+	}
+}
+
+// batchView is what a batch shows: how far the list is, and each download
+// running.
+type batchView struct {
+	total, finished, failed int
+	running                 []*task
 }
 
 // plainEvery is how often a plain progress line is printed when stderr is
 // not a terminal.
 const plainEvery = 5 * time.Second
 
-func newReporter(w io.Writer, quiet, terminal bool) *reporter {
-	return &reporter{w: w, quiet: quiet, terminal: terminal}
+// minRedraw spaces the frames drawn on a terminal.
+const minRedraw = 100 * time.Millisecond
+
+// Assumed when the terminal does not tell its size.
+const (
+	defaultCols = 80
+	defaultRows = 24
+)
+
+// newReporter reports to w; size, when w is a terminal, reports its
+// columns and rows (0 when unknown), else it is nil.
+func newReporter(w io.Writer, quiet bool, size func() (cols, rows int)) *reporter {
+	r := &reporter{w: w, quiet: quiet, size: size}
+	if size != nil && !quiet {
+		r.area = &liveArea{w: w}
+	}
+	return r
+}
+
+// terminalSize reports the size of the terminal f is on (0 when unknown).
+func terminalSize(f *os.File) func() (cols, rows int) {
+	return func() (int, int) {
+		cols, rows, err := term.GetSize(int(f.Fd()))
+		if err != nil {
+			return 0, 0
+		}
+		return cols, rows
+	}
+}
+
+// screen is the terminal's size, or the default when it does not say.
+func (r *reporter) screen() (cols, rows int) {
+	cols, rows = r.size()
+	if cols <= 0 || rows <= 0 {
+		return defaultCols, defaultRows
+	}
+	return cols, rows
 }
 
 func (r *reporter) logf(format string, args ...any) {
@@ -44,43 +122,145 @@ func (r *reporter) errorf(format string, args ...any) {
 	line := fmt.Sprintf("convoy: %s\n", redact.Text(fmt.Sprintf(format, args...)))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.bars != nil {
-		r.bars.print(line)
+	if r.area != nil {
+		r.area.print(line)
 		return
 	}
 	fmt.Fprint(r.w, line)
 }
 
+// progress shows p of the download outside a batch.
 func (r *reporter) progress(p convoy.Progress) {
 	if r.quiet {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.first == nil {
-		r.first = &p             // bytes from earlier runs do not count towards the rate
-		r.lastPlain = time.Now() // a first plain line would have no rate yet
+	if r.single == nil {
+		r.single = &task{}
 	}
-	switch {
-	case r.terminal:
-		if r.bars == nil {
-			r.bars = newBarDisplay(r.w)
+	r.single.update(p)
+	r.show(r.single, false)
+}
+
+// show draws the display on a terminal (at most every minRedraw unless
+// now), else prints t's plain line when it is due.
+func (r *reporter) show(t *task, now bool) {
+	if r.area != nil {
+		if now || time.Since(r.drawn) >= minRedraw {
+			r.draw()
 		}
-		r.bars.update(p, *r.first)
-	case time.Since(r.lastPlain) >= plainEvery:
-		r.lastPlain = time.Now()
-		fmt.Fprintf(r.w, "convoy: %s\n", progressLine(p, *r.first))
+		return
+	}
+	if t == nil || t.first == nil || time.Since(t.lastPlain) < plainEvery {
+		return
+	}
+	t.lastPlain = time.Now()
+	name := ""
+	if t.name != "" {
+		name = t.name + ": "
+	}
+	fmt.Fprintf(r.w, "convoy: %s%s\n", name, progressLine(t.last, *t.first))
+}
+
+// draw draws the frame of what is shown now.
+func (r *reporter) draw() {
+	cols, rows := r.screen()
+	switch {
+	case r.batch != nil:
+		r.area.draw(batchFrame(r.batch, cols, rows))
+	case r.single != nil:
+		r.area.draw(downloadFrame(r.single.last, *r.single.first, cols, rows))
+	default:
+		return
+	}
+	r.drawn = time.Now()
+}
+
+// finish ends the display of the download outside a batch. After a
+// success the frame is erased for the summary that follows; otherwise one
+// line is left saying how far the download got.
+func (r *reporter) finish(ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.single
+	r.single = nil
+	if r.area == nil || t == nil {
+		return
+	}
+	var keep []string
+	if !ok {
+		cols, _ := r.screen()
+		keep = []string{fitWidth(stoppedLine(t.last, cols-1), cols-1)}
+	}
+	r.area.close(keep)
+}
+
+// startBatch shows a batch of total downloads instead of one download.
+func (r *reporter) startBatch(total int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batch = &batchView{total: total}
+}
+
+// endBatch erases the batch's display, for its summary.
+func (r *reporter) endBatch() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batch = nil
+	if r.area != nil {
+		r.area.close(nil)
 	}
 }
 
-// finish ends the progress display, marked complete when ok.
-func (r *reporter) finish(ok bool) {
+// view is where the progress of one download goes.
+type view interface {
+	progress(convoy.Progress)
+	finish(ok bool)
+}
+
+// jobView is one running download of a batch.
+type jobView struct {
+	r *reporter
+	t *task
+}
+
+// startJob adds a running download to the batch's display, named name
+// until its progress names the file it writes, relative to dir.
+func (r *reporter) startJob(name, dir string) *jobView {
 	r.mu.Lock()
-	bars := r.bars
-	r.bars, r.first = nil, nil
-	r.mu.Unlock()
-	if bars != nil {
-		bars.close(ok)
+	defer r.mu.Unlock()
+	t := &task{name: name, dir: dir}
+	r.batch.running = append(r.batch.running, t)
+	if r.area != nil {
+		r.show(t, true)
+	}
+	return &jobView{r: r, t: t}
+}
+
+func (j *jobView) progress(p convoy.Progress) {
+	if j.r.quiet {
+		return
+	}
+	j.r.mu.Lock()
+	defer j.r.mu.Unlock()
+	j.t.update(p)
+	j.r.show(j.t, false)
+}
+
+// finish takes the download off the display, counting it finished.
+func (j *jobView) finish(ok bool) {
+	r := j.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.batch
+	b.running = slices.DeleteFunc(b.running, func(t *task) bool { return t == j.t })
+	b.finished++
+	if !ok {
+		b.failed++
+	}
+	if r.area != nil {
+		r.show(nil, true)
 	}
 }
 

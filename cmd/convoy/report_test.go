@@ -23,7 +23,7 @@ func TestSummaryCounts(t *testing.T) {
 	for _, tt := range tests {
 		var b strings.Builder
 		tt.res.Path, tt.res.Size, tt.res.Elapsed = "f.bin", 1<<20, time.Second
-		newReporter(&b, false, false).summary(tt.res)
+		newReporter(&b, false, nil).summary(tt.res)
 		if !strings.Contains(b.String(), tt.says) {
 			t.Errorf("summary %q, want it to contain %q", b.String(), tt.says)
 		}
@@ -34,14 +34,31 @@ func TestSummaryCounts(t *testing.T) {
 // there is a rate to show.
 func TestPlainProgressHasARate(t *testing.T) {
 	var b strings.Builder
-	r := newReporter(&b, false, false)
+	r := newReporter(&b, false, nil)
 	r.progress(convoy.Progress{Size: 100 << 20, Done: 10 << 20, Elapsed: time.Second})
 	if b.Len() != 0 {
 		t.Fatalf("first update printed %q", b.String())
 	}
-	r.lastPlain = r.lastPlain.Add(-plainEvery) // as if plainEvery had passed
+	r.single.lastPlain = r.single.lastPlain.Add(-plainEvery) // as if plainEvery had passed
 	r.progress(convoy.Progress{Size: 100 << 20, Done: 60 << 20, Elapsed: 6 * time.Second})
 	if got := b.String(); !strings.Contains(got, "60.0%") || !strings.Contains(got, "10.0 MiB/s") || strings.Contains(got, "ETA --") {
 		t.Errorf("progress line %q, want 60.0%% at 10.0 MiB/s with an ETA", got)
 	}
+}
+
+// Off a terminal, each download of a batch prints its own plain line,
+// named after the file it writes (relative to the folder).
+func TestPlainProgressOfABatch(t *testing.T) {
+	var b strings.Builder
+	r := newReporter(&b, false, nil)
+	r.startBatch(2)
+	j := r.startJob("guess.bin", "/srv")
+	j.progress(convoy.Progress{Output: "/srv/sub/a.bin", Size: 100 << 20, Done: 10 << 20, Elapsed: time.Second})
+	j.t.lastPlain = j.t.lastPlain.Add(-plainEvery)
+	j.progress(convoy.Progress{Output: "/srv/sub/a.bin", Size: 100 << 20, Done: 60 << 20, Elapsed: 6 * time.Second})
+	if got := b.String(); !strings.HasPrefix(got, "convoy: sub/a.bin: ") || !strings.Contains(got, "60.0%") {
+		t.Errorf("progress line %q, want it named sub/a.bin", got)
+	}
+	j.finish(true)
+	r.endBatch()
 }

@@ -28,7 +28,7 @@ func verifyCommand(stderr io.Writer) *cli.Command {
 			if c.String("checksum") == "" {
 				return usagef("verify needs --checksum ALGO:HEX")
 			}
-			out := newReporter(stderr, false, isTerminal(stderr))
+			out := newReporter(stderr, false, terminal(stderr, true))
 			start := time.Now()
 			sum, err := convoy.VerifyFile(c.Args().First(), c.String("checksum"), func(done, size int64) {
 				out.progress(convoy.Progress{Size: size, Done: done, Elapsed: time.Since(start)})
