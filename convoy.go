@@ -485,11 +485,30 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 		RetryMax:     d.cfg.RetryMax,
 		OnRetry:      d.onRetry,
 	}
+	f.OnLimit = func(using, was int) { d.noteLimit(r, using, was) }
 	if r.FinalURL != r.URL {
 		// A redirect target may be a signed URL that expires mid-download.
 		f.Refresh = func(ctx context.Context) (string, error) { return d.resolveAgain(ctx, r) }
 	}
 	return f
+}
+
+// noteLimit says how many connections server r takes, once it refused
+// some with 503 or 429 while others worked (see segment.Fetcher.OnLimit).
+func (d *download) noteLimit(r segment.Remote, using, was int) {
+	host := redact.URL(r.FinalURL)
+	if u, err := url.Parse(r.FinalURL); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	conns := "connections"
+	if using == 1 {
+		conns = "connection"
+	}
+	if was == 0 || using < was {
+		d.cfg.Logf("server %s accepts only %d %s: using %d", host, using, conns, using)
+		return
+	}
+	d.cfg.Logf("server %s now accepts %d %s: using %d", host, using, conns, using)
 }
 
 // servers is the primary followed by the mirrors that agreed with it.
