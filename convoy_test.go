@@ -272,7 +272,11 @@ func TestLoneServerRefusingEverything(t *testing.T) {
 	cfg.Connections, cfg.MaxTries = 6, 3
 	var n notices
 	cfg.Logf = n.logf
-	_, err := convoy.Download(context.Background(), cfg)
+	// Bounded, so that connections that all wait for a probe fail the test
+	// instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := convoy.Download(ctx, cfg)
 	if err == nil || !strings.Contains(err.Error(), "giving up after 3 tries without progress: HTTP 503") || !strings.Contains(err.Error(), srv.URL) {
 		t.Fatalf("error %v, want giving up after 3 tries, the 503 and the URL", err)
 	}
