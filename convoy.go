@@ -86,7 +86,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.Elapsed = time.Since(start)
 	res.Retries = d.retries.Load()
-	res.Connections = len(d.connections())
+	res.Connections = d.usedConnections()
 	res.Twice = d.discarded.Load()
 	res.Cuts = int(d.cuts.Load())
 	res.Restarts += int(d.startedOver.Load())
@@ -575,6 +575,18 @@ func (d *download) connections() []ConnProgress {
 	d.connMu.Lock()
 	defer d.connMu.Unlock()
 	return append([]ConnProgress(nil), d.conns...)
+}
+
+// usedConnections counts the connections that fetched bytes: not those
+// that a server refused all along, nor those that found no work.
+func (d *download) usedConnections() int {
+	n := 0
+	for _, c := range d.connections() {
+		if c.Written > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 func (d *download) onRetry(err error, wait time.Duration) {

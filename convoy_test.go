@@ -257,6 +257,9 @@ func TestLoneServerThatCapsConnections(t *testing.T) {
 	if res.Retries != 0 {
 		t.Errorf("%d retries, want none", res.Retries)
 	}
+	if res.Connections != 2 {
+		t.Errorf("%d connections used, want the 2 the server took", res.Connections)
+	}
 }
 
 // A server that answers 503 to everything fails the download after the
