@@ -381,6 +381,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 		}
 	}
 	c.learn(answered.Sub(sent), time.Since(answered), got)
+	if c.lim != nil {
+		f.tell(c.lim.answered(c.slot, time.Now()))
+	}
 	return written, nil
 }
 

@@ -14,6 +14,13 @@ import (
 // Probes of parked connections wait firstProbe at first, twice as long after
 // each refused probe, up to maxProbe, and never less than the server's
 // Retry-After.
+//
+// A probe the server accepts may only have slipped into the moment between
+// two answers of another connection, whose next request the server then
+// refuses: a swap, not one more connection. So an accepted probe is on
+// trial until its first answer is complete: a refusal meanwhile counts as a
+// refused probe, and only a probe that passes brings the wait back to
+// firstProbe and a new number of connections to report.
 const (
 	firstProbe = 10 * time.Second
 	maxProbe   = 5 * time.Minute
@@ -39,6 +46,7 @@ type connLimit struct {
 	interval  time.Duration // the wait after the next refusal
 	nextProbe time.Time     // no probe before this
 	prober    int           // the connection probing, or -1
+	trial     int           // the connection whose accepted probe is on trial, or -1
 	shed      bool          // some connection was parked
 	reported  int           // connections in use when last reported, 0 before
 }
@@ -72,7 +80,7 @@ func newConnLimit(n int, first time.Duration) *connLimit {
 	if first <= 0 {
 		first = firstProbe
 	}
-	return &connLimit{phase: make([]phase, n), first: first, interval: first, prober: -1}
+	return &connLimit{phase: make([]phase, n), first: first, interval: first, prober: -1, trial: -1}
 }
 
 // sending records that connection k sends a request.
@@ -85,17 +93,30 @@ func (l *connLimit) sending(k int) {
 }
 
 // accepted records that the server answered connection k with a 206. A
-// probe that is accepted brings its connection back: the next probe may
-// follow after the first wait. See settle for the usage.
+// probe that is accepted brings its connection back, on trial until answered
+// says its answer is complete. See settle for the usage.
 func (l *connLimit) accepted(k int, now time.Time) usage {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.phase[k] == probing {
-		l.prober = -1
-		l.interval = l.first
-		l.nextProbe = now.Add(l.first)
+		l.prober, l.trial = -1, k
 	}
 	l.phase[k] = accepted
+	return l.settle()
+}
+
+// answered records that connection k received a whole answer. An accepted
+// probe on trial has passed: the server took one more connection, and the
+// next probe may follow after the first wait. See settle for the usage.
+func (l *connLimit) answered(k int, now time.Time) usage {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.trial != k {
+		return usage{}
+	}
+	l.trial = -1
+	l.interval = l.first
+	l.nextProbe = now.Add(l.first)
 	return l.settle()
 }
 
@@ -108,10 +129,13 @@ func (l *connLimit) accepted(k int, now time.Time) usage {
 func (l *connLimit) refused(k int, now time.Time, retryAfter time.Duration) (park bool, u usage) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	wasProbe := l.phase[k] == probing
-	if wasProbe {
+	// A refusal while an accepted probe is on trial, of that connection or
+	// of another, says the probe took a place that was not free for long.
+	wasProbe := l.phase[k] == probing || l.trial >= 0
+	if l.phase[k] == probing {
 		l.prober = -1
 	}
+	l.trial = -1
 	if !l.othersWork(k) {
 		l.phase[k] = retrying
 		return false, usage{}
@@ -162,10 +186,13 @@ func (l *connLimit) stopped(k int) {
 	if l.prober == k {
 		l.prober = -1
 	}
+	if l.trial == k {
+		l.trial = -1
+	}
 }
 
 // leave moves connection k to phase p unless it is parked; a probe it was
-// making ends. Caller holds mu.
+// making ends, and a trial of its probe ends undecided. Caller holds mu.
 func (l *connLimit) leave(k int, p phase) {
 	switch l.phase[k] {
 	case parked, gone:
@@ -173,17 +200,21 @@ func (l *connLimit) leave(k int, p phase) {
 	case probing:
 		l.prober = -1
 	}
+	if l.trial == k {
+		l.trial = -1
+	}
 	l.phase[k] = p
 }
 
 // probe reports whether parked connection k may send a request now to see
 // whether the server takes one more connection: the wait is over, no other
-// connection probes, and none retries (its tries already ask the server).
-// If so, k is the prober until accepted, refused, failed or unprobe.
+// connection probes or is on trial, and none retries (its tries already ask
+// the server). If so, k is the prober until accepted, refused, failed or
+// unprobe.
 func (l *connLimit) probe(k int, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.phase[k] != parked || l.prober >= 0 || now.Before(l.nextProbe) {
+	if l.phase[k] != parked || l.prober >= 0 || l.trial >= 0 || now.Before(l.nextProbe) {
 		return false
 	}
 	for _, p := range l.phase {
@@ -211,10 +242,11 @@ type usage struct{ Using, Was int }
 
 // settle returns how many connections the source uses once that number is
 // known after a shed and differs from the number last reported. It is known
-// when no connection waits for an answer and at least one was accepted;
-// parked and probing connections are not in use. Caller holds mu.
+// when no connection waits for an answer, no accepted probe is on trial, and
+// at least one was accepted; parked and probing connections are not in use.
+// Caller holds mu.
 func (l *connLimit) settle() usage {
-	if !l.shed {
+	if !l.shed || l.trial >= 0 {
 		return usage{}
 	}
 	using, anyAccepted := 0, false

@@ -119,7 +119,8 @@ func TestLimitWhoCountsAsWorking(t *testing.T) {
 
 // Parked connections probe one at a time, after the first wait; a refused
 // probe doubles the wait, up to maxProbe; an accepted one brings its
-// connection back and the next probe follows after the first wait again.
+// connection back, and once its answer is complete the next probe follows
+// after the first wait again.
 func TestLimitProbes(t *testing.T) {
 	const first = 10 * time.Second
 	l := newConnLimit(3, first)
@@ -158,11 +159,75 @@ func TestLimitProbes(t *testing.T) {
 	if wait != maxProbe {
 		t.Fatalf("the wait grew to %v only", wait)
 	}
-	if u := l.accepted(1, now); u != (usage{Using: 2, Was: 1}) {
-		t.Errorf("accepted probe reported %v, want 2 connections, was 1", u)
+	if u := l.accepted(1, now); u.Using != 0 {
+		t.Errorf("reported %v while the accepted probe is on trial", u)
+	}
+	if l.probe(2, now.Add(time.Hour)) {
+		t.Error("a probe while another is on trial")
+	}
+	now = now.Add(time.Second)
+	if u := l.answered(1, now); u != (usage{Using: 2, Was: 1}) {
+		t.Errorf("the accepted probe's answer is complete: reported %v, want 2 connections, was 1", u)
 	}
 	if l.probe(2, now.Add(first-time.Nanosecond)) || !l.probe(2, now.Add(first)) {
-		t.Error("after an accepted probe the next one does not follow after the first wait")
+		t.Fatal("after an accepted probe the next one does not follow after the first wait")
+	}
+	// The waits start over: a refusal of this probe doubles the first.
+	now = now.Add(first)
+	mustPark(t, l, 2, now, 0, true)
+	if l.probe(2, now.Add(2*first-time.Nanosecond)) || !l.probe(2, now.Add(2*first)) {
+		t.Error("after an accepted probe the waits do not start over")
+	}
+}
+
+// A probe accepted in the moment between two answers of another connection
+// is followed by a refusal of that one's next request: a swap. It counts as
+// a refused probe (the wait doubles) and changes nothing to report.
+func TestLimitProbeSwap(t *testing.T) {
+	const first = 10 * time.Second
+	for _, refused := range []int{1, 4} { // another connection, or the probe's own next request
+		t.Run(fmt.Sprint("refused=", refused), func(t *testing.T) {
+			l := newConnLimit(5, first)
+			for k := range 4 {
+				l.accepted(k, t0)
+			}
+			if u := mustPark(t, l, 4, t0, 0, true); u != (usage{Using: 4}) {
+				t.Fatalf("reported %v, want 4", u)
+			}
+			if !l.probe(4, at(first)) {
+				t.Fatal("no probe")
+			}
+			l.accepted(4, at(first))
+			now := at(first + time.Second)
+			if u := mustPark(t, l, refused, now, 0, true); u.Using != 0 {
+				t.Errorf("a swap reported %v", u)
+			}
+			// The refused connection is the one parked now.
+			if l.probe(refused, now.Add(2*first-time.Nanosecond)) || !l.probe(refused, now.Add(2*first)) {
+				t.Error("after a swap the next probe is not due after twice the wait")
+			}
+		})
+	}
+}
+
+// A probe on trial whose connection fails otherwise (a reset) proves
+// nothing: no report, and the wait stays as it was.
+func TestLimitProbeTrialUndecided(t *testing.T) {
+	const first = 10 * time.Second
+	l := newConnLimit(3, first)
+	l.accepted(0, t0)
+	mustPark(t, l, 1, t0, 0, true)
+	mustPark(t, l, 2, t0, 0, true)
+	if !l.probe(1, at(first)) {
+		t.Fatal("no probe")
+	}
+	l.accepted(1, at(first))
+	l.failed(1)
+	if u := l.answered(1, at(first+time.Second)); u.Using != 0 {
+		t.Errorf("reported %v after a trial that ended undecided", u)
+	}
+	if !l.probe(2, at(first+time.Second)) {
+		t.Error("no probe after a trial that ended undecided")
 	}
 }
 
@@ -199,8 +264,11 @@ func TestLimitReports(t *testing.T) {
 		t.Fatal("no probe")
 	}
 	l.sending(2)
-	if u := l.accepted(2, at(time.Second)); u != (usage{Using: 3, Was: 2}) {
-		t.Fatalf("probe accepted: reported %v", u)
+	if u := l.accepted(2, at(time.Second)); u.Using != 0 {
+		t.Fatalf("probe accepted, on trial: reported %v", u)
+	}
+	if u := l.answered(2, at(2*time.Second)); u != (usage{Using: 3, Was: 2}) {
+		t.Fatalf("probe answered: reported %v", u)
 	}
 	l.idle(0) // no work left for 0: still in use, nothing to report
 	l.sending(0)
