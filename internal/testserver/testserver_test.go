@@ -668,7 +668,7 @@ func TestCorrupt(t *testing.T) {
 // arrives while n answers with a body are in flight, and serves again once
 // one has ended; answers without a body do not count.
 func TestMaxConcurrent(t *testing.T) {
-	s := New(t, Size(1<<20), Rate(256<<10), MaxConcurrent(2, "7"))
+	s := New(t, Size(4<<20), Rate(256<<10), MaxConcurrent(2, "7"))
 	c := newClient(t)
 	open := func(rng string) *http.Response {
 		t.Helper()
@@ -685,9 +685,11 @@ func TestMaxConcurrent(t *testing.T) {
 		wantStatus(t, resp, 206)
 		return resp
 	}
-	// The whole file takes 4 s at this rate: it stays in flight throughout.
+	// The whole file takes 16 s at this rate: it stays in flight throughout.
+	// The short answer takes a second, far longer than the requests below
+	// need to arrive, even on a busy machine.
 	open("bytes=0-")
-	short := open("bytes=0-16383")
+	short := open("bytes=0-262143")
 
 	resp, body := do(t, c, "GET", s.URL, "Range", "bytes=0-9")
 	wantStatus(t, resp, 503)
@@ -704,7 +706,7 @@ func TestMaxConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantBody(t, got, s.Content()[:16384])
+	wantBody(t, got, s.Content()[:262144])
 	resp, body = do(t, c, "GET", s.URL, "Range", "bytes=10-19")
 	wantStatus(t, resp, 206)
 	wantHeader(t, resp, "Retry-After", "")
