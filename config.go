@@ -158,7 +158,7 @@ type Result struct {
 	Fetched int64
 	// Retries counts failed attempts that were tried again.
 	Retries int64
-	// Connections is the number of connections used.
+	// Connections is the number of connections that fetched bytes.
 	Connections int
 	// Twice counts bytes this run received more than once: answers cut short
 	// when their range was split, streams that started over.

@@ -98,7 +98,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.Elapsed = time.Since(start)
 	res.Retries = d.retries.Load()
-	res.Connections = len(d.connections())
+	res.Connections = d.usedConnections()
 	res.Twice = d.discarded.Load()
 	res.Cuts = int(d.cuts.Load())
 	res.Restarts += int(d.startedOver.Load())
@@ -554,11 +554,30 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 		RetryMax:     d.cfg.RetryMax,
 		OnRetry:      d.onRetry,
 	}
+	f.OnLimit = func(using, was int) { d.noteLimit(r, using, was) }
 	if r.FinalURL != r.URL {
 		// A redirect target may be a signed URL that expires mid-download.
 		f.Refresh = func(ctx context.Context) (string, error) { return d.resolveAgain(ctx, r) }
 	}
 	return f
+}
+
+// noteLimit says how many connections server r takes, once it refused
+// some with 503 or 429 while others worked (see segment.Fetcher.OnLimit).
+func (d *download) noteLimit(r segment.Remote, using, was int) {
+	host := redact.URL(r.FinalURL)
+	if u, err := url.Parse(r.FinalURL); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	conns := "connections"
+	if using == 1 {
+		conns = "connection"
+	}
+	if was == 0 || using < was {
+		d.cfg.Logf("server %s accepts only %d %s: using %d", host, using, conns, using)
+		return
+	}
+	d.cfg.Logf("server %s now accepts %d %s: using %d", host, using, conns, using)
 }
 
 // servers is the primary followed by the mirrors that agreed with it.
@@ -639,6 +658,18 @@ func (d *download) idle() time.Duration {
 		return 0
 	}
 	return d.budget.Idle()
+}
+
+// usedConnections counts the connections that fetched bytes: not those
+// that a server refused all along, nor those that found no work.
+func (d *download) usedConnections() int {
+	n := 0
+	for _, c := range d.connections() {
+		if c.Written > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 func (d *download) onRetry(err error, wait time.Duration) {

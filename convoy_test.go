@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -305,6 +306,76 @@ func TestGivesUpAfterMaxTries(t *testing.T) {
 	_, err := convoy.Download(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "giving up after 3 tries") {
 		t.Fatalf("error %v, want giving up after 3 tries", err)
+	}
+}
+
+// A lone server that takes 2 connections (503 beyond) does not fail a
+// download over 6: the refused connections park, the file arrives
+// byte-identical, each extra connection is refused once, and one notice says
+// so, not a line per 503.
+func TestLoneServerThatCapsConnections(t *testing.T) {
+	const size = 4 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(2<<20), testserver.MaxConcurrent(2, ""))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.Connections = 6
+	var n notices
+	cfg.Logf = n.logf
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+	// One more refusal at most: a request on a new TCP connection may come
+	// while an answer's handler is still returning. No probe is due before
+	// the first wait of 10 s.
+	if st := srv.Stats(); st.Refused < 4 || st.Refused > 5 {
+		t.Errorf("the server refused %d requests, want 4", st.Refused)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("server %s accepts only 2 connections: using 2", u.Host)
+	if len(n.lines) != 1 || n.lines[0] != want {
+		t.Errorf("notices %q, want only %q", n.lines, want)
+	}
+	if res.Retries != 0 {
+		t.Errorf("%d retries, want none", res.Retries)
+	}
+	if res.Connections != 2 {
+		t.Errorf("%d connections used, want the 2 the server took", res.Connections)
+	}
+}
+
+// A server that answers 503 to everything fails the download after the
+// retry budget of the one connection that retries, with the status and the
+// URL; the other connections are refused once each.
+func TestLoneServerRefusingEverything(t *testing.T) {
+	codes := []int{0} // the probe's GET
+	for range 100 {
+		codes = append(codes, http.StatusServiceUnavailable)
+	}
+	srv := testserver.New(t, testserver.Size(1<<20), testserver.Statuses(codes...))
+	cfg := fastConfig(srv.URL, t.TempDir())
+	cfg.Connections, cfg.MaxTries = 6, 3
+	var n notices
+	cfg.Logf = n.logf
+	// Bounded, so that connections that all wait for a probe fail the test
+	// instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := convoy.Download(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "giving up after 3 tries without progress: HTTP 503") || !strings.Contains(err.Error(), srv.URL) {
+		t.Fatalf("error %v, want giving up after 3 tries, the 503 and the URL", err)
+	}
+	if got := srv.Stats().Statuses[503]; got != 5+3 {
+		t.Errorf("%d answers of 503, want 8: five connections parked, one tried 3 times", got)
+	}
+	if n.has("accepts") {
+		t.Errorf("notices %q speak of accepted connections", n.lines)
 	}
 }
 

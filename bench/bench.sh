@@ -20,6 +20,10 @@
 #                              ideal 256 MiB / (4 x 7 MiB/s) = 9.14 s; then S3b:
 #                              plus a bad mirror (127.0.0.14, another file, 8 MiB/s),
 #                              and one `convoy bench` ranking of the three
+#   bench/bench.sh s5 [RUNS]   a lone server that caps connections: 256 MiB at
+#                              1 MiB/s per connection, at most 4 at once (503
+#                              beyond, 127.0.0.15), 12 connections asked; ideal
+#                              256 MiB / (4 x 1 MiB/s) = 64 s; counts the 503s
 #
 # RUNS (default 3) is per tool; the tools take turns (A B C A B C ...).
 # Environment: BENCH_WORK (work folder, default /tmp/convoy-bench), BENCH_PORT
@@ -80,6 +84,9 @@ s3       | get   | aria2c -x4 -s12 -k1M            | aria2c -q -x4 -s12 -k1M -j1
 s3       | get   | axel -n 12                      | axel -q -n 12 -o {OUT} {URLS}
 s3       | bench | convoy bench (ranking, once)    | {CONVOY} bench --duration 3s -n 4 --json {URLS}
 s3b      | get   | convoy -n 12 -x 4, 4 URLs       | {CONVOY} get -q -n 12 -x 4 -o {OUT} {URLS}
+s5       | get   | convoy -n 12                    | {CONVOY} get -n 12 -o {OUT} {URLS}
+s5       | get   | aria2c -x12 -s12 -k1M           | aria2c -q -x12 -s12 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URLS}
+s5       | get   | axel -n 12                      | axel -q -n 12 -o {OUT} {URLS}
 '
 # (lftp 4.9 wants pget's -o after the URL.)
 
@@ -204,7 +211,7 @@ setup() {
       exit 1
     fi
   done
-  for p in 11 12 13 14; do
+  for p in 11 12 13 14 15; do
     if (exec 3<>"/dev/tcp/127.0.0.$p/$port_fast") 2>/dev/null; then
       echo "bench: 127.0.0.$p:$port_fast is in use; set BENCH_PORT" >&2
       exit 1
@@ -378,8 +385,10 @@ row_cells() {
 # beyond the file; the bytes in a socket's buffers when convoy closes it count as sent.
 declare -A K_SAYS
 own_account() {
-  local says
+  local says limits
   says=$(sed -n 's/^convoy: saved .* (\(.*\))$/\1/p' "$work/logs/tool.out" | tail -n 1)
+  limits=$(sed -n 's/^convoy: \(server .* accepts .*\)$/"\1"/p' "$work/logs/tool.out" | paste -sd' ' -)
+  [ -n "$limits" ] && says+="; said $limits"
   [ -n "$says" ] && K_SAYS[$1]+="run $2: $says; server sent +$3; "
   return 0
 }
@@ -781,7 +790,8 @@ s3_sc() { # SC RUNS IDEAL LOG_NUMBERS...: run every row of SC, RUNS times, on th
       R_SENT=$s
       K_EXTRA[$k]+="$n "
       record "$k" "$r"
-      progress "$sc" "$r/$runs" "${T_LABEL[i]}"
+      own_account "$k" "$r" "$((R_SENT - size))"
+      progress "$sc" "$r/$runs" "${T_LABEL[i]} ($n answers of 503)"
     done
   done
   echo "| tool | runs ok (sha256 right) | wall s, median (min–max) | ratio to ideal ($ideal s) | 503 answers, median (min–max) | server sent, bytes, median (over file size) |"
@@ -802,8 +812,9 @@ s3_sc() { # SC RUNS IDEAL LOG_NUMBERS...: run every row of SC, RUNS times, on th
           (e == "" ? "–" : sprintf("%d (%d–%d)", b[1], b[2], b[3])), s }'
   done
   echo
-  echo "503 answers and bytes: counted in the access logs of all the mirrors of the run, failed runs included in the 503 column."
+  echo "503 answers and bytes: counted in the access logs of all the servers of the run, failed runs included in the 503 column."
   echo
+  accounts_block "$sc" "${idx[@]}"
   notes_block "$sc" "${idx[@]}"
 }
 
@@ -838,6 +849,16 @@ s3() {
     fi
     echo
   done
+}
+
+# S5: one server (127.0.0.15) at 1 MiB/s per connection that takes at most 4
+# connections at once (limit_conn, 503 beyond), asked for 12.
+s5() {
+  echo "### S5: a lone server that caps connections: 256 MiB at 1 MiB/s per connection (limit_rate 1m, sendfile_max_chunk 64k), at most 4 at once (limit_conn 4, 503 beyond), 12 connections asked"
+  echo
+  s3_sc s5 "$1" 64 5
+  echo "Ideal: 256 MiB / (4 × 1 MiB/s) = 64 s. Target for convoy: at most 1.05 × ideal and at most 12 answers of 503."
+  echo
 }
 
 # micro: the Go micro-benchmarks of the hot paths (make bench-go), 3 counts each.
@@ -919,7 +940,7 @@ load_tools
 cmd=${1:-}
 runs=${2:-3}
 case "$cmd" in
-  s1 | s2 | s3 | s4 | s7 | s8 | micro)
+  s1 | s2 | s3 | s4 | s5 | s7 | s8 | micro)
     setup
     "$cmd" "$runs"
     finish
@@ -933,7 +954,7 @@ case "$cmd" in
     tmp="$work/RESULTS.md"
     t_start=$SECONDS
     header "$runs" "$repro" >"$tmp"
-    for s in s1 s2 s3 s4 s7 s8 micro; do
+    for s in s1 s2 s3 s4 s5 s7 s8 micro; do
       "$s" "$runs" >"$work/$s.md" # not in a pipe: the results must stay in this shell
       tee -a "$tmp" <"$work/$s.md"
     done
@@ -945,7 +966,7 @@ case "$cmd" in
     echo "bench: wrote $here/RESULTS.md" >&2
     ;;
   *)
-    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -86,10 +86,12 @@ type Fetcher struct {
 	// together; it is shared, so one limiter can serve every Fetcher of a
 	// download.
 	Limiter *rate.Limiter
-	// ShedOnBusy, if set, is asked when a connection meets a 503 or 429;
-	// when it returns true the connection stops instead of retrying, so a
-	// busy server gets fewer connections (its range goes back to the plan).
-	ShedOnBusy func() bool
+	// OnLimit, if set, is told how many connections the server takes
+	// once it has refused some (503 or 429) while others worked and the
+	// number has settled, and again whenever it changes: using is the
+	// number of connections now in use, was the number told before (0 the
+	// first time). It is called from the fetching goroutines.
+	OnLimit func(using, was int)
 	// OnDiscard, if set, is told of received bytes that were not written
 	// because another connection took their range meanwhile.
 	OnDiscard func(n int64)
@@ -101,6 +103,10 @@ type Fetcher struct {
 	// signed URL does once it expires, and returns a fresh URL to use instead
 	// (the original address resolved again). Its error is final.
 	Refresh func(ctx context.Context) (string, error)
+
+	// probeEvery is the first wait of a parked connection before it probes
+	// (0: firstProbe); tests shorten it.
+	probeEvery time.Duration
 
 	mu        sync.Mutex // guards current and refreshes
 	current   string     // the URL in use: URL, or what Refresh gave
@@ -121,8 +127,17 @@ type Aborter interface {
 // connections and returns when the plan is done, ctx ends, or one connection
 // meets a permanent error; then every other connection stops too. No
 // goroutine started by Run outlives it.
+//
+// A server that refuses a connection with 503 or 429 while other
+// connections to it are not refused has too many connections, and does not
+// fail the download: the refused connection parks, its range goes to the
+// others, and one parked connection at a time probes now and then (after
+// the server's Retry-After, if longer) whether the server takes one more.
+// One connection always retries with backoff; when every connection is
+// refused, its tries without progress (MaxTries) fail the run. OnLimit is
+// told how many connections are in use.
 func (f *Fetcher) Run(ctx context.Context, plan *Plan, w io.WriterAt, connections int) error {
-	return runSources(ctx, plan, w, []Source{{Fetcher: f, Connections: max(connections, 1)}}, nil, false)
+	return runSources(ctx, plan, w, []Source{{Fetcher: f, Connections: max(connections, 1)}}, nil)
 }
 
 // Request sizing: a connection asks for at most chunk bytes at a time, so
@@ -173,7 +188,11 @@ func (f *Fetcher) host() string {
 
 // conn is the state one connection keeps across requests.
 type conn struct {
-	id      int
+	id int
+	// lim decides whether the connection parks when the server refuses
+	// it; slot is its number there. Nil for a stream.
+	lim     *connLimit
+	slot    int
 	written int64
 	buf     []byte
 	chunk   int64
@@ -237,7 +256,7 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 			}
 			if err != nil {
 				s.failed()
-				if f.busy(err) && f.ShedOnBusy != nil && f.ShedOnBusy() {
+				if f.park(c, err) {
 					return backoff.Permanent(errShed)
 				}
 				return f.classify(ctx, err, pol)
@@ -249,13 +268,31 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	return pol.wrap(ctx, err)
 }
 
-// errShed ends a connection that a busy server asked to go away.
-var errShed = errors.New("connection given up: the server is busy")
+// errShed ends the fetch of a span by a connection that parks: the server
+// refused it while other connections work.
+var errShed = errors.New("connection parked: the server takes no more connections")
 
-// busy reports a 503 or 429: the server is at its limit.
-func (f *Fetcher) busy(err error) bool {
+// park tells c's limit how its try ended in err and reports whether c is to
+// park: the server refused it (503 or 429) while other connections work.
+func (f *Fetcher) park(c *conn, err error) bool {
+	if c.lim == nil {
+		return false
+	}
 	var se *StatusError
-	return errors.As(err, &se) && (se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests)
+	if !errors.As(err, &se) || (se.Code != http.StatusServiceUnavailable && se.Code != http.StatusTooManyRequests) {
+		c.lim.failed(c.slot)
+		return false
+	}
+	park, u := c.lim.refused(c.slot, time.Now(), se.RetryAfter)
+	f.tell(u)
+	return park
+}
+
+// tell passes a settled change of the connections in use to OnLimit.
+func (f *Fetcher) tell(u usage) {
+	if u.Using > 0 && f.OnLimit != nil {
+		f.OnLimit(u.Using, u.Was)
+	}
 }
 
 // fetchOnce sends one ranged GET for the next chunk of s and copies the
@@ -276,6 +313,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	if f.IfRange != "" {
 		req.Header.Set("If-Range", f.IfRange)
 	}
+	if c.lim != nil {
+		c.lim.sending(c.slot)
+	}
 	sent := time.Now()
 	resp, err := f.Client.Do(req)
 	if err != nil {
@@ -284,6 +324,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	defer resp.Body.Close()
 	if err := f.checkRange(resp, off, end); err != nil {
 		return 0, f.refreshAfter(ctx, err, gen)
+	}
+	if c.lim != nil {
+		f.tell(c.lim.accepted(c.slot, time.Now()))
 	}
 	answered := time.Now()
 	body := newStallReader(resp.Body, f.stallTimeout(), cancel)
@@ -347,6 +390,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 		}
 	}
 	c.learn(answered.Sub(sent), time.Since(answered), got)
+	if c.lim != nil {
+		f.tell(c.lim.answered(c.slot, time.Now()))
+	}
 	return written, nil
 }
 

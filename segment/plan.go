@@ -98,6 +98,9 @@ func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
 	victim, from, most := p.largest(func(s *Span) int64 { return max(s.start+s.reserved, s.requested) })
 	mid := from + most/2
 	if most < 2*p.minSplit {
+		if t.Probe {
+			return nil, false
+		}
 		if victim, mid = p.slowest(t); victim == nil {
 			return nil, false
 		}
@@ -123,11 +126,14 @@ func (p *Plan) largest(from func(*Span) int64) (victim *Span, at, most int64) {
 
 // Thief is what an idle connection asking for work knows of itself: the
 // throughput and the request latency of its last answer, zero when unknown,
-// and which server (source) it fetches from.
+// which server (source) it fetches from, and whether it probes: a parked
+// connection asking whether the server takes one more. A probe may well be
+// refused, so it never cuts an answer in flight.
 type Thief struct {
 	Rate    float64 // bytes per second
 	Latency time.Duration
 	Source  int
+	Probe   bool
 }
 
 // Splitting an answer in flight cuts it short, which wastes the bytes already

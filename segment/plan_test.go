@@ -930,6 +930,9 @@ func TestNextForCutsByRate(t *testing.T) {
 		// Connections to one server share its bottleneck: a faster
 		// recent answer there is noise, not a faster path.
 		{"short answer, faster thief of the same server", Thief{Rate: 8000}, 2000, -1},
+		// A probe may be refused: the cut would waste the owner's bytes
+		// in flight for nothing.
+		{"probe", Thief{Rate: 400, Probe: true}, 100, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

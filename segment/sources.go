@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -20,18 +21,16 @@ type Source struct {
 // A source whose connection meets an error of its own (a refused status, a
 // broken answer, another version of the file, tries exhausted) is dropped:
 // onDrop is told, its connections stop, and the other sources take over its
-// ranges. A source that answers 503 or 429 sheds connections, down to one
-// that backs off (RunSources sets each Fetcher's ShedOnBusy). A failure of
-// the writer, the end of ctx, or the loss of the last source ends the run
-// with that error.
+// ranges. A source that refuses connections with 503 or 429 while others
+// work keeps fewer of them, as Run says. A failure of the writer, the end of
+// ctx, or the loss of the last source ends the run with that error.
 func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error)) error {
-	return runSources(ctx, plan, w, sources, onDrop, true)
+	return runSources(ctx, plan, w, sources, onDrop)
 }
 
-// runSources runs the connections of every source on plan; with shed, a
-// busy source gives up connections (see RunSources). With one source and no
-// shedding it is Run: the first error of a connection ends the run.
-func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error), shed bool) error {
+// runSources runs the connections of every source on plan (see RunSources).
+// With one source it is Run: the first error of a connection ends the run.
+func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error)) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if a, ok := w.(Aborter); ok {
 		stop := context.AfterFunc(ctx, func() { a.Abort(context.Cause(ctx)) })
@@ -41,11 +40,7 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 		mu      sync.Mutex
 		dropped = make([]bool, len(sources))
 		alive   = len(sources)
-		conns   = make([]int, len(sources)) // connections still working per source
 	)
-	for i, src := range sources {
-		conns[i] = max(src.Connections, 0)
-	}
 	drop := func(i int, err error) (last bool) {
 		mu.Lock()
 		if dropped[i] {
@@ -69,54 +64,68 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 	id := 0
 	for i, src := range sources {
 		f := src.Fetcher
-		if shed {
-			// A busy source sheds connections down to one; that one backs off
-			// and honours Retry-After.
-			f.ShedOnBusy = func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				if conns[i] <= 1 {
-					return false
-				}
-				conns[i]--
-				return true
-			}
-		}
-		for range max(src.Connections, 0) {
-			c := &conn{id: id, buf: make([]byte, f.bufferSize()), chunk: minChunk}
+		n := max(src.Connections, 0)
+		lim := newConnLimit(n, f.probeEvery)
+		for k := range n {
+			c := &conn{id: id, lim: lim, slot: k, buf: make([]byte, f.bufferSize()), chunk: minChunk}
 			id++
 			g.Go(func() error {
 				defer f.report(c, nil, 0)
-				for !isDropped(i) {
-					span, ok := plan.NextFor(Thief{Rate: c.last.Rate, Latency: c.last.Latency, Source: i})
-					if !ok {
-						f.report(c, nil, 0)
-						if plan.Wait(ctx) {
-							continue
-						}
-						return context.Cause(ctx)
-					}
-					err := f.fetchSpan(ctx, span, w, c)
-					if err == nil {
-						continue
-					}
-					if errors.Is(err, errShed) {
-						return nil
-					}
-					var we *WriteError
-					if ctx.Err() != nil || errors.As(err, &we) {
-						return err
-					}
-					if drop(i, err) {
-						return err
-					}
-					return nil
-				}
-				return nil
+				defer lim.stopped(k)
+				return f.connection(ctx, plan, w, c, i, isDropped, drop)
 			})
 		}
 	}
 	return g.Wait()
+}
+
+// connection is the loop of one connection c to source i: take a span,
+// fetch it, again, until the plan is done, ctx ends or the source is
+// dropped. A connection the server refused while others work parks: it
+// waits until its limit lets it probe, then takes a span like the others.
+func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *conn, i int,
+	isDropped func(int) bool, drop func(int, error) bool) error {
+	parked := false
+	for !isDropped(i) {
+		if parked {
+			if !plan.Wait(ctx) {
+				return context.Cause(ctx)
+			}
+			if !c.lim.probe(c.slot, time.Now()) {
+				continue
+			}
+		}
+		span, ok := plan.NextFor(Thief{Rate: c.last.Rate, Latency: c.last.Latency, Source: i, Probe: parked})
+		if !ok {
+			if parked {
+				c.lim.unprobe(c.slot)
+				continue
+			}
+			c.lim.idle(c.slot)
+			f.report(c, nil, 0)
+			if plan.Wait(ctx) {
+				continue
+			}
+			return context.Cause(ctx)
+		}
+		err := f.fetchSpan(ctx, span, w, c)
+		parked = errors.Is(err, errShed)
+		if parked {
+			f.report(c, nil, 0)
+		}
+		if err == nil || parked {
+			continue
+		}
+		var we *WriteError
+		if ctx.Err() != nil || errors.As(err, &we) {
+			return err
+		}
+		if drop(i, err) {
+			return err
+		}
+		return nil
+	}
+	return nil
 }
 
 // Sample fetches bytes [off, off+n) of the file in one ranged request, with

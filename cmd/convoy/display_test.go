@@ -248,7 +248,7 @@ func frameAt(screen []string) int {
 // summary are left.
 func TestDisplayFitsTheTerminal(t *testing.T) {
 	bin := buildBinary(t)
-	srv := testserver.New(t, testserver.Size(32<<20), testserver.Rate(1<<20), testserver.Statuses(0, 503))
+	srv := testserver.New(t, testserver.Size(32<<20), testserver.Rate(1<<20), testserver.Statuses(0, 500))
 	dir := t.TempDir()
 	run := startOnTerminal(t, bin, 12, 120, "get", "-n", "16", "-d", dir, "-o", "big.bin", srv.URL)
 	if err := run.wait(); err != nil {
@@ -294,7 +294,7 @@ func TestDisplayFitsTheTerminal(t *testing.T) {
 // how to resume.
 func TestDisplayAtInterrupt(t *testing.T) {
 	bin := buildBinary(t)
-	srv := testserver.New(t, testserver.Size(16<<20), testserver.Rate(512<<10), testserver.Statuses(0, 503))
+	srv := testserver.New(t, testserver.Size(16<<20), testserver.Rate(512<<10), testserver.Statuses(0, 500))
 	dir := t.TempDir()
 	run := startOnTerminal(t, bin, 12, 120, "get", "-n", "4", "-d", dir, "-o", "f.bin", srv.URL)
 	run.waitFor(t, "a frame with progress", func(s []string) bool {

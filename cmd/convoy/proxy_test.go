@@ -101,7 +101,7 @@ func TestProxyOnTheCommandLine(t *testing.T) {
 // the first connection, or the credentials, fails the download with a
 // message naming the proxy.
 func TestProxySecretsNeverPrinted(t *testing.T) {
-	srv := testserver.New(t, testserver.Size(2<<20), testserver.Statuses(0, 503))
+	srv := testserver.New(t, testserver.Size(2<<20), testserver.Statuses(0, 500))
 	web := testproxy.NewHTTP(t, testproxy.Credentials("alice", "hunter2"))
 	dead := testproxy.NewSOCKS5(t)
 	dead.Stop()

@@ -30,14 +30,17 @@ type Stats struct {
 	RangeGets int         // GET requests for the file carrying a Range header
 	BodyBytes int64       // body bytes written to clients (compressed ones with Gzip)
 	Statuses  map[int]int // status code sent -> count
+	Refused   int         // requests answered 503 by MaxConcurrent
+	Peak      int         // most GET answers with a body in flight at once
 }
 
 // Handler is the http.Handler behind Server, usable without a testing.TB.
 // All methods are safe for concurrent use.
 type Handler struct {
-	mu    sync.Mutex
-	cfg   config
-	stats Stats
+	mu     sync.Mutex
+	cfg    config
+	stats  Stats
+	active int // GET answers with a body in flight now
 
 	stop     chan struct{} // closed by Close
 	stopOnce sync.Once
@@ -193,6 +196,10 @@ type reply struct {
 	text        string        // body of an error answer
 	waitHeaders time.Duration // pause before writing the header
 
+	// counted is set when the answer counts as in flight for MaxConcurrent
+	// until its handler returns.
+	counted bool
+
 	// The body: n pattern bytes for seed starting at content offset off.
 	seed   uint64
 	off, n int64
@@ -216,6 +223,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hook(r)
 	}
 	rep := h.plan(r)
+	if rep.counted {
+		defer h.finished()
+	}
 	rw := &recorder{ResponseWriter: w, h: h}
 	if rep.waitHeaders > 0 && !h.sleep(r.Context(), rep.waitHeaders) {
 		abort()
@@ -267,6 +277,13 @@ func (h *Handler) plan(r *http.Request) reply {
 	if !isGet && !isHead {
 		rep.header.Set("Allow", "GET, HEAD")
 		return errorReply(rep, http.StatusMethodNotAllowed)
+	}
+	if c.maxActive > 0 && h.active >= c.maxActive {
+		h.stats.Refused++
+		if c.maxActiveRetry != "" {
+			rep.header.Set("Retry-After", c.maxActiveRetry)
+		}
+		return errorReply(rep, http.StatusServiceUnavailable)
 	}
 	if isHead && c.headStatus != 0 {
 		rep.status = c.headStatus
@@ -352,6 +369,11 @@ func (h *Handler) plan(r *http.Request) reply {
 		rep.n, rep.gzip = 0, false
 		return rep
 	}
+	if rep.n > 0 {
+		rep.counted = true
+		h.active++
+		h.stats.Peak = max(h.stats.Peak, h.active)
+	}
 	rep.early = c.noContentLength
 	rep.rate = c.rate
 	if take(&c.cutLeft) {
@@ -361,6 +383,13 @@ func (h *Handler) plan(r *http.Request) reply {
 		rep.stallAt, rep.stallFor = min(c.stallAt, rep.n), c.stallFor
 	}
 	return rep
+}
+
+// finished ends an answer counted by MaxConcurrent.
+func (h *Handler) finished() {
+	h.mu.Lock()
+	h.active--
+	h.mu.Unlock()
 }
 
 // errorReply makes rep a status answer with a short text body.

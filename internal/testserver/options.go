@@ -25,6 +25,9 @@ type config struct {
 	statuses        []int // injected GET statuses still to answer, in order
 	retryAfter      string
 
+	maxActive      int    // MaxConcurrent: answers with a body in flight at once; 0 = no cap
+	maxActiveRetry string // Retry-After sent with its 503s
+
 	cutAt   int64
 	cutLeft int // counted fault budget: 0 = off, < 0 = every response
 
@@ -157,6 +160,17 @@ func Statuses(codes ...int) Option {
 // injected by Statuses (e.g. "1" or an HTTP date); "" sends none.
 func RetryAfter(v string) Option {
 	return func(c *config) { c.retryAfter = v }
+}
+
+// MaxConcurrent caps the GET answers with a body (200 or 206) in flight at
+// once at n, as nginx's limit_conn does: a GET or HEAD of the file that
+// arrives while n such answers are being sent is answered 503, with
+// Retry-After retryAfter unless it is "". An answer counts from the moment
+// its request is read until its handler returns. n <= 0 lifts the cap.
+// Stats counts the refusals (Refused) and the most answers in flight at once
+// (Peak).
+func MaxConcurrent(n int, retryAfter string) Option {
+	return func(c *config) { c.maxActive, c.maxActiveRetry = max(n, 0), retryAfter }
 }
 
 // CutAfter makes the next times body-carrying GET answers (200/206) send at

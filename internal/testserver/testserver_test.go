@@ -232,6 +232,11 @@ func TestStatsAndParallelRanges(t *testing.T) {
 	s.Verify(t, path)
 
 	st := s.Stats()
+	// How many of the parallel answers overlapped depends on scheduling.
+	if st.Peak < 1 || st.Peak > parts {
+		t.Errorf("Peak %d, want 1 to %d", st.Peak, parts)
+	}
+	st.Peak = 0
 	want := Stats{Requests: parts + 2, Heads: 1, Gets: parts, RangeGets: parts, BodyBytes: size + int64(len("404 Not Found\n")),
 		Statuses: map[int]int{206: parts, 200: 1, 404: 1}}
 	if fmt.Sprint(st) != fmt.Sprint(want) {
@@ -657,4 +662,69 @@ func TestCorrupt(t *testing.T) {
 	// A range across the damaged bytes carries them damaged too.
 	_, body = do(t, newClient(t), "GET", s.URL, "Range", "bytes=150-249")
 	wantBody(t, body, want[150:250])
+}
+
+// MaxConcurrent answers 503, with its Retry-After, to a GET or HEAD that
+// arrives while n answers with a body are in flight, and serves again once
+// one has ended; answers without a body do not count.
+func TestMaxConcurrent(t *testing.T) {
+	s := New(t, Size(4<<20), Rate(256<<10), MaxConcurrent(2, "7"))
+	c := newClient(t)
+	open := func(rng string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest("GET", s.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Range", rng)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		wantStatus(t, resp, 206)
+		return resp
+	}
+	// The whole file takes 16 s at this rate: it stays in flight throughout.
+	// The short answer takes a second, far longer than the requests below
+	// need to arrive, even on a busy machine.
+	open("bytes=0-")
+	short := open("bytes=0-262143")
+
+	resp, body := do(t, c, "GET", s.URL, "Range", "bytes=0-9")
+	wantStatus(t, resp, 503)
+	wantHeader(t, resp, "Retry-After", "7")
+	if !strings.HasPrefix(string(body), "503") {
+		t.Errorf("refusal body %q", body)
+	}
+	resp, _ = do(t, c, "HEAD", s.URL)
+	wantStatus(t, resp, 503)
+
+	// Once the short answer is read to its end, its handler has returned
+	// before the next request on that connection is read: a slot is free.
+	got, err := io.ReadAll(short.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBody(t, got, s.Content()[:262144])
+	resp, body = do(t, c, "GET", s.URL, "Range", "bytes=10-19")
+	wantStatus(t, resp, 206)
+	wantHeader(t, resp, "Retry-After", "")
+	wantBody(t, body, s.Content()[10:20])
+
+	st := s.Stats()
+	if st.Refused != 2 || st.Statuses[503] != 2 {
+		t.Errorf("Refused %d, 503s %d; want 2 and 2", st.Refused, st.Statuses[503])
+	}
+	if st.Peak != 2 {
+		t.Errorf("Peak %d, want 2", st.Peak)
+	}
+
+	// Without the cap a third answer may join the long one.
+	s.SetOption(MaxConcurrent(0, ""))
+	open("bytes=0-")
+	open("bytes=0-")
+	if st := s.Stats(); st.Peak != 3 || st.Refused != 2 {
+		t.Errorf("after lifting the cap: Peak %d, Refused %d; want 3 and 2", st.Peak, st.Refused)
+	}
 }
