@@ -940,10 +940,13 @@ load_tools
 cmd=${1:-}
 runs=${2:-3}
 case "$cmd" in
-  s1 | s2 | s3 | s4 | s5 | s7 | s8 | micro)
+  s1 | s2 | s3 | s4 | s5 | s7 | s8)
     setup
     "$cmd" "$runs"
     finish
+    ;;
+  micro) # Go benchmarks only: no nginx, no tools to build
+    micro "$runs"
     ;;
   all)
     setup
