@@ -7,7 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,5 +114,38 @@ func TestWriteErrorUnwrap(t *testing.T) {
 	}
 	if got, want := err.Error(), "writing at offset 42: "+errDiskFull.Error(); got != want {
 		t.Fatalf("Error() = %q, want %q", got, want)
+	}
+}
+
+// Every way a host cannot be reached is an UnreachableError naming the host
+// and the cause; other transport errors are not.
+func TestUnreachable(t *testing.T) {
+	dial := func(errno syscall.Errno) error {
+		return &url.Error{Op: "Get", URL: "http://files.example:8080/f", Err: &net.OpError{Op: "dial", Net: "tcp",
+			Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 8080}, Err: os.NewSyscallError("connect", errno)}}
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+		want string // "" for not unreachable
+	}{
+		{"refused", dial(syscall.ECONNREFUSED), "cannot reach files.example:8080: connection refused"},
+		{"no route", dial(syscall.EHOSTUNREACH), "cannot reach files.example:8080: no route to host"},
+		{"network down", dial(syscall.ENETUNREACH), "cannot reach files.example:8080: network unreachable"},
+		{"no such host", &url.Error{Op: "Get", URL: "http://nosuch.example/f", Err: &net.OpError{Op: "dial", Net: "tcp",
+			Err: &net.DNSError{Err: "no such host", Name: "nosuch.example", IsNotFound: true}}}, "cannot reach nosuch.example: no such host"},
+		{"dns timeout", &net.DNSError{Err: "i/o timeout", Name: "x", IsTimeout: true}, ""},
+		{"reset", dial(syscall.ECONNRESET), ""},
+		{"dial timeout", dial(syscall.ETIMEDOUT), ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u := unreachable(tt.err)
+			switch {
+			case tt.want == "" && u != nil:
+				t.Fatalf("unreachable(%v) = %v, want nil", tt.err, u)
+			case tt.want != "" && (u == nil || u.Error() != tt.want):
+				t.Fatalf("unreachable(%v) = %v, want %q", tt.err, u, tt.want)
+			}
+		})
 	}
 }
