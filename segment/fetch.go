@@ -364,7 +364,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 			at, granted := s.reserve(int64(filled))
 			if granted > 0 {
 				began := time.Now()
+				body.hold() // a slow disk is not a stalled server
 				_, werr := w.WriteAt(buf[:granted], at)
+				body.resume()
 				writing += time.Since(began)
 				if werr != nil {
 					s.release()

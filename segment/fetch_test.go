@@ -1190,3 +1190,38 @@ func TestRunSlowWriterCutsNothing(t *testing.T) {
 		t.Fatalf("%d received bytes were thrown away: an answer slowed by the writer was cut", n)
 	}
 }
+
+// stuckDisk is a memWriter whose first write takes longer than the stall
+// timeout, as a disk busy with writeback does.
+type stuckDisk struct {
+	*memWriter
+	once  sync.Once
+	delay time.Duration
+}
+
+func (w *stuckDisk) WriteAt(p []byte, off int64) (int, error) {
+	w.once.Do(func() { time.Sleep(w.delay) }) // the disk's own slowness, the behaviour under test
+	return w.memWriter.WriteAt(p, off)
+}
+
+// Time blocked in WriteAt is the disk's: it does not count towards the
+// stall timeout, so a slow disk never makes a working server look stalled.
+func TestSlowDiskIsNotAStall(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(mib))
+	f := newFetcher(t, srv, 1)
+	f.StallTimeout = 200 * time.Millisecond
+	retries := 0
+	f.OnRetry = func(error, time.Duration) { retries++ }
+	plan, err := NewPlan(f.Size, nil, 1, 64*kib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &stuckDisk{memWriter: newMemWriter(t, f.Size), delay: 3 * f.StallTimeout}
+	if err := f.Run(context.Background(), plan, w, 1); err != nil {
+		t.Fatal(err)
+	}
+	w.check(t, srv.Content())
+	if retries != 0 {
+		t.Errorf("%d retries: a slow write was taken for a stalled server", retries)
+	}
+}

@@ -15,31 +15,48 @@ const minProgress = 1 << 10
 // stallReader cancels its request when less than minProgress bytes arrive
 // within d.
 type stallReader struct {
-	r     io.Reader
-	d     time.Duration
-	timer *time.Timer
-	seen  int // bytes since the timer was last reset
+	r        io.Reader
+	d        time.Duration
+	timer    *time.Timer
+	deadline time.Time     // when the timer fires, while it runs
+	left     time.Duration // what was left of the timeout at hold
+	seen     int           // bytes since the timer was last reset
 }
 
 func newStallReader(r io.Reader, d time.Duration, cancel context.CancelCauseFunc) *stallReader {
-	return &stallReader{r: r, d: d, timer: time.AfterFunc(d, func() { cancel(ErrStalled) })}
+	return &stallReader{r: r, d: d, deadline: time.Now().Add(d), timer: time.AfterFunc(d, func() { cancel(ErrStalled) })}
 }
 
 func (s *stallReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	if s.seen += n; s.seen >= minProgress {
-		s.timer.Reset(s.d)
+		s.reset(s.d)
 		s.seen = 0
 	}
 	return n, err
 }
+
+func (s *stallReader) reset(d time.Duration) {
+	s.timer.Reset(d)
+	s.deadline = time.Now().Add(d)
+}
+
+// hold stops the clock while convoy itself is busy (writing to the disk):
+// the server is not stalling meanwhile. resume starts it again with what
+// was left, so a trickle is still caught.
+func (s *stallReader) hold() {
+	s.timer.Stop()
+	s.left = max(time.Until(s.deadline), 0)
+}
+
+func (s *stallReader) resume() { s.reset(s.left) }
 
 // pause stops the stall timer during a wait that is convoy's own.
 func (s *stallReader) pause() { s.timer.Stop() }
 
 // touch restarts the stall timeout, after a wait that was convoy's own.
 func (s *stallReader) touch() {
-	s.timer.Reset(s.d)
+	s.reset(s.d)
 	s.seen = 0
 }
 
