@@ -86,6 +86,9 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		cfg.Digest = "sha256" // the done event carries the file's SHA-256
 	}
 	if batch != "" {
+		all := cfg
+		all.Connections = max(cfg.Connections, 8) * c.Int("jobs") // downloads at once
+		limitMemory(all)
 		return runBatch(c.Context, batch, c.Int("jobs"), cfg, out, events)
 	}
 	urls := c.Args().Slice()
@@ -114,6 +117,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		}
 		cfg.Output, cfg.Writer, cfg.Buffer = "", stdout, buffer
 	}
+	limitMemory(cfg)
 	_, err = runOne(c.Context, cfg, out, out, events)
 	return err
 }

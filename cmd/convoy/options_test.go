@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 
+	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/testserver"
 )
 
@@ -193,5 +195,27 @@ func TestVersionAndManual(t *testing.T) {
 		if !strings.Contains(out, "--"+f.Names()[0]) {
 			t.Errorf("the manual page lacks --%s", f.Names()[0])
 		}
+	}
+}
+
+// The soft memory limit follows what a download holds on purpose, and a
+// GOMEMLIMIT of the user's is kept.
+func TestLimitMemory(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOMEMLIMIT", "")
+	os.Unsetenv("GOMEMLIMIT")
+	limitMemory(convoy.Config{Connections: 16})
+	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+16*memoryPerConn); got != want {
+		t.Errorf("limit %d for 16 connections, want %d", got, want)
+	}
+	limitMemory(convoy.Config{Connections: 4, Writer: io.Discard, Buffer: 64 << 20})
+	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+8*memoryPerConn+64<<20); got != want {
+		t.Errorf("limit %d for a stream with a 64 MiB buffer, want %d", got, want)
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	debug.SetMemoryLimit(1 << 30)
+	limitMemory(convoy.Config{Connections: 16})
+	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
+		t.Errorf("limit %d: the user's GOMEMLIMIT was replaced", got)
 	}
 }
