@@ -123,6 +123,10 @@ type Config struct {
 	// OnEvent, if set, receives every step of the download as an Event, one
 	// call at a time (progress at ProgressInterval).
 	OnEvent func(Event)
+	// Verbose passes every retry to Logf, even a reconnect that cost nothing
+	// (a connection cut while it delivered, picking up at once); without it
+	// those are only counted (Result.Retries) and sent as retry events.
+	Verbose bool
 	// Logf, if set, receives notices meant for people: retries, restarts,
 	// resumes. Secrets are already redacted.
 	Logf func(format string, args ...any)

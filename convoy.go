@@ -66,7 +66,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.RetryFor > 0 {
 		d.budget = segment.NewBudget(cfg.RetryFor)
 	}
-	d.retryNotices = newRetryNotices(cfg.Logf, d.idle)
+	d.retryNotices = newRetryNotices(cfg.Logf, cfg.Verbose, d.idle)
 	defer d.retryNotices.flush()
 	if cfg.LimitRate > 0 {
 		// A burst of a tenth of a second's bytes, at least one read's worth,

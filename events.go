@@ -105,12 +105,13 @@ const repeatEvery = 30 * time.Second
 // screenful. A cause is the error's text with its numbers left out (offsets
 // and byte counts differ from try to try), URLs kept whole.
 type retryNotices struct {
-	mu     sync.Mutex
-	logf   func(format string, args ...any)
-	idle   func() time.Duration // time without progress, 0 when unknown
-	now    func() time.Time
-	seen   map[string]*repeats
-	causes []string // in the order first seen
+	mu      sync.Mutex
+	logf    func(format string, args ...any)
+	verbose bool                 // say the retries that cost nothing too
+	idle    func() time.Duration // time without progress, 0 when unknown
+	now     func() time.Time
+	seen    map[string]*repeats
+	causes  []string // in the order first seen
 }
 
 type repeats struct {
@@ -119,12 +120,17 @@ type repeats struct {
 	saidAt time.Time
 }
 
-func newRetryNotices(logf func(format string, args ...any), idle func() time.Duration) *retryNotices {
-	return &retryNotices{logf: logf, idle: idle, now: time.Now, seen: map[string]*repeats{}}
+func newRetryNotices(logf func(format string, args ...any), verbose bool, idle func() time.Duration) *retryNotices {
+	return &retryNotices{logf: logf, verbose: verbose, idle: idle, now: time.Now, seen: map[string]*repeats{}}
 }
 
 // retry records one retry of text, waiting wait before the next try.
 func (r *retryNotices) retry(text string, wait time.Duration) {
+	if wait == 0 && !r.verbose {
+		// A connection cut while it delivered picks up at once: it cost
+		// nothing, and is counted rather than said.
+		return
+	}
 	key := causeOf(text)
 	now := r.now()
 	r.mu.Lock()

@@ -28,7 +28,7 @@ func TestCauseOf(t *testing.T) {
 // count, and its last repeats at the end; another cause is said at once.
 func TestRetryNoticesCount(t *testing.T) {
 	var lines []string
-	r := newRetryNotices(func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }, func() time.Duration { return 0 })
+	r := newRetryNotices(func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }, false, func() time.Duration { return 0 })
 	now := time.Unix(0, 0)
 	r.now = func() time.Time { return now }
 	for i := range 10 {
@@ -53,7 +53,7 @@ func TestRetryNoticesCount(t *testing.T) {
 // gone without progress: what a user waiting out an outage wants to know.
 func TestRetryNoticesSayTheWait(t *testing.T) {
 	var lines []string
-	r := newRetryNotices(func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }, func() time.Duration { return 80 * time.Second })
+	r := newRetryNotices(func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }, false, func() time.Duration { return 80 * time.Second })
 	now := time.Unix(0, 0)
 	r.now = func() time.Time { return now }
 	r.retry("cannot reach h: connection refused", time.Second)
@@ -62,5 +62,19 @@ func TestRetryNoticesSayTheWait(t *testing.T) {
 	want := "waiting for the server, no progress for 1m20s; still retrying (once since the last notice, next in 2s): cannot reach h: connection refused"
 	if len(lines) != 2 || lines[1] != want {
 		t.Errorf("notices %q, want the second to be %q", lines, want)
+	}
+}
+
+// A reconnect that cost nothing (no wait: the connection was delivering) is
+// said only when verbose.
+func TestRetryNoticesKeepFreeReconnectsQuiet(t *testing.T) {
+	for _, verbose := range []bool{false, true} {
+		var lines []string
+		r := newRetryNotices(func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }, verbose, func() time.Duration { return 0 })
+		r.retry("http://h/f closed the connection after 10 of 20 bytes", 0)
+		r.retry("HTTP 500 from http://h/f", time.Second)
+		if want := map[bool]int{false: 1, true: 2}[verbose]; len(lines) != want {
+			t.Errorf("verbose %v: notices %q, want %d", verbose, lines, want)
+		}
 	}
 }

@@ -42,6 +42,7 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "continue", Aliases: []string{"c"}, Usage: "resume a partial download (what convoy always does; accepted for wget and aria2 habits)"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "replace an existing output file"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every retry, even a reconnect that cost nothing (those are otherwise only counted)"},
 			&cli.BoolFlag{Name: "json", Usage: "print events as JSON lines on stdout (see README)"},
 			&cli.StringFlag{Name: "input-file", Aliases: []string{"i"}, Usage: "download every URL listed in `FILE` (one a line, aria2 style; - for stdin)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "with -i, downloads at a time", Value: 1},
@@ -228,6 +229,7 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		MaxTries:           maxTries,
 		RetryFor:           retryFor,
 		RetryConnRefused:   c.Bool("retry-connrefused"),
+		Verbose:            c.Bool("verbose"),
 		CheckpointInterval: c.Duration("checkpoint-interval"),
 		Logf:               out.logf,
 	}, nil

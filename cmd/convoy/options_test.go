@@ -219,3 +219,26 @@ func TestLimitMemory(t *testing.T) {
 		t.Errorf("limit %d: the user's GOMEMLIMIT was replaced", got)
 	}
 }
+
+// A reset that cost nothing (the connection picks up at once) is counted in
+// the summary, not printed; -v prints it.
+func TestFreeResetsOnlyWithVerbose(t *testing.T) {
+	srv := testserver.New(t, testserver.Size(512<<10), testserver.CutAfter(100<<10, 1))
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		args    []string
+		printed bool
+	}{
+		{[]string{"get", "-n", "1", "-d", dir, "-o", "quiet.bin", srv.URL}, false},
+		{[]string{"get", "-v", "-n", "1", "-d", dir, "-o", "verbose.bin", srv.URL}, true},
+	} {
+		srv.SetOption(testserver.CutAfter(100<<10, 2)) // the probe's answer takes one
+		code, out := runCLI(t, tt.args...)
+		if code != exitOK || !strings.Contains(out, "1 retry") {
+			t.Fatalf("%v: exit %d, want 0 and the retry counted: %s", tt.args, code, out)
+		}
+		if got := strings.Contains(out, "retrying in 0s"); got != tt.printed {
+			t.Errorf("%v: reconnect printed %v, want %v: %s", tt.args, got, tt.printed, out)
+		}
+	}
+}
