@@ -216,11 +216,14 @@ func TestProxyFromEnvironment(t *testing.T) {
 
 // TestProgressOnTerminal runs convoy with stderr on a pseudo-terminal: the
 // live display (a total bar and one bar per connection) is drawn and redrawn
-// in place, survives the terminal being resized, and the summary follows it
-// cleanly.
+// in place, survives the terminal being resized while the download runs, and
+// the summary follows it cleanly.
 func TestProgressOnTerminal(t *testing.T) {
 	bin := buildBinary(t)
-	srv := testserver.New(t, testserver.Size(4<<20), testserver.Rate(1<<20))
+	// 8 MiB over 4 connections at 512 KiB/s each: about 4 s, long enough
+	// to resize twice and see the display redrawn after each.
+	const size = 8 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(512<<10))
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "get", "-n", "4", "-d", dir, "-o", "t.bin", srv.URL)
 	tty, err := pty.Start(cmd)
@@ -231,27 +234,52 @@ func TestProgressOnTerminal(t *testing.T) {
 	if err := pty.Setsize(tty, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
 		t.Fatal(err)
 	}
-	var screen bytes.Buffer
+	var screen lockedBuffer
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_, _ = io.Copy(&screen, tty) // ends with EIO when the child exits
 	}()
-	// Resize the terminal twice while the bars are drawn.
+	// A frame is drawn once its total bar shows an ETA; two of them after a
+	// point prove that a whole frame was drawn after it.
+	drawn := func(after, frames int, what string) int {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out := screen.String()
+			if strings.Count(out[after:], "ETA") >= frames {
+				return len(out)
+			}
+			select {
+			case <-done:
+				t.Fatalf("convoy ended before %s was drawn: %q", what, out)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not drawn within 30 s: %q", what, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	at := drawn(0, 1, "the first frame")
 	for _, cols := range []uint16{60, 150} {
-		time.Sleep(700 * time.Millisecond)
 		if err := pty.Setsize(tty, &pty.Winsize{Rows: 40, Cols: cols}); err != nil {
 			t.Fatal(err)
 		}
+		at = drawn(at, 2, fmt.Sprintf("a frame after the resize to %d columns", cols))
+	}
+	// The server had not sent the whole file (and its probe byte) yet: the
+	// download was still running when the resized display was drawn.
+	sent := srv.Stats().BodyBytes
+	t.Logf("%d of %d bytes sent when the last resize was drawn", sent, int64(size))
+	if sent > size {
+		t.Errorf("the server had sent all %d bytes before the last resize was drawn: the test resized no running download", sent)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("%v: %s", err, screen.String())
 	}
 	<-done
 	out := screen.String()
-	if n := strings.Count(out, "ETA"); n < 2 {
-		t.Errorf("total bar drawn %d times, want it redrawn: %q", n, out)
-	}
 	for _, want := range []string{"#1 ", "#4 ", "MiB/s", "\x1b["} {
 		if !strings.Contains(out, want) {
 			t.Errorf("display lacks %q: %q", want, out)
@@ -262,4 +290,22 @@ func TestProgressOnTerminal(t *testing.T) {
 		t.Errorf("the summary is not the last thing on the screen: %q", out)
 	}
 	srv.Verify(t, filepath.Join(dir, "t.bin"))
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
