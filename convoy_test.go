@@ -794,8 +794,9 @@ func TestCorruptManifest(t *testing.T) {
 			if !errors.Is(err, convoy.ErrNotResumable) || !strings.Contains(err.Error(), mpath) || !strings.Contains(err.Error(), "--restart") {
 				t.Fatalf("error %v, want one naming %s and suggesting --restart", err, mpath)
 			}
-			if b, _ := os.ReadFile(mpath); string(b) != tt.content {
-				t.Error("the unusable manifest was changed")
+			// Kept as it was: a deleted one must not pass for an empty one.
+			if b, err := os.ReadFile(mpath); err != nil || string(b) != tt.content {
+				t.Errorf("the unusable manifest was changed: %q, %v", b, err)
 			}
 			cfg.Restart = true
 			if _, err := convoy.Download(context.Background(), cfg); err != nil {
