@@ -1092,22 +1092,35 @@ func TestTricklingServerGivesUp(t *testing.T) {
 	}
 }
 
-// --limit-rate caps all connections together.
+// --limit-rate caps all connections together, and only them: the download
+// takes about the time the limit allows, neither less nor many times more.
 func TestLimitRate(t *testing.T) {
-	const size = 2 << 20
+	const size, limit, conns = 2 << 20, 1 << 20, 8
 	srv := testserver.New(t, testserver.Size(size))
 	dir := t.TempDir()
 	cfg := fastConfig(srv.URL, dir)
-	cfg.LimitRate = 1 << 20
+	cfg.LimitRate, cfg.Connections = limit, conns
 	start := time.Now()
 	if _, err := convoy.Download(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	// 2 MiB at 1 MiB/s, less the first burst of 100 KiB: at least 1.8 s.
-	if d := time.Since(start); d < 1800*time.Millisecond {
-		t.Errorf("2 MiB at 1 MiB/s took only %v", d)
-	}
+	d := time.Since(start)
 	srv.Verify(t, filepath.Join(dir, "out.bin"))
+	// The limiter starts with a burst of a tenth of a second's bytes (at
+	// least 64 KiB) and then grants limit bytes a second: no download of
+	// size bytes can end before (size-burst)/limit.
+	burst := max(limit/10, 64<<10)
+	least := time.Duration(float64(size-burst) / limit * float64(time.Second))
+	// A generous ceiling: four times what the limit allows. A limit applied
+	// per connection share (limit/conns) would need eight times.
+	most := 4 * time.Duration(float64(size)/limit*float64(time.Second))
+	t.Logf("%d bytes at %d B/s over %d connections took %v (bounds %v to %v)", size, limit, conns, d, least, most)
+	if d < least {
+		t.Errorf("took %v, less than the %v the limit allows", d, least)
+	}
+	if d > most {
+		t.Errorf("took %v, more than %v: the download ran far below the limit", d, most)
+	}
 }
 
 // A rate limit well below what the stall timeout would call a stall does not
