@@ -154,6 +154,53 @@ func TestSummaryAndHeaders(t *testing.T) {
 	srv.Verify(t, filepath.Join(dir, "file.bin"))
 }
 
+// convoy verify exits 0 on a match, with the checksum code on a mismatch
+// (naming both digests), 1 for a file it cannot read, and 2 for a checksum
+// it cannot parse.
+func TestVerifyCommand(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f.bin")
+	content := []byte("the bytes on disk\n")
+	if err := os.WriteFile(path, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(content)
+	right := hex.EncodeToString(sum[:])
+	other := sha256.Sum256([]byte("other bytes\n"))
+	wrong := hex.EncodeToString(other[:])
+	tests := []struct {
+		name     string
+		checksum string
+		file     string
+		code     int
+		says     []string
+	}{
+		{"match", "sha256:" + right, path, exitOK, []string{"OK", right}},
+		{"mismatch", "sha256:" + wrong, path, exitChecksum, []string{"mismatch", "expected " + wrong, "got " + right}},
+		{"missing-file", "sha256:" + right, filepath.Join(dir, "none.bin"), exitFailure, []string{"none.bin"}},
+		{"bad-checksum", "sha256:zz", path, exitUsage, []string{"sha256"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runCLI(t, "verify", "--checksum", tt.checksum, tt.file)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; output:\n%s", code, tt.code, out)
+			}
+			for _, want := range tt.says {
+				if !strings.Contains(out, want) {
+					t.Errorf("output %q does not mention %q", out, want)
+				}
+			}
+			if tt.code != exitOK && strings.Contains(out, "OK") {
+				t.Errorf("a failed check says OK: %q", out)
+			}
+		})
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("verify changed the file: %q, %v", got, err)
+	}
+}
+
 func TestSecretsNeverPrinted(t *testing.T) {
 	srv := testserver.New(t, testserver.Statuses(403))
 	u := strings.Replace(srv.URL, "http://", "http://me:pa55word@", 1) + "?sig=s1gn4ture&page=2"
