@@ -2,6 +2,7 @@ package convoy_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -1165,16 +1166,20 @@ func TestNoValidatorMeansOneStream(t *testing.T) {
 }
 
 // signedServer redirects /file.bin to /signed?sig=N, and the backend
-// serves only the newest signature, refusing an older one with 403 once
-// expire() was called: a signed URL that expires mid-download.
+// serves only the newest signature, refusing an older one with 403 (or
+// refuseWith) once expire() was called: a signed URL that expires
+// mid-download.
 type signedServer struct {
 	mu      sync.Mutex
 	newest  int
 	expired bool
 	issued  int
+	refused int // answers refused for an expired signature
 	// refuseAll makes every signature refused once expired, even a new one.
 	refuseAll bool
-	URL       string
+	// refuseWith is the status of a refusal; 0 means 403.
+	refuseWith int
+	URL        string
 }
 
 func newSignedServer(t *testing.T, h *testserver.Handler) *signedServer {
@@ -1191,9 +1196,13 @@ func newSignedServer(t *testing.T, h *testserver.Handler) *signedServer {
 			return
 		}
 		ok := r.URL.Query().Get("sig") == fmt.Sprint(s.newest) && !s.expired
+		code := cmp.Or(s.refuseWith, http.StatusForbidden)
+		if !ok {
+			s.refused++
+		}
 		s.mu.Unlock()
 		if !ok {
-			http.Error(w, "expired", http.StatusForbidden)
+			http.Error(w, "expired", code)
 			return
 		}
 		r.URL.Path = h.FilePath()
@@ -1210,29 +1219,42 @@ func (s *signedServer) expire() {
 	s.mu.Unlock()
 }
 
+// A signed address that starts answering 401, 403 or 410 mid-download is
+// resolved again from the address the user gave, and the download goes on.
 func TestExpiredSignedURLIsResolvedAgain(t *testing.T) {
-	// Two connections, two 4 MiB requests each: the second ones meet the
-	// expired address.
-	h := testserver.NewHandler(testserver.Size(16<<20), testserver.Rate(8<<20))
-	srv := newSignedServer(t, h)
-	dir := t.TempDir()
-	cfg := fastConfig(srv.URL, dir)
-	cfg.Connections = 2
-	cfg.ProgressInterval = 20 * time.Millisecond
-	var once sync.Once
-	cfg.OnProgress = func(p convoy.Progress) {
-		if p.Done > 1<<20 {
-			once.Do(srv.expire)
-		}
-	}
-	if _, err := convoy.Download(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	h.Verify(t, filepath.Join(dir, "out.bin"))
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if srv.issued < 4 { // HEAD and GET of the first probe, then the second
-		t.Errorf("the address was resolved %d times, want it resolved again after expiry", srv.issued)
+	for _, code := range []int{http.StatusUnauthorized, http.StatusForbidden, http.StatusGone} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			t.Parallel()
+			// Two connections, two 4 MiB requests each: the second ones
+			// meet the expired address.
+			h := testserver.NewHandler(testserver.Size(16<<20), testserver.Rate(8<<20))
+			srv := newSignedServer(t, h)
+			srv.mu.Lock()
+			srv.refuseWith = code
+			srv.mu.Unlock()
+			dir := t.TempDir()
+			cfg := fastConfig(srv.URL, dir)
+			cfg.Connections = 2
+			cfg.ProgressInterval = 20 * time.Millisecond
+			var once sync.Once
+			cfg.OnProgress = func(p convoy.Progress) {
+				if p.Done > 1<<20 {
+					once.Do(srv.expire)
+				}
+			}
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			h.Verify(t, filepath.Join(dir, "out.bin"))
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			if srv.refused == 0 {
+				t.Errorf("no request met the expired address: the test proves nothing")
+			}
+			if srv.issued < 4 { // HEAD and GET of the first probe, then the second
+				t.Errorf("the address was resolved %d times, want it resolved again after expiry", srv.issued)
+			}
+		})
 	}
 }
 
