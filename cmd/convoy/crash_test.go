@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -104,6 +107,122 @@ func TestCrashAndResume(t *testing.T) {
 	t.Logf("bytes fetched twice: %d over %d kills (bound %d per kill)", twice, len(kills), perKill)
 	if twice > int64(len(kills))*perKill {
 		t.Errorf("fetched %d bytes twice over %d kills, more than %d per kill", twice, len(kills), perKill)
+	}
+}
+
+// TestCrashWithChecksumResumes SIGKILLs a download that verifies a
+// checksum once its manifest holds a hash state, then runs the same command
+// again: the resume continues from the manifest (it fetches only what the
+// manifest did not claim), checks the saved hash state against the bytes on
+// disk, and ends with the verified file.
+func TestCrashWithChecksumResumes(t *testing.T) {
+	bin := buildBinary(t)
+	const size = 32 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	content := srv.Content()
+	sum := sha256.Sum256(content)
+	want := "sha256:" + hex.EncodeToString(sum[:])
+	dir := t.TempDir()
+	out := filepath.Join(dir, "sum.bin")
+	args := []string{"-n", "4", "-d", dir, "-o", "sum.bin", "--checksum", want, srv.URL}
+
+	r := startWatched(t, bin, args...)
+	t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+	r.waitManifest(t, out+".convoy", "holds a hash state", func(m *manifest.Manifest) bool { return m.HashPos > 0 })
+	r.kill(t)
+	claimed := checkClaims(t, out, content)
+	m, err := manifest.Load(out + ".convoy")
+	if err != nil {
+		t.Fatalf("manifest after the kill: %v", err)
+	}
+	if m.HashAlgo != "sha256" || m.HashPos <= 0 || m.HashPos > claimed {
+		t.Fatalf("manifest after the kill: hash %s at %d, %d bytes claimed", m.HashAlgo, m.HashPos, claimed)
+	}
+	t.Logf("killed with %d of %d bytes claimed, the hash state at %d", claimed, int64(size), m.HashPos)
+
+	srv.SetOption(testserver.Rate(0))
+	r = startWatched(t, bin, append([]string{"--json"}, args...)...)
+	t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+	if err := r.wait(t, processCeiling); err != nil {
+		t.Fatalf("resume: %v\n%s", err, r.out)
+	}
+	srv.Verify(t, out)
+	log := r.out.String()
+	if !strings.Contains(log, "resuming") {
+		t.Errorf("the second run did not resume: %s", log)
+	}
+	var done struct {
+		Checksum string `json:"checksum"`
+		Fetched  int64  `json:"fetched"`
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.HasPrefix(line, `{"event":"done"`) {
+			if err := json.Unmarshal([]byte(line), &done); err != nil {
+				t.Fatalf("%v: %s", err, line)
+			}
+		}
+	}
+	if done.Checksum != want {
+		t.Errorf("done event has checksum %q, want %q: %s", done.Checksum, want, log)
+	}
+	if done.Fetched <= 0 || done.Fetched > size-claimed {
+		t.Errorf("the resume fetched %d bytes; the manifest left %d to fetch", done.Fetched, size-claimed)
+	}
+	onlyFile(t, dir, "sum.bin")
+}
+
+// processCeiling bounds the wait for a whole run at full speed, or for a
+// run to stop: a ceiling for a slow machine, not a measure of speed.
+const processCeiling = time.Minute
+
+// waitManifest returns the manifest at mpath once it satisfies ok (it is
+// what). It fails t if the run ends first or progressLimit passes.
+func (r *running) waitManifest(t *testing.T, mpath, what string, ok func(*manifest.Manifest) bool) *manifest.Manifest {
+	t.Helper()
+	deadline := time.Now().Add(progressLimit)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-r.exited:
+			t.Fatalf("the run ended (%v) before its manifest %s:\n%s", err, what, r.out)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if m, err := manifest.Load(mpath); err == nil && ok(m) {
+			return m
+		}
+	}
+	r.kill(t)
+	t.Fatalf("the manifest never %s within %v", what, progressLimit)
+	return nil
+}
+
+// wait returns what ended the run, waiting at most ceiling; after that it
+// kills the run and fails t.
+func (r *running) wait(t *testing.T, ceiling time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-r.exited:
+		return err
+	case <-time.After(ceiling):
+		_ = r.cmd.Process.Kill()
+		<-r.exited
+		t.Fatalf("the run still went on after %v; killed it:\n%s", ceiling, r.out)
+		return nil
+	}
+}
+
+// onlyFile fails t unless dir holds exactly the file name.
+func onlyFile(t *testing.T, dir, name string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 1 || names[0] != name {
+		t.Errorf("%s holds %v, want only %s", dir, names, name)
 	}
 }
 
