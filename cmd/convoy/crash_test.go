@@ -227,83 +227,81 @@ func onlyFile(t *testing.T, dir, name string) {
 }
 
 // TestSignalsCheckpointAndExit sends SIGINT and SIGTERM to a running
-// download: it must stop within a second, say how to resume, exit non-zero,
-// and the next run must finish the file.
+// download once its manifest claims bytes: it must stop long before the
+// file could have arrived, say how to resume, exit 130 with its progress
+// saved, and the next run must finish the file.
 func TestSignalsCheckpointAndExit(t *testing.T) {
 	bin := buildBinary(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			const size = 8 << 20
-			srv := testserver.New(t, testserver.Size(size), testserver.Rate(512<<10))
+			// 32 MiB over 4 connections at 128 KiB/s each takes a minute;
+			// every request asks for 4 MiB, half a minute's worth, so
+			// neither running on nor finishing the answers under way
+			// passes for a stop within the ceiling.
+			const size = 32 << 20
+			srv := testserver.New(t, testserver.Size(size), testserver.Rate(128<<10))
 			dir := t.TempDir()
 			args := []string{"-n", "4", "-d", dir, "-o", "f.bin", srv.URL}
-			cmd, out := startGet(t, bin, args...)
-			time.Sleep(700 * time.Millisecond)
-			sent := time.Now()
-			if err := cmd.Process.Signal(sig); err != nil {
+			mpath := filepath.Join(dir, "f.bin.convoy")
+			r := startWatched(t, bin, args...)
+			t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+			claimed := r.waitForClaim(t, mpath, 0)
+			if err := r.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			err := cmd.Wait()
-			if d := time.Since(sent); d > time.Second {
-				t.Errorf("took %v to stop", d)
-			}
+			err := r.wait(t, 20*time.Second)
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
-				t.Fatalf("exit %v, want code %d: %s", err, exitInterrupted, out)
+				t.Fatalf("exit %v, want code %d: %s", err, exitInterrupted, r.out)
 			}
-			if !strings.Contains(out.String(), "interrupted") || !strings.Contains(out.String(), "run the same command to resume") {
+			out := r.out.String()
+			if !strings.Contains(out, "interrupted") || !strings.Contains(out, "run the same command to resume") {
 				t.Errorf("output does not say how to resume: %s", out)
 			}
-			m, err := manifest.Load(filepath.Join(dir, "f.bin.convoy"))
-			if err != nil || m.Done() == 0 {
-				t.Fatalf("manifest after %v: %v (done %v)", sig, err, m)
+			m, err := manifest.Load(mpath)
+			if err != nil || m.Done() < claimed {
+				t.Fatalf("manifest after %v: %v (done %v, %d claimed before the signal)", sig, err, m, claimed)
 			}
 			srv.SetOption(testserver.Rate(0))
-			cmd, out = startGet(t, bin, args...)
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("resume: %v\n%s", err, out)
+			r = startWatched(t, bin, args...)
+			t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+			if err := r.wait(t, processCeiling); err != nil {
+				t.Fatalf("resume: %v\n%s", err, r.out)
 			}
 			srv.Verify(t, filepath.Join(dir, "f.bin"))
-			if !strings.Contains(out.String(), "resuming") {
-				t.Errorf("second run did not say it resumed: %s", out)
+			if !strings.Contains(r.out.String(), "resuming") {
+				t.Errorf("second run did not say it resumed: %s", r.out)
 			}
 		})
 	}
 }
 
-// TestSecondProcessFailsFast runs two processes on one output.
+// TestSecondProcessFailsFast runs two processes on one output: the second
+// fails on the lock while the first still downloads, instead of waiting
+// for it.
 func TestSecondProcessFailsFast(t *testing.T) {
 	bin := buildBinary(t)
-	srv := testserver.New(t, testserver.Size(8<<20), testserver.Rate(1<<20))
+	// 8 MiB over 8 connections at 64 KiB/s each: 16 s for the first run.
+	srv := testserver.New(t, testserver.Size(8<<20), testserver.Rate(64<<10))
 	dir := t.TempDir()
 	args := []string{"-q", "-d", dir, "-o", "f.bin", srv.URL}
-	first, _ := startGet(t, bin, args...)
-	defer func() {
-		_ = first.Process.Kill()
-		_ = first.Wait()
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "f.bin.convoy")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("first download never wrote its manifest")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	start := time.Now()
-	second, out := startGet(t, bin, args...)
-	err := second.Wait()
+	first := startWatched(t, bin, args...)
+	t.Cleanup(func() { _ = first.cmd.Process.Kill() })
+	first.waitManifest(t, filepath.Join(dir, "f.bin.convoy"), "is written", func(*manifest.Manifest) bool { return true })
+	second := startWatched(t, bin, args...)
+	t.Cleanup(func() { _ = second.cmd.Process.Kill() })
+	err := second.wait(t, processCeiling)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
-		t.Fatalf("second run: %v, want exit %d: %s", err, exitFailure, out)
+		t.Fatalf("second run: %v, want exit %d: %s", err, exitFailure, second.out)
 	}
-	if !strings.Contains(out.String(), "already downloading") {
-		t.Errorf("second run says %q", out)
+	if !strings.Contains(second.out.String(), "already downloading") {
+		t.Errorf("second run says %q", second.out)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("second run took %v to fail", d)
+	select {
+	case err := <-first.exited:
+		t.Errorf("the second run ended only after the first (%v): it waited for the lock", err)
+	default:
 	}
 }
 
