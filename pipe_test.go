@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,9 +89,12 @@ func TestStreamToWriterChecksum(t *testing.T) {
 	}
 }
 
-// A closed pipe (the reader went away) stops the download at once.
+// A closed pipe (the reader went away) stops the download at once: the
+// error is the pipe's, no attempt is retried, and no connection comes back
+// for more (the file would take 8 s to send).
 func TestStreamToClosedPipe(t *testing.T) {
-	srv := testserver.New(t, testserver.Size(8<<20))
+	const size, conns = 32 << 20, 4
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -99,9 +104,24 @@ func TestStreamToClosedPipe(t *testing.T) {
 	}
 	defer w.Close()
 	cfg := fastConfig(srv.URL, t.TempDir())
-	cfg.Writer = w
-	if _, err := convoy.Download(context.Background(), cfg); err == nil {
-		t.Fatal("writing into a closed pipe succeeded")
+	cfg.Writer, cfg.Connections = w, conns
+	var retries atomic.Int64
+	cfg.OnEvent = func(e convoy.Event) {
+		if e.Type == "retry" {
+			retries.Add(1)
+		}
+	}
+	_, err = convoy.Download(context.Background(), cfg)
+	if !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("error %v, want the broken pipe", err)
+	}
+	if n := retries.Load(); n != 0 {
+		t.Errorf("%d retries after the pipe broke", n)
+	}
+	// The probe's GET, then at most one request per connection.
+	st := srv.Stats()
+	if st.Gets > 1+conns || st.BodyBytes > size/4 {
+		t.Errorf("the server answered %d GETs and sent %d of %d bytes after the pipe broke", st.Gets, st.BodyBytes, size)
 	}
 }
 

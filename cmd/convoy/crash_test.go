@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -107,84 +110,198 @@ func TestCrashAndResume(t *testing.T) {
 	}
 }
 
+// TestCrashWithChecksumResumes SIGKILLs a download that verifies a
+// checksum once its manifest holds a hash state, then runs the same command
+// again: the resume continues from the manifest (it fetches only what the
+// manifest did not claim), checks the saved hash state against the bytes on
+// disk, and ends with the verified file.
+func TestCrashWithChecksumResumes(t *testing.T) {
+	bin := buildBinary(t)
+	const size = 32 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(1<<20))
+	content := srv.Content()
+	sum := sha256.Sum256(content)
+	want := "sha256:" + hex.EncodeToString(sum[:])
+	dir := t.TempDir()
+	out := filepath.Join(dir, "sum.bin")
+	args := []string{"-n", "4", "-d", dir, "-o", "sum.bin", "--checksum", want, srv.URL}
+
+	r := startWatched(t, bin, args...)
+	t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+	r.waitManifest(t, out+".convoy", "holds a hash state", func(m *manifest.Manifest) bool { return m.HashPos > 0 })
+	r.kill(t)
+	claimed := checkClaims(t, out, content)
+	m, err := manifest.Load(out + ".convoy")
+	if err != nil {
+		t.Fatalf("manifest after the kill: %v", err)
+	}
+	if m.HashAlgo != "sha256" || m.HashPos <= 0 || m.HashPos > claimed {
+		t.Fatalf("manifest after the kill: hash %s at %d, %d bytes claimed", m.HashAlgo, m.HashPos, claimed)
+	}
+	t.Logf("killed with %d of %d bytes claimed, the hash state at %d", claimed, int64(size), m.HashPos)
+
+	srv.SetOption(testserver.Rate(0))
+	r = startWatched(t, bin, append([]string{"--json"}, args...)...)
+	t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+	if err := r.wait(t, processCeiling); err != nil {
+		t.Fatalf("resume: %v\n%s", err, r.out)
+	}
+	srv.Verify(t, out)
+	log := r.out.String()
+	if !strings.Contains(log, "resuming") {
+		t.Errorf("the second run did not resume: %s", log)
+	}
+	var done struct {
+		Checksum string `json:"checksum"`
+		Fetched  int64  `json:"fetched"`
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.HasPrefix(line, `{"event":"done"`) {
+			if err := json.Unmarshal([]byte(line), &done); err != nil {
+				t.Fatalf("%v: %s", err, line)
+			}
+		}
+	}
+	if done.Checksum != want {
+		t.Errorf("done event has checksum %q, want %q: %s", done.Checksum, want, log)
+	}
+	if done.Fetched <= 0 || done.Fetched > size-claimed {
+		t.Errorf("the resume fetched %d bytes; the manifest left %d to fetch", done.Fetched, size-claimed)
+	}
+	onlyFile(t, dir, "sum.bin")
+}
+
+// processCeiling bounds the wait for a whole run at full speed, or for a
+// run to stop: a ceiling for a slow machine, not a measure of speed.
+const processCeiling = time.Minute
+
+// waitManifest returns the manifest at mpath once it satisfies ok (it is
+// what). It fails t if the run ends first or progressLimit passes.
+func (r *running) waitManifest(t *testing.T, mpath, what string, ok func(*manifest.Manifest) bool) *manifest.Manifest {
+	t.Helper()
+	deadline := time.Now().Add(progressLimit)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-r.exited:
+			t.Fatalf("the run ended (%v) before its manifest %s:\n%s", err, what, r.out)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if m, err := manifest.Load(mpath); err == nil && ok(m) {
+			return m
+		}
+	}
+	r.kill(t)
+	t.Fatalf("the manifest never %s within %v", what, progressLimit)
+	return nil
+}
+
+// wait returns what ended the run, waiting at most ceiling; after that it
+// kills the run and fails t.
+func (r *running) wait(t *testing.T, ceiling time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-r.exited:
+		return err
+	case <-time.After(ceiling):
+		_ = r.cmd.Process.Kill()
+		<-r.exited
+		t.Fatalf("the run still went on after %v; killed it:\n%s", ceiling, r.out)
+		return nil
+	}
+}
+
+// onlyFile fails t unless dir holds exactly the file name.
+func onlyFile(t *testing.T, dir, name string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 1 || names[0] != name {
+		t.Errorf("%s holds %v, want only %s", dir, names, name)
+	}
+}
+
 // TestSignalsCheckpointAndExit sends SIGINT and SIGTERM to a running
-// download: it must stop within a second, say how to resume, exit non-zero,
-// and the next run must finish the file.
+// download once its manifest claims bytes: it must stop long before the
+// file could have arrived, say how to resume, exit 130 with its progress
+// saved, and the next run must finish the file.
 func TestSignalsCheckpointAndExit(t *testing.T) {
 	bin := buildBinary(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			const size = 8 << 20
-			srv := testserver.New(t, testserver.Size(size), testserver.Rate(512<<10))
+			// 32 MiB over 4 connections at 128 KiB/s each takes a minute;
+			// every request asks for 4 MiB, half a minute's worth, so
+			// neither running on nor finishing the answers under way
+			// passes for a stop within the ceiling.
+			const size = 32 << 20
+			srv := testserver.New(t, testserver.Size(size), testserver.Rate(128<<10))
 			dir := t.TempDir()
 			args := []string{"-n", "4", "-d", dir, "-o", "f.bin", srv.URL}
-			cmd, out := startGet(t, bin, args...)
-			time.Sleep(700 * time.Millisecond)
-			sent := time.Now()
-			if err := cmd.Process.Signal(sig); err != nil {
+			mpath := filepath.Join(dir, "f.bin.convoy")
+			r := startWatched(t, bin, args...)
+			t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+			claimed := r.waitForClaim(t, mpath, 0)
+			if err := r.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			err := cmd.Wait()
-			if d := time.Since(sent); d > time.Second {
-				t.Errorf("took %v to stop", d)
-			}
+			err := r.wait(t, 20*time.Second)
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
-				t.Fatalf("exit %v, want code %d: %s", err, exitInterrupted, out)
+				t.Fatalf("exit %v, want code %d: %s", err, exitInterrupted, r.out)
 			}
-			if !strings.Contains(out.String(), "interrupted") || !strings.Contains(out.String(), "run the same command to resume") {
+			out := r.out.String()
+			if !strings.Contains(out, "interrupted") || !strings.Contains(out, "run the same command to resume") {
 				t.Errorf("output does not say how to resume: %s", out)
 			}
-			m, err := manifest.Load(filepath.Join(dir, "f.bin.convoy"))
-			if err != nil || m.Done() == 0 {
-				t.Fatalf("manifest after %v: %v (done %v)", sig, err, m)
+			m, err := manifest.Load(mpath)
+			if err != nil || m.Done() < claimed {
+				t.Fatalf("manifest after %v: %v (done %v, %d claimed before the signal)", sig, err, m, claimed)
 			}
 			srv.SetOption(testserver.Rate(0))
-			cmd, out = startGet(t, bin, args...)
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("resume: %v\n%s", err, out)
+			r = startWatched(t, bin, args...)
+			t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+			if err := r.wait(t, processCeiling); err != nil {
+				t.Fatalf("resume: %v\n%s", err, r.out)
 			}
 			srv.Verify(t, filepath.Join(dir, "f.bin"))
-			if !strings.Contains(out.String(), "resuming") {
-				t.Errorf("second run did not say it resumed: %s", out)
+			if !strings.Contains(r.out.String(), "resuming") {
+				t.Errorf("second run did not say it resumed: %s", r.out)
 			}
 		})
 	}
 }
 
-// TestSecondProcessFailsFast runs two processes on one output.
+// TestSecondProcessFailsFast runs two processes on one output: the second
+// fails on the lock while the first still downloads, instead of waiting
+// for it.
 func TestSecondProcessFailsFast(t *testing.T) {
 	bin := buildBinary(t)
-	srv := testserver.New(t, testserver.Size(8<<20), testserver.Rate(1<<20))
+	// 8 MiB over 8 connections at 64 KiB/s each: 16 s for the first run.
+	srv := testserver.New(t, testserver.Size(8<<20), testserver.Rate(64<<10))
 	dir := t.TempDir()
 	args := []string{"-q", "-d", dir, "-o", "f.bin", srv.URL}
-	first, _ := startGet(t, bin, args...)
-	defer func() {
-		_ = first.Process.Kill()
-		_ = first.Wait()
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "f.bin.convoy")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("first download never wrote its manifest")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	start := time.Now()
-	second, out := startGet(t, bin, args...)
-	err := second.Wait()
+	first := startWatched(t, bin, args...)
+	t.Cleanup(func() { _ = first.cmd.Process.Kill() })
+	first.waitManifest(t, filepath.Join(dir, "f.bin.convoy"), "is written", func(*manifest.Manifest) bool { return true })
+	second := startWatched(t, bin, args...)
+	t.Cleanup(func() { _ = second.cmd.Process.Kill() })
+	err := second.wait(t, processCeiling)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
-		t.Fatalf("second run: %v, want exit %d: %s", err, exitFailure, out)
+		t.Fatalf("second run: %v, want exit %d: %s", err, exitFailure, second.out)
 	}
-	if !strings.Contains(out.String(), "already downloading") {
-		t.Errorf("second run says %q", out)
+	if !strings.Contains(second.out.String(), "already downloading") {
+		t.Errorf("second run says %q", second.out)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("second run took %v to fail", d)
+	select {
+	case err := <-first.exited:
+		t.Errorf("the second run ended only after the first (%v): it waited for the lock", err)
+	default:
 	}
 }
 
@@ -216,11 +333,14 @@ func TestProxyFromEnvironment(t *testing.T) {
 
 // TestProgressOnTerminal runs convoy with stderr on a pseudo-terminal: the
 // live display (a total bar and one bar per connection) is drawn and redrawn
-// in place, survives the terminal being resized, and the summary follows it
-// cleanly.
+// in place, survives the terminal being resized while the download runs, and
+// the summary follows it cleanly.
 func TestProgressOnTerminal(t *testing.T) {
 	bin := buildBinary(t)
-	srv := testserver.New(t, testserver.Size(4<<20), testserver.Rate(1<<20))
+	// 8 MiB over 4 connections at 512 KiB/s each: about 4 s, long enough
+	// to resize twice and see the display redrawn after each.
+	const size = 8 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(512<<10))
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "get", "-n", "4", "-d", dir, "-o", "t.bin", srv.URL)
 	tty, err := pty.Start(cmd)
@@ -231,27 +351,52 @@ func TestProgressOnTerminal(t *testing.T) {
 	if err := pty.Setsize(tty, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
 		t.Fatal(err)
 	}
-	var screen bytes.Buffer
+	var screen lockedBuffer
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_, _ = io.Copy(&screen, tty) // ends with EIO when the child exits
 	}()
-	// Resize the terminal twice while the bars are drawn.
+	// A frame is drawn once its total bar shows an ETA; two of them after a
+	// point prove that a whole frame was drawn after it.
+	drawn := func(after, frames int, what string) int {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out := screen.String()
+			if strings.Count(out[after:], "ETA") >= frames {
+				return len(out)
+			}
+			select {
+			case <-done:
+				t.Fatalf("convoy ended before %s was drawn: %q", what, out)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not drawn within 30 s: %q", what, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	at := drawn(0, 1, "the first frame")
 	for _, cols := range []uint16{60, 150} {
-		time.Sleep(700 * time.Millisecond)
 		if err := pty.Setsize(tty, &pty.Winsize{Rows: 40, Cols: cols}); err != nil {
 			t.Fatal(err)
 		}
+		at = drawn(at, 2, fmt.Sprintf("a frame after the resize to %d columns", cols))
+	}
+	// The server had not sent the whole file (and its probe byte) yet: the
+	// download was still running when the resized display was drawn.
+	sent := srv.Stats().BodyBytes
+	t.Logf("%d of %d bytes sent when the last resize was drawn", sent, int64(size))
+	if sent > size {
+		t.Errorf("the server had sent all %d bytes before the last resize was drawn: the test resized no running download", sent)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("%v: %s", err, screen.String())
 	}
 	<-done
 	out := screen.String()
-	if n := strings.Count(out, "ETA"); n < 2 {
-		t.Errorf("total bar drawn %d times, want it redrawn: %q", n, out)
-	}
 	for _, want := range []string{"#1 ", "#4 ", "MiB/s", "\x1b["} {
 		if !strings.Contains(out, want) {
 			t.Errorf("display lacks %q: %q", want, out)
@@ -262,4 +407,22 @@ func TestProgressOnTerminal(t *testing.T) {
 		t.Errorf("the summary is not the last thing on the screen: %q", out)
 	}
 	srv.Verify(t, filepath.Join(dir, "t.bin"))
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,23 +115,90 @@ func TestChecksumMismatchInOneStream(t *testing.T) {
 	}
 }
 
+// The user's headers go with every request: the probe's HEAD and GET and
+// each connection's ranges, not only the last request.
 func TestSummaryAndHeaders(t *testing.T) {
-	var gotUA, gotX string
-	srv := testserver.New(t, testserver.Size(100<<10), testserver.OnRequest(func(r *http.Request) {
-		gotUA, gotX = r.Header.Get("User-Agent"), r.Header.Get("X-Token")
+	type seen struct{ method, rng, ua, token string }
+	var mu sync.Mutex
+	var requests []seen
+	srv := testserver.New(t, testserver.Size(4<<20), testserver.OnRequest(func(r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		requests = append(requests, seen{r.Method, r.Header.Get("Range"), r.Header.Get("User-Agent"), r.Header.Get("X-Token")})
 	}))
 	dir := t.TempDir()
-	code, out := runCLI(t, "get", "-d", dir, "--user-agent", "agent/2", "-H", "X-Token: abc", srv.URL)
+	code, out := runCLI(t, "get", "-n", "4", "-d", dir, "--user-agent", "agent/2", "-H", "X-Token: abc", srv.URL)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
 	if !strings.Contains(out, "saved") || !strings.Contains(out, "file.bin") {
 		t.Errorf("summary %q does not name the saved file", out)
 	}
-	if gotUA != "agent/2" || gotX != "abc" {
-		t.Errorf("server saw User-Agent %q and X-Token %q", gotUA, gotX)
+	mu.Lock()
+	defer mu.Unlock()
+	heads, ranges := 0, 0
+	for _, r := range requests {
+		if r.ua != "agent/2" || r.token != "abc" {
+			t.Errorf("%s (Range %q) carried User-Agent %q and X-Token %q", r.method, r.rng, r.ua, r.token)
+		}
+		switch {
+		case r.method == http.MethodHead:
+			heads++
+		case r.rng != "" && r.rng != "bytes=0-0":
+			ranges++
+		}
+	}
+	if heads == 0 || ranges < 2 {
+		t.Errorf("the server saw %d HEADs and %d ranged GETs, want the probe and several connections: %+v", heads, ranges, requests)
 	}
 	srv.Verify(t, filepath.Join(dir, "file.bin"))
+}
+
+// convoy verify exits 0 on a match, with the checksum code on a mismatch
+// (naming both digests), 1 for a file it cannot read, and 2 for a checksum
+// it cannot parse.
+func TestVerifyCommand(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f.bin")
+	content := []byte("the bytes on disk\n")
+	if err := os.WriteFile(path, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(content)
+	right := hex.EncodeToString(sum[:])
+	other := sha256.Sum256([]byte("other bytes\n"))
+	wrong := hex.EncodeToString(other[:])
+	tests := []struct {
+		name     string
+		checksum string
+		file     string
+		code     int
+		says     []string
+	}{
+		{"match", "sha256:" + right, path, exitOK, []string{"OK", right}},
+		{"mismatch", "sha256:" + wrong, path, exitChecksum, []string{"mismatch", "expected " + wrong, "got " + right}},
+		{"missing-file", "sha256:" + right, filepath.Join(dir, "none.bin"), exitFailure, []string{"none.bin"}},
+		{"bad-checksum", "sha256:zz", path, exitUsage, []string{"sha256"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runCLI(t, "verify", "--checksum", tt.checksum, tt.file)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; output:\n%s", code, tt.code, out)
+			}
+			for _, want := range tt.says {
+				if !strings.Contains(out, want) {
+					t.Errorf("output %q does not mention %q", out, want)
+				}
+			}
+			if tt.code != exitOK && strings.Contains(out, "OK") {
+				t.Errorf("a failed check says OK: %q", out)
+			}
+		})
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("verify changed the file: %q, %v", got, err)
+	}
 }
 
 func TestSecretsNeverPrinted(t *testing.T) {

@@ -309,6 +309,24 @@ func isAlnum(s string) bool {
 	return true
 }
 
+// secretName is the fuzz test's own reading of which query parameters carry
+// secrets: those whose name contains a word of sensitiveQuery, in any case.
+func secretName(name string) bool {
+	name = strings.ToLower(name)
+	for _, w := range sensitiveQuery {
+		if strings.Contains(name, strings.ToLower(w)) {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzURL checks that URL shows no secret of any kind: the user name and
+// password, the value of every parameter named as a secret, the fragment,
+// and, when the query does not parse, every value in it. A secret is looked
+// for only when it is long and alphanumeric (so that its encoded and
+// decoded forms are one) and does not also show in what the URL keeps
+// without any secret part (its host, path or another parameter).
 func FuzzURL(f *testing.F) {
 	for _, s := range []string{
 		"https://example.com/f?token=abcdefgh12345678",
@@ -321,6 +339,16 @@ func FuzzURL(f *testing.F) {
 		"https://example.com/f?token=REDACTED",
 		"%zz?token=abcdefghij",
 		"",
+		// Every secret-bearing part, each on its own.
+		"https://alice:s3cretpassw0rd@example.com/f",
+		"https://ghpusertoken12345@example.com/f",
+		"https://example.com/f#accesstoken12345",
+		"https://example.com/f?X-Amz-Signature=abcdef0123456789&X-Amz-Expires=3600",
+		"https://example.com/f?access_token=abcdefgh12345678&SessionId=zyxwvuts98765432",
+		"https://example.com/f?token=abcdefgh12345678&token=ijklmnop12345678",
+		"https://example.com/f?x=abcdefgh12345678;y=1",
+		"http://us3rname1234:passw0rd1234@a b.com/f",
+		"socks5h://proxyuser1234:proxypassw0rd@proxy.example:1080",
 	} {
 		f.Add(s)
 	}
@@ -329,34 +357,72 @@ func FuzzURL(f *testing.F) {
 		_ = Text(in)
 		_ = Text("GET " + in + " failed")
 
+		// leaks fails t if out shows secret v of the named part, unless v
+		// also shows in rest, what the URL keeps without secrets.
+		leaks := func(part, v, rest string) {
+			t.Helper()
+			// "REDACTED" itself is the mask.
+			if len(v) < 8 || !isAlnum(v) || strings.Contains(Mask, v) || strings.Contains(rest, v) {
+				return
+			}
+			if strings.Contains(out, v) {
+				t.Fatalf("URL(%q) = %q, leaks the %s %q", in, out, part, v)
+			}
+		}
+
 		u, err := url.Parse(in)
 		if err != nil {
 			// Everything after the first '?' or '#' is masked.
 			if i := strings.IndexAny(in, "?#"); i >= 0 && !strings.HasSuffix(out, in[i:i+1]+Mask) {
 				t.Fatalf("URL(%q) = %q, want everything after %q masked", in, out, in[i])
 			}
+			// So is the userinfo of the authority.
+			head, _, _ := strings.Cut(in, "?")
+			head, _, _ = strings.Cut(head, "#")
+			if scheme, rest, ok := strings.Cut(head, "://"); ok {
+				authority, path, _ := strings.Cut(rest, "/")
+				if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+					kept := scheme + "://" + authority[at+1:] + "/" + path
+					for _, v := range strings.FieldsFunc(authority[:at], func(r rune) bool { return r == ':' }) {
+						leaks("userinfo", v, kept)
+					}
+				}
+			}
 			return
 		}
-		q, err := url.ParseQuery(u.RawQuery)
-		if err != nil {
-			return
-		}
-		// What the output would be without any token parameter: a secret
-		// that also shows there (in the path, the host, another parameter)
-		// is not the redactor's to hide.
+
+		// What the URL keeps once every secret part is gone: its scheme,
+		// host, path, the names of all parameters and the values of those
+		// that are no secret.
 		stripped := *u
-		q.Del("token")
-		stripped.RawQuery = q.Encode()
-		rest := Parsed(&stripped)
-		for _, v := range u.Query()["token"] {
-			// Alphanumeric values cannot straddle the '=' and '&' of the
-			// encoded query, and "REDACTED" itself is the mask.
-			if len(v) < 8 || !isAlnum(v) || strings.Contains(Mask, v) || strings.Contains(rest, v) {
-				continue
+		stripped.User, stripped.Fragment, stripped.RawFragment = nil, "", ""
+		q, qerr := url.ParseQuery(u.RawQuery)
+		var secrets []string
+		if qerr != nil {
+			// A query that does not parse is masked whole.
+			stripped.RawQuery = ""
+			for _, vs := range q {
+				secrets = append(secrets, vs...)
 			}
-			if strings.Contains(out, v) {
-				t.Fatalf("URL(%q) = %q, leaks the token %q", in, out, v)
+		} else {
+			for name, vs := range q {
+				if secretName(name) {
+					secrets = append(secrets, vs...)
+					q[name] = []string{Mask} // the name stays in sight
+				}
+			}
+			stripped.RawQuery = q.Encode()
+		}
+		rest := stripped.String()
+		for _, v := range secrets {
+			leaks("query value", v, rest)
+		}
+		if u.User != nil {
+			leaks("user name", u.User.Username(), rest)
+			if pw, ok := u.User.Password(); ok {
+				leaks("password", pw, rest)
 			}
 		}
+		leaks("fragment", u.Fragment, rest)
 	})
 }

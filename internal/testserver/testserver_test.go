@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -635,20 +637,101 @@ func TestRequireHeaderAndOnRequest(t *testing.T) {
 	}
 }
 
+// A throttled answer whose request ends (the client went away) ends its
+// handler at once, long before the body would have been sent, without
+// waiting for Close. Over a real connection the client's cancel ends the
+// request and the handler; the second part calls the handler directly with
+// a writer that never fails, so that only the request's end can stop it (on
+// a socket a failed write would end it too, hiding a handler that ignores
+// its request).
 func TestRateCancel(t *testing.T) {
-	// A client request cancelled mid-body ends the handler (no leak to Close).
-	s := New(t, Size(10<<20), Rate(1<<20))
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL, nil)
-	resp, err := newClient(t).Do(req)
-	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+	// 1 GiB at 1 MiB/s: about 17 minutes to send, against a ceiling of 10 s.
+	const ceiling = 10 * time.Second
+	opts := []Option{Size(1 << 30), Rate(1 << 20)}
+
+	t.Run("client", func(t *testing.T) {
+		h := NewHandler(opts...)
+		ended := make(chan struct{})
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer close(ended) // runs on the panic abort() raises too
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(func() { h.Close(); ts.Close() })
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, "GET", ts.URL+h.FilePath(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := newClient(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.ReadFull(resp.Body, make([]byte, 1)); err != nil {
+			t.Fatalf("first body byte: %v", err)
+		}
+		cancel()
+		if _, err := io.Copy(io.Discard, resp.Body); err == nil {
+			t.Error("the cancelled request read its body to the end")
+		}
+		select {
+		case <-ended:
+		case <-time.After(ceiling):
+			t.Errorf("the handler still runs %v after its client went away", ceiling)
+		}
+	})
+
+	t.Run("handler", func(t *testing.T) {
+		h := NewHandler(opts...)
+		defer h.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req := httptest.NewRequestWithContext(ctx, "GET", h.FilePath(), nil)
+		w := &sinkWriter{header: http.Header{}, wrote: make(chan struct{})}
+		ended := make(chan any, 1)
+		go func() {
+			defer func() { ended <- recover() }()
+			h.ServeHTTP(w, req)
+		}()
+		select {
+		case <-w.wrote:
+		case <-time.After(ceiling):
+			t.Fatalf("no body byte written within %v", ceiling)
+		}
+		cancel()
+		select {
+		case v := <-ended:
+			// A body cut short must drop the connection, never look complete.
+			if v != http.ErrAbortHandler {
+				t.Errorf("the handler ended with %v, want the http.ErrAbortHandler panic", v)
+			}
+		case <-time.After(ceiling):
+			t.Errorf("the handler still runs %v after its request ended (%d bytes written)", ceiling, w.n.Load())
+			h.Close()
+			<-ended
+		}
+	})
+}
+
+// sinkWriter is a ResponseWriter whose writes always succeed; wrote closes
+// at the first body byte.
+type sinkWriter struct {
+	header http.Header
+	n      atomic.Int64
+	once   sync.Once
+	wrote  chan struct{}
+}
+
+func (w *sinkWriter) Header() http.Header { return w.header }
+func (w *sinkWriter) WriteHeader(int)     {}
+func (w *sinkWriter) Flush()              {}
+
+func (w *sinkWriter) Write(p []byte) (int, error) {
+	if w.n.Add(int64(len(p))) > 0 {
+		w.once.Do(func() { close(w.wrote) })
 	}
-	if err == nil {
-		t.Fatal("throttled 10 MiB GET finished within 50ms")
-	}
+	return len(p), nil
 }
 
 func TestCorrupt(t *testing.T) {
