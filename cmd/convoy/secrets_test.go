@@ -62,7 +62,7 @@ func TestSecretsNeverPrintedWithMirrors(t *testing.T) {
 		"fa1l-pw", "fa1l-tok", "0ther-pw", "0ther-tok", "b3arer-val", "c00kie-val"}
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"convoy", "get", "--json", "-n", "6", "-x", "6", "-d", dir, "-o", "s.bin",
+	code := run([]string{"convoy", "get", "--json", "-v", "-n", "6", "-x", "6", "-d", dir, "-o", "s.bin", // -v: every notice
 		"-H", "Authorization: Bearer b3arer-val", "-H", "Cookie: session=c00kie-val",
 		withSecrets(front.URL, "pr1mary-pw", "pr1mary-tok"),
 		withSecrets(good.URL, "g00d-pw", "g00d-tok"),
