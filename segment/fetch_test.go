@@ -106,6 +106,7 @@ func TestRunWholeFile(t *testing.T) {
 			if got := reported.Load(); got != tt.size {
 				t.Errorf("OnWrite reported %d bytes, want %d", got, tt.size)
 			}
+			srv.Close() // waits for the handlers: their counts are complete
 			st := srv.Stats()
 			if st.Gets != st.RangeGets {
 				t.Errorf("%d GETs, only %d ranged", st.Gets, st.RangeGets)

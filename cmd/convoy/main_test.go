@@ -566,8 +566,11 @@ func TestBenchTop(t *testing.T) {
 			if code := run(args, &stdout, &stderr); code != tt.code {
 				t.Fatalf("exit %d, want %d: %s", code, tt.code, stderr.String())
 			}
-			if got := strings.Fields(stdout.String()); !slices.Equal(got, tt.want) {
-				t.Errorf("printed %q, want %q", got, tt.want)
+			// Which agreeing mirror is faster is TestBenchRanksMirrors'
+			// to check; here the group and the count matter.
+			got := strings.Fields(stdout.String())
+			if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(tt.want))) {
+				t.Errorf("printed %q, want %q in some order", got, tt.want)
 			}
 			for _, u := range tt.leftOut {
 				if !strings.Contains(stderr.String(), "left out "+u) || !strings.Contains(stderr.String(), tt.disagree) {
