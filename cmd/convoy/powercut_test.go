@@ -37,6 +37,7 @@ const (
 	cutSize     = 2 << 20
 	cutConns    = 4
 	cutInterval = "20ms"
+	cutSplit    = "256K" // so that every connection has a range of its own
 	// cutRunLimit bounds a run that must end on its own: a ceiling for a
 	// slow machine, not a measure of speed.
 	cutRunLimit = time.Minute
@@ -128,6 +129,7 @@ func newVersions(size int64) *versions {
 // cutState is what a cut left of one download.
 type cutState struct {
 	claimed  int64 // bytes the manifest claims (0 without one)
+	etag     string // the version the manifest was saved for
 	manifest bool
 	final    bool // the file is under its final name (and complete)
 }
@@ -146,6 +148,7 @@ func checkAfterCut(t *testing.T, out string, want []byte, v *versions) cutState 
 	default:
 		s.manifest = true
 		s.claimed = m.Done()
+		s.etag = m.ETag
 		content, ok := v.byTag[m.ETag]
 		if !ok {
 			t.Fatalf("the manifest names ETag %q, of no version the server had", m.ETag)
@@ -220,7 +223,7 @@ func nth(n int, when lossyfs.When, match func(op lossyfs.Op) bool) func(lossyfs.
 
 // isTemp tells whether path is a manifest's temporary file.
 func isTemp(path, name string) bool {
-	return strings.HasPrefix(filepath.Base(path), name+".convoy.tmp-")
+	return strings.HasPrefix(path, name+".convoy.tmp-")
 }
 
 // powerCuts runs downloads on a lossy file system and cuts the power cuts
@@ -269,7 +272,7 @@ func powerCuts(t *testing.T, cuts int, seed uint64) {
 	for i := range cuts {
 		name := fmt.Sprintf("c%d.bin", download)
 		out := filepath.Join(dir, name)
-		args := []string{"-q", "-n", fmt.Sprint(cutConns), "-d", dir, "-o", name, "--checkpoint-interval", cutInterval, srv.URL}
+		args := []string{"-q", "-n", fmt.Sprint(cutConns), "-d", dir, "-o", name, "--checkpoint-interval", cutInterval, "--min-split-size", cutSplit, srv.URL}
 		byOp := rng.IntN(2) == 1
 		delay := time.Duration(rng.Int64N(int64(700 * time.Millisecond)))
 		k, when := 1+rng.IntN(200), lossyfs.When(1+rng.IntN(2))
@@ -328,7 +331,7 @@ func powerCuts(t *testing.T, cuts int, seed uint64) {
 	resetting.Store(false)
 	name := fmt.Sprintf("c%d.bin", download)
 	out := filepath.Join(dir, name)
-	p := startProc(t, bin, "-q", "--json", "-n", fmt.Sprint(cutConns), "-d", dir, "-o", name, "--checkpoint-interval", cutInterval, srv.URL)
+	p := startProc(t, bin, "-q", "--json", "-n", fmt.Sprint(cutConns), "-d", dir, "-o", name, "--checkpoint-interval", cutInterval, "--min-split-size", cutSplit, srv.URL)
 	p.wait(t)
 	if got, most := p.fetched(t), cutSize-claimed; got > most {
 		t.Errorf("the last run fetched %d bytes; the manifest claimed %d of %d, so at most %d were missing", got, claimed, cutSize, most)
@@ -344,4 +347,272 @@ func powerCuts(t *testing.T, cuts int, seed uint64) {
 // runs a longer one (TestPowerCutSoak).
 func TestPowerCuts(t *testing.T) {
 	powerCuts(t, 200, 20261126)
+}
+
+// cutRig is one lossy mount and one server for a power-cut scenario.
+type cutRig struct {
+	bin  string
+	lfs  *lossyfs.FS
+	srv  *testserver.Server
+	v    *versions
+	outs []string // the files the scenario downloads, relative to the mount
+	args []string // convoy get's arguments
+}
+
+// run starts convoy with the scenario's arguments and extra ones.
+func (r *cutRig) run(t *testing.T, extra ...string) *proc {
+	t.Helper()
+	return startProc(t, r.bin, append(append([]string{}, extra...), r.args...)...)
+}
+
+// cutAt runs convoy until the file system freezes at the moment trigger
+// picks, kills it and cuts the power; it fails t if the run ends before
+// that moment came. It returns the state of each file after the cut.
+func (r *cutRig) cutAt(t *testing.T, trigger func(lossyfs.Op) lossyfs.When) []cutState {
+	t.Helper()
+	r.lfs.SetTrigger(trigger)
+	p := r.run(t)
+	select {
+	case <-r.lfs.Frozen():
+	case <-p.done:
+		t.Fatalf("the run ended (%v) before the moment came:\n%s", p.err, p.out)
+	case <-time.After(cutRunLimit):
+		p.stop(t)
+		t.Fatalf("the moment did not come within %v", cutRunLimit)
+	}
+	at := r.lfs.FrozenAt()
+	p.stop(t)
+	t.Logf("frozen at %v, killed, power cut", at)
+	return r.cut(t)
+}
+
+// cut cuts the power and checks every file of the scenario.
+func (r *cutRig) cut(t *testing.T) []cutState {
+	t.Helper()
+	if err := r.lfs.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	var states []cutState
+	for _, o := range r.outs {
+		s := checkAfterCut(t, filepath.Join(r.lfs.Dir(), o), r.srv.Content(), r.v)
+		t.Logf("%s: %d bytes claimed, manifest %v, final file %v", o, s.claimed, s.manifest, s.final)
+		states = append(states, s)
+	}
+	return states
+}
+
+// finish runs convoy to the end, checks that it fetched no more than the
+// manifests left after the cut did not claim (when bounded), and that the
+// files are right and survive one more cut.
+func (r *cutRig) finish(t *testing.T, states []cutState, bounded bool) {
+	t.Helper()
+	r.lfs.SetTrigger(nil)
+	p := r.run(t, "--json")
+	p.wait(t)
+	if bounded {
+		var claimed int64
+		for _, s := range states {
+			switch {
+			case s.final:
+				claimed += cutSize
+			case s.etag == r.srv.ETag():
+				claimed += s.claimed
+			}
+			// A manifest of an earlier version vouches for nothing now.
+		}
+		if got, most := p.fetched(t), int64(len(r.outs))*cutSize-claimed; got > most {
+			t.Errorf("the run after the cut fetched %d bytes; the manifests claimed %d, so at most %d were missing", got, claimed, most)
+		}
+	}
+	for _, o := range r.outs {
+		r.srv.Verify(t, filepath.Join(r.lfs.Dir(), o))
+	}
+	for i, s := range r.cut(t) {
+		if !s.final {
+			t.Errorf("%s was saved, and a power cut after the run lost it", r.outs[i])
+		}
+	}
+}
+
+// opIs matches operations of kind on path (and to newPath, if not empty),
+// with datasync telling fdatasync from fsync for OpFsync.
+func opIs(kind lossyfs.OpKind, path, newPath string, datasync bool) func(lossyfs.Op) bool {
+	return func(op lossyfs.Op) bool {
+		return op.Kind == kind && op.Path == path && (newPath == "" || op.NewPath == newPath) && (kind != lossyfs.OpFsync || op.Datasync == datasync)
+	}
+}
+
+// manifestRename matches the rename of one of name's manifest temporaries
+// over its manifest.
+func manifestRename(name string) func(lossyfs.Op) bool {
+	return func(op lossyfs.Op) bool {
+		return op.Kind == lossyfs.OpRename && isTemp(op.Path, name) && op.NewPath == name+".convoy"
+	}
+}
+
+// TestPowerCutMoments cuts the power at the moments that matter, each on
+// purpose: inside a checkpoint, during the final commit, during a restart
+// after the file changed on the server, in a batch, and for a download
+// that cannot resume (a stream). After each cut, the next run must finish
+// the file, fetching no more than the last durable checkpoint did not
+// cover, and a finished file must survive a further cut.
+func TestPowerCutMoments(t *testing.T) {
+	bin := buildBinary(t)
+	const m = "m.bin"
+	type scenario struct {
+		name string
+		opts []testserver.Option
+		// batch downloads sub/a.bin and sub/deep/b.bin with -i (in folders
+		// it makes); otherwise m.bin.
+		batch bool
+		// prepare runs before the cut, after the rig is set up.
+		prepare func(t *testing.T, r *cutRig)
+		// trigger picks the moment; nil lets the run finish, then cuts.
+		trigger func(lossyfs.Op) lossyfs.When
+		// unbounded: the download cannot resume, so the next run may fetch
+		// it all again.
+		unbounded bool
+	}
+	checkpointed := func(t *testing.T, r *cutRig) {
+		// An earlier run left a partial download of three checkpoints.
+		r.finishPrepare(t, r.cutAt(t, afterWrites(m, 2)))
+	}
+	scenarios := []scenario{
+		{name: "checkpoint/after the data sync, before the manifest is written",
+			trigger: nth(3, lossyfs.After, opIs(lossyfs.OpFsync, m+".part", "", true))},
+		{name: "checkpoint/before the manifest rename",
+			trigger: nth(3, lossyfs.Before, manifestRename(m))},
+		{name: "checkpoint/after the manifest rename, before the folder sync",
+			trigger: nth(3, lossyfs.After, manifestRename(m))},
+		{name: "checkpoint/resumed run, after its first data sync",
+			prepare: checkpointed,
+			trigger: nth(1, lossyfs.After, opIs(lossyfs.OpFsync, m+".part", "", true))},
+		{name: "commit/after the part file's fsync, before the rename",
+			trigger: nth(1, lossyfs.After, opIs(lossyfs.OpFsync, m+".part", "", false))},
+		{name: "commit/after the rename, before the folder sync",
+			trigger: nth(1, lossyfs.After, opIs(lossyfs.OpRename, m+".part", m, false))},
+		{name: "commit/after the folder sync, before the manifest is removed",
+			trigger: nth(1, lossyfs.Before, opIs(lossyfs.OpUnlink, m+".convoy", "", false))},
+		{name: "commit/after the manifest is removed, before the folder sync",
+			trigger: nth(1, lossyfs.After, opIs(lossyfs.OpUnlink, m+".convoy", "", false))},
+		{name: "commit/finished, then the cut"},
+		{name: "restart/changed since the last run, after the new manifest's rename",
+			prepare: func(t *testing.T, r *cutRig) {
+				checkpointed(t, r)
+				r.srv.SetOption(testserver.ChangeAfter(0))
+			},
+			trigger: nth(1, lossyfs.After, manifestRename(m))},
+		{name: "restart/changed since the last run, after the second data sync of the new version",
+			prepare: func(t *testing.T, r *cutRig) {
+				checkpointed(t, r)
+				r.srv.SetOption(testserver.ChangeAfter(0))
+			},
+			trigger: nth(2, lossyfs.After, opIs(lossyfs.OpFsync, m+".part", "", true))},
+		{name: "restart/changed during the run, after the old manifest's removal",
+			opts:    []testserver.Option{testserver.ChangeAfter(3)},
+			trigger: afterRestart(m, 0)},
+		{name: "restart/changed during the run, after the new version's first checkpoint",
+			opts:    []testserver.Option{testserver.ChangeAfter(3)},
+			trigger: afterRestart(m, 2)},
+		{name: "batch/after the first file's rename into a new folder",
+			batch:   true,
+			trigger: nth(1, lossyfs.After, opIs(lossyfs.OpRename, "sub/a.bin.part", "sub/a.bin", false))},
+		{name: "batch/after the second file's checkpoint",
+			batch:   true,
+			trigger: nth(2, lossyfs.After, manifestRename("sub/deep/b.bin"))},
+		{name: "batch/finished, then the cut",
+			batch: true},
+		{name: "stream/after the rename, before the folder sync",
+			opts:      []testserver.Option{testserver.NoRanges()},
+			trigger:   nth(1, lossyfs.After, opIs(lossyfs.OpRename, m+".part", m, false)),
+			unbounded: true},
+		{name: "stream/finished, then the cut",
+			opts:      []testserver.Option{testserver.NoRanges()},
+			unbounded: true},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			lfs := lossyfs.MountForTest(t)
+			srv := testserver.New(t, append([]testserver.Option{testserver.Size(cutSize), testserver.Rate(1 << 20)}, sc.opts...)...)
+			r := &cutRig{bin: bin, lfs: lfs, srv: srv, v: newVersions(cutSize)}
+			common := []string{"-q", "-n", fmt.Sprint(cutConns), "-d", lfs.Dir(), "--checkpoint-interval", cutInterval, "--min-split-size", cutSplit}
+			if sc.batch {
+				list := filepath.Join(t.TempDir(), "list.txt")
+				text := fmt.Sprintf("%s\n  out=sub/a.bin\n%s\n  out=sub/deep/b.bin\n", srv.URL, srv.URL)
+				if err := os.WriteFile(list, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				r.outs = []string{"sub/a.bin", "sub/deep/b.bin"}
+				r.args = append(common, "-j", "2", "-i", list)
+			} else {
+				r.outs = []string{m}
+				r.args = append(common, "-o", m, srv.URL)
+			}
+			if sc.prepare != nil {
+				sc.prepare(t, r)
+			}
+			if sc.trigger == nil {
+				// The first run fetches it all; the cut comes after it.
+				r.finish(t, nil, false)
+				return
+			}
+			r.finish(t, r.cutAt(t, sc.trigger), !sc.unbounded)
+		})
+	}
+}
+
+// finishPrepare checks that a cut made while preparing a scenario left a
+// partial download to resume.
+func (r *cutRig) finishPrepare(t *testing.T, states []cutState) {
+	t.Helper()
+	for i, s := range states {
+		if s.final || s.claimed == 0 {
+			t.Fatalf("preparing: %s has %d bytes claimed, final %v; want a partial download", r.outs[i], s.claimed, s.final)
+		}
+	}
+}
+
+// afterRestart freezes the file system once the manifest of name is
+// removed before the part file was committed (a restart: the file changed
+// on the server), right after the removal (renames 0) or after the renames-th
+// manifest rename that follows it.
+func afterRestart(name string, renames int) func(lossyfs.Op) lossyfs.When {
+	committed, removed, seen := false, false, 0
+	rename := manifestRename(name)
+	return func(op lossyfs.Op) lossyfs.When {
+		switch {
+		case opIs(lossyfs.OpRename, name+".part", name, false)(op):
+			committed = true
+		case !committed && !removed && opIs(lossyfs.OpUnlink, name+".convoy", "", false)(op):
+			removed = true
+			if renames == 0 {
+				return lossyfs.After
+			}
+		case removed && rename(op):
+			seen++
+			if seen == renames {
+				return lossyfs.After
+			}
+		}
+		return lossyfs.Continue
+	}
+}
+
+// afterWrites freezes the file system at the syncs-th folder fsync after
+// the first write into name's part file: a checkpoint that claims bytes is
+// then durable.
+func afterWrites(name string, syncs int) func(lossyfs.Op) lossyfs.When {
+	written, seen := false, 0
+	return func(op lossyfs.Op) lossyfs.When {
+		switch {
+		case op.Kind == lossyfs.OpWrite && op.Path == name+".part":
+			written = true
+		case written && op.Kind == lossyfs.OpFsyncDir && op.Path == "":
+			seen++
+			if seen == syncs {
+				return lossyfs.After
+			}
+		}
+		return lossyfs.Continue
+	}
 }
