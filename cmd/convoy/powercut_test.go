@@ -128,7 +128,7 @@ func newVersions(size int64) *versions {
 
 // cutState is what a cut left of one download.
 type cutState struct {
-	claimed  int64 // bytes the manifest claims (0 without one)
+	claimed  int64  // bytes the manifest claims (0 without one)
 	etag     string // the version the manifest was saved for
 	manifest bool
 	final    bool // the file is under its final name (and complete)
