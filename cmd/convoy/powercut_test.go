@@ -274,7 +274,7 @@ func powerCuts(t *testing.T, cuts int, seed uint64) {
 		out := filepath.Join(dir, name)
 		args := []string{"-q", "-n", fmt.Sprint(cutConns), "-d", dir, "-o", name, "--checkpoint-interval", cutInterval, "--min-split-size", cutSplit, srv.URL}
 		byOp := rng.IntN(2) == 1
-		delay := time.Duration(rng.Int64N(int64(700 * time.Millisecond)))
+		delay := time.Duration(rng.Int64N(int64(450 * time.Millisecond)))
 		k, when := 1+rng.IntN(200), lossyfs.When(1+rng.IntN(2))
 		if byOp {
 			lfs.SetTrigger(nth(k, when, func(lossyfs.Op) bool { return true }))
