@@ -76,10 +76,11 @@ bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(BENCH_PKGS)
 
 # Kills a download 50 times at random moments while the server resets
-# connections, then checks the file byte for byte (a few minutes). The seed
-# is printed; SOAK_SEED=N replays a run.
+# connections, then checks the file byte for byte; then cuts the power 1000
+# times on the lossy file system (a few minutes each). The seed is printed;
+# SOAK_SEED=N replays a run.
 soak:
-	SOAK_SEED=$(SOAK_SEED) $(GO) test -tags soak -run '^TestSoak$$' -count=1 -timeout 20m -v ./cmd/convoy
+	SOAK_SEED=$(SOAK_SEED) $(GO) test -tags soak -run '^(TestSoak|TestPowerCutSoak)$$' -count=1 -timeout 30m -v ./cmd/convoy
 
 # Side-by-side runs against curl, aria2c, axel and lftp on loopback (nginx, a
 # fault proxy); about 20 minutes, writes bench/RESULTS.md.

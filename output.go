@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/convoy-dl/convoy/internal/fsx"
 	"github.com/convoy-dl/convoy/internal/units"
 	"github.com/convoy-dl/convoy/manifest"
 	"github.com/convoy-dl/convoy/merge"
@@ -33,7 +34,7 @@ func (d *download) outputPaths(r segment.Remote) (files, error) {
 	st, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) && filepath.Clean(dir) == filepath.Clean(d.cfg.Dir) {
 		// The folder asked for (-d) is made, as wget -P and aria2c -d do.
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := fsx.MkdirAll(dir, 0o755); err != nil {
 			return files{}, describeFileError(err, dir)
 		}
 		st, err = os.Stat(dir)

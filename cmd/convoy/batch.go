@@ -147,7 +147,7 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 				// A name with folders in it lands in them, inside the folder.
 				cfg.Output = j.out
 				if sub := filepath.Dir(j.out); sub != "." {
-					if err := os.MkdirAll(filepath.Join(cfg.Dir, sub), 0o755); err != nil {
+					if err := fsx.MkdirAll(filepath.Join(cfg.Dir, sub), 0o755); err != nil {
 						v.finish(false)
 						mu.Lock()
 						defer mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -22,6 +23,40 @@ func SyncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// MkdirAll makes dir and the folders missing above it, as os.MkdirAll
+// does, and fsyncs the folder holding each folder it makes: a folder's
+// name is durable only once its parent is synced, and without it a crash
+// could take the folder, and every file saved in it since, away.
+func MkdirAll(dir string, perm fs.FileMode) error {
+	var missing []string
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err == nil {
+			if !st.IsDir() {
+				return &fs.PathError{Op: "mkdir", Path: p, Err: syscall.ENOTDIR}
+			}
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, p)
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		p := missing[i]
+		if err := os.Mkdir(p, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := SyncDir(filepath.Dir(p)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CloseOnError closes f when *err is non-nil, adding any close error to it.
