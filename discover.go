@@ -43,13 +43,17 @@ func (m *metaFile) checkSize(r segment.Remote) error {
 	if m == nil || m.size < 0 || r.Size < 0 || r.Size == m.size {
 		return nil
 	}
-	return fmt.Errorf("%s serves %s; %s says %s has %s", redact.URL(r.URL), units.FormatExact(r.Size), m.source, m.name, units.FormatExact(m.size))
+	name := m.name
+	if name == "" {
+		name = "the file"
+	}
+	return fmt.Errorf("%s serves %s; %s says %s has %s", redact.URL(r.URL), units.FormatExact(r.Size), m.source, name, units.FormatExact(m.size))
 }
 
 // names reports whether output is the document's name of the file, whose
 // subfolders the download may make.
 func (m *metaFile) names(output string) bool {
-	return m != nil && output == m.name
+	return m != nil && m.name != "" && output == m.name
 }
 
 // ErrSeveralFiles reports a Metalink of more than one file given where one
@@ -100,7 +104,7 @@ func Metalinks(ctx context.Context, cfg Config) ([]Config, error) {
 		defer client.CloseIdleConnections()
 	}
 	src := cfg.Metalink
-	doc, err := readMetalink(ctx, client, cfg.Header, src)
+	doc, err := readMetalink(ctx, client, cfg.Header, src, src)
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +125,9 @@ func Metalinks(ctx context.Context, cfg Config) ([]Config, error) {
 }
 
 // readMetalink reads and decodes the Metalink at src, a path or an http(s)
-// URL, at most metalink.MaxDocument bytes of it.
-func readMetalink(ctx context.Context, client *http.Client, header http.Header, src string) (*metalink.Metalink, error) {
+// URL, at most metalink.MaxDocument bytes of it. The headers meant for the
+// host of original go to src only if it is that host.
+func readMetalink(ctx context.Context, client *http.Client, header http.Header, original, src string) (*metalink.Metalink, error) {
 	var r io.Reader
 	if strings.Contains(src, "://") {
 		if err := CheckURL(src); err != nil {
@@ -134,7 +139,7 @@ func readMetalink(ctx context.Context, client *http.Client, header http.Header, 
 		if err != nil {
 			return nil, fmt.Errorf("%w: metalink %s: %v", ErrUsage, redact.URL(src), err)
 		}
-		for k, vs := range headersFor(header, src, src) {
+		for k, vs := range headersFor(header, original, src) {
 			req.Header[k] = vs
 		}
 		req.Header.Set("Accept", metalink.MediaType4+", "+metalink.MediaType3+";q=0.9, */*;q=0.1")
@@ -252,6 +257,12 @@ func (d *download) discover(ctx context.Context, remote segment.Remote) error {
 		if slices.Contains(known, u.URL) {
 			continue
 		}
+		if len(headersFor(d.cfg.Header, d.first, u.URL)) < len(d.cfg.Header) {
+			// Mirrors receive the request headers: those the user gave
+			// for one host must not go where a server points.
+			d.cfg.Logf("not using mirror %s that the server names: the headers given with -H would go to another host", redact.URL(u.URL))
+			continue
+		}
 		if added == maxDiscovered {
 			d.cfg.Logf("the server names more mirrors; using the first %d", maxDiscovered)
 			break
@@ -296,7 +307,7 @@ func (d *download) describedBy(ctx context.Context, remote segment.Remote, u str
 	if u == remote.URL || u == remote.FinalURL || u == d.first {
 		return nil, errors.New("it is the file itself")
 	}
-	doc, err := readMetalink(ctx, d.client, d.cfg.Header, u)
+	doc, err := readMetalink(ctx, d.client, d.cfg.Header, d.first, u)
 	if err != nil {
 		return nil, err
 	}

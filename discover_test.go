@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -395,5 +396,46 @@ func TestDiscoverMetalinkByContentType(t *testing.T) {
 	}
 	if !rec.said("it is the metalink itself") {
 		t.Errorf("notices %q", rec.notices)
+	}
+}
+
+// TestDiscoverKeepsCredentials: headers given for the URL's host (-H) are
+// not sent to a mirror on another host that the server names: such a
+// mirror is not used, and says so.
+func TestDiscoverKeepsCredentials(t *testing.T) {
+	var leaked sync.Map
+	spy := testserver.OnRequest(func(r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked.Store(r.Host, true)
+		}
+	})
+	a := testserver.New(t, testserver.Size(256<<10))
+	b := testserver.New(t, testserver.Size(256<<10), spy)
+	other := strings.Replace(b.URL, "127.0.0.1", "localhost", 1)
+	mc := testserver.NewMirrorCache(t, testserver.MirrorCacheConfig{Mirrors: []string{a.URL, other}})
+	rec := &recorder{}
+	cfg := metalinkConfig(t.TempDir(), rec)
+	cfg.URL, cfg.Discover = mc.URL, true
+	cfg.Header = http.Header{"Authorization": {"Bearer secret"}}
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if f := rec.found(); len(f) != 0 || !rec.said("headers given with -H") {
+		t.Errorf("found %v; notices %q", f, rec.notices)
+	}
+	leaked.Range(func(host, _ any) bool {
+		t.Errorf("Authorization sent to %v", host)
+		return true
+	})
+
+	// Without such headers the mirror is used.
+	rec = &recorder{}
+	cfg = metalinkConfig(t.TempDir(), rec)
+	cfg.URL, cfg.Discover = mc.URL, true
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if f := rec.found(); len(f) != 1 || f[0] != other {
+		t.Errorf("found %v, want %s", f, other)
 	}
 }
