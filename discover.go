@@ -1,6 +1,7 @@
 package convoy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/convoy-dl/convoy/internal/fsx"
 	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/internal/units"
+	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/metalink"
 	"github.com/convoy-dl/convoy/segment"
 )
@@ -54,6 +56,40 @@ func (m *metaFile) checkSize(r segment.Remote) error {
 // subfolders the download may make.
 func (m *metaFile) names(output string) bool {
 	return m != nil && m.name != "" && output == m.name
+}
+
+// maxPieceCheck bounds the pieces fetched to check a mirror against a
+// Metalink's piece hashes: pieces longer than this are not fetched whole
+// for a check.
+const maxPieceCheck = 4 << 20
+
+// checkPieces fetches the first and the last piece of the file from r and
+// checks them against the Metalink's piece hashes; it returns why r does
+// not serve them, or "" (also when there is nothing to check, or the
+// pieces are too long to fetch for a check).
+func (d *download) checkPieces(ctx context.Context, r segment.Remote) string {
+	m := d.cfg.meta
+	if m == nil || m.pieces == nil || len(m.pieces.Hashes) == 0 || m.pieces.Length > maxPieceCheck || m.size != r.Size {
+		return ""
+	}
+	p := m.pieces
+	f := d.newFetcher(r)
+	for _, i := range slices.Compact([]int{0, len(p.Hashes) - 1}) {
+		off := int64(i) * p.Length
+		got, err := f.Sample(ctx, off, min(p.Length, r.Size-off))
+		if err != nil {
+			return "fetching a piece to check it failed: " + redact.Text(err.Error())
+		}
+		h, err := merge.NewHash(p.Algo)
+		if err != nil {
+			return ""
+		}
+		h.Write(got)
+		if !bytes.Equal(h.Sum(nil), p.Hashes[i]) {
+			return fmt.Sprintf("its piece %d (bytes %d-%d) does not match the metalink's %s hash", i, off, off+int64(len(got))-1, p.Algo)
+		}
+	}
+	return ""
 }
 
 // ErrSeveralFiles reports a Metalink of more than one file given where one

@@ -439,3 +439,49 @@ func TestDiscoverKeepsCredentials(t *testing.T) {
 		t.Errorf("found %v, want %s", f, other)
 	}
 }
+
+// piecesXML is a pieces element of content's SHA-256 piece hashes.
+func piecesXML(content []byte, length int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "<pieces length=\"%d\" type=\"sha-256\">", length)
+	for off := 0; off < len(content); off += length {
+		fmt.Fprintf(&b, "<hash>%x</hash>", sha256Of(content[off:min(off+length, len(content))]))
+	}
+	b.WriteString("</pieces>")
+	return b.String()
+}
+
+// TestMetalinkPiecesCheckMirrors: with piece hashes, a mirror is checked by
+// its first and last pieces too: damage that the sampled bytes miss gets
+// it dropped before it sends a byte of the file.
+func TestMetalinkPiecesCheckMirrors(t *testing.T) {
+	const size, piece = 1 << 20, 256 << 10
+	for _, tt := range []struct {
+		name       string
+		start, end int64
+		says       string
+	}{
+		{"first-piece", 100 << 10, 101 << 10, "piece 0 "},
+		{"last-piece", 800 << 10, 801 << 10, "piece 3 "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testserver.New(t, testserver.Size(size))
+			bad := testserver.New(t, testserver.Size(size), testserver.Corrupt(tt.start, tt.end))
+			dir := t.TempDir()
+			rec := &recorder{}
+			cfg := metalinkConfig(dir, rec)
+			cfg.Metalink = writeMetalink(t, meta4(metalinkFile{name: "f.bin", size: size, sha256: sha256Of(a.Content()),
+				urls: []string{a.URL, bad.URL}, extra: piecesXML(a.Content(), piece)}))
+			if _, err := convoy.Download(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			a.Verify(t, filepath.Join(dir, "f.bin"))
+			dropped := slices.ContainsFunc(rec.events, func(e convoy.Event) bool {
+				return e.Type == "mirror-dropped" && e.Mirror == bad.URL && strings.Contains(e.Error, tt.says)
+			})
+			if !dropped {
+				t.Errorf("the damaged mirror was not dropped for its %s: %q", tt.says, rec.notices)
+			}
+		})
+	}
+}
