@@ -485,3 +485,29 @@ func TestMetalinkPiecesCheckMirrors(t *testing.T) {
 		})
 	}
 }
+
+// TestDiscoverNeverRecursive: a file that a Metalink described is not
+// described again by the Metalink its server names; the mirrors it names
+// still join.
+func TestDiscoverNeverRecursive(t *testing.T) {
+	const size = 512 << 10
+	mc, mirrors := mirrorCache(t, size, true)
+	outer := testserver.NewMirrorCache(t, testserver.MirrorCacheConfig{Mirrors: []string{mirrors[0].URL},
+		Metalink: func(string) []byte {
+			return meta4(metalinkFile{name: "outer.bin", size: size, urls: []string{mc.URL}})
+		}})
+	dir := t.TempDir()
+	rec := &recorder{}
+	cfg := metalinkConfig(dir, rec)
+	cfg.URL, cfg.Discover = outer.MetalinkURL, true
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	mirrors[0].Verify(t, filepath.Join(dir, "outer.bin"))
+	if n := mc.MetalinkFetches.Load(); n != 0 {
+		t.Errorf("the described file's own metalink was fetched %d times", n)
+	}
+	if got := rec.found(); len(got) != 2 {
+		t.Errorf("found %v, want the two mirrors the redirector names", got)
+	}
+}
