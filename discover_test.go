@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/convoy-dl/convoy"
@@ -509,5 +512,35 @@ func TestDiscoverNeverRecursive(t *testing.T) {
 	}
 	if got := rec.found(); len(got) != 2 {
 		t.Errorf("found %v, want the two mirrors the redirector names", got)
+	}
+}
+
+// TestMetalinkHugeOverHTTP: a document of 100 MB is refused after the
+// first 4 MiB, without reading the rest.
+func TestMetalinkHugeOverHTTP(t *testing.T) {
+	var sent atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/metalink4+xml")
+		_, _ = io.WriteString(w, `<metalink xmlns="urn:ietf:params:xml:ns:metalink">`)
+		chunk := []byte(strings.Repeat(" ", 64<<10))
+		for range 100 << 20 / len(chunk) {
+			n, err := w.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(ts.Close)
+	cfg := metalinkConfig(t.TempDir(), &recorder{})
+	cfg.Metalink = ts.URL + "/huge.meta4"
+	_, err := convoy.Metalinks(context.Background(), cfg)
+	if !errors.Is(err, convoy.ErrUsage) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("error %v, want a usage error about the size", err)
+	}
+	ts.CloseClientConnections()
+	ts.Close() // waits for the handler
+	if n := sent.Load(); n > 40<<20 {
+		t.Errorf("the server sent %d bytes: the document was read past its limit", n)
 	}
 }

@@ -304,3 +304,26 @@ func TestMetalinkUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestGetMetalinkAgain: running the same Metalink again after a success
+// finds every file already complete, by its hash, and fetches nothing.
+func TestGetMetalinkAgain(t *testing.T) {
+	a := testserver.New(t, testserver.Size(100<<10), testserver.Seed(1))
+	b := testserver.New(t, testserver.Size(80<<10), testserver.Seed(2))
+	doc := filepath.Join(t.TempDir(), "set.meta4")
+	if err := os.WriteFile(doc, testMeta4(map[string]*testserver.Server{"a.bin": a, "b/b.bin": b}, nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if code, out := runCLI(t, "get", "-q", "-d", dir, doc); code != exitOK {
+		t.Fatalf("first run: exit %d: %s", code, out)
+	}
+	sent := a.Stats().BodyBytes + b.Stats().BodyBytes
+	code, out := runCLI(t, "get", "-d", dir, doc)
+	if code != exitOK || !strings.Contains(out, "2 of 2 downloads succeeded (2 already complete)") {
+		t.Fatalf("second run: exit %d: %s", code, out)
+	}
+	if more := a.Stats().BodyBytes + b.Stats().BodyBytes - sent; more > 2 {
+		t.Errorf("the second run fetched %d bytes", more)
+	}
+}
