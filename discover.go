@@ -27,6 +27,9 @@ import (
 // small, so a bound on the whole fetch replaces a stall timer.
 const metalinkTimeout = 2 * time.Minute
 
+// describedByTimeout bounds the fetch of the Metalink a server names.
+const describedByTimeout = 30 * time.Second
+
 // maxDiscovered bounds the mirrors one download takes from a server's
 // Link headers and the Metalink they point at.
 const maxDiscovered = 16
@@ -146,6 +149,9 @@ func Metalinks(ctx context.Context, cfg Config) ([]Config, error) {
 	}
 	if len(doc.Files) > 1 && (cfg.Output != "" || cfg.Writer != nil) {
 		return nil, fmt.Errorf("%w: %s describes %d files: -o names one", ErrUsage, redact.URL(src), len(doc.Files))
+	}
+	if len(doc.Files) > 1 && cfg.Checksum != "" {
+		return nil, fmt.Errorf("%w: %s describes %d files: --checksum is the digest of one (the metalink gives each file's)", ErrUsage, redact.URL(src), len(doc.Files))
 	}
 	base := cfg
 	base.Metalink = ""
@@ -343,6 +349,10 @@ func (d *download) describedBy(ctx context.Context, remote segment.Remote, u str
 	if u == remote.URL || u == remote.FinalURL || u == d.first {
 		return nil, errors.New("it is the file itself")
 	}
+	// The download waits for it: a server that is slow to send it is not
+	// waited for as long as for a document the user named.
+	ctx, cancel := context.WithTimeout(ctx, describedByTimeout)
+	defer cancel()
 	doc, err := readMetalink(ctx, d.client, d.cfg.Header, d.first, u)
 	if err != nil {
 		return nil, err

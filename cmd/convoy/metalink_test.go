@@ -297,6 +297,7 @@ func TestMetalinkUsage(t *testing.T) {
 		{"--metalink", doc, s.URL},
 		{"--metalink", doc, "-i", doc},
 		{"-o", "one.bin", doc}, // two files
+		{"--checksum", "md5:" + strings.Repeat("00", 16), doc},
 		{"--metalink", filepath.Join(t.TempDir(), "missing.meta4")},
 	} {
 		if code, out := runCLI(t, append([]string{"get", "-d", t.TempDir()}, args...)...); code != exitUsage {
