@@ -153,6 +153,9 @@ func Metalinks(ctx context.Context, cfg Config) ([]Config, error) {
 	if len(doc.Files) > 1 && cfg.Checksum != "" {
 		return nil, fmt.Errorf("%w: %s describes %d files: --checksum is the digest of one (the metalink gives each file's)", ErrUsage, redact.URL(src), len(doc.Files))
 	}
+	if len(doc.Files) > 1 && len(cfg.Mirrors) > 0 {
+		return nil, fmt.Errorf("%w: %s describes %d files: mirrors given besides are mirrors of one (the metalink gives each file's)", ErrUsage, redact.URL(src), len(doc.Files))
+	}
 	base := cfg
 	base.Metalink = ""
 	out := make([]Config, 0, len(doc.Files))

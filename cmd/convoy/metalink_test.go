@@ -293,11 +293,16 @@ func TestMetalinkUsage(t *testing.T) {
 	if err := os.WriteFile(doc, testMeta4(map[string]*testserver.Server{"f": s, "g": s}, nil), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	mirrorFile := filepath.Join(t.TempDir(), "mirrors")
+	if err := os.WriteFile(mirrorFile, []byte(s.URL+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"--metalink", doc, s.URL},
 		{"--metalink", doc, "-i", doc},
 		{"-o", "one.bin", doc}, // two files
 		{"--checksum", "md5:" + strings.Repeat("00", 16), doc},
+		{"--mirror-file", mirrorFile, doc},
 		{"--metalink", filepath.Join(t.TempDir(), "missing.meta4")},
 	} {
 		if code, out := runCLI(t, append([]string{"get", "-d", t.TempDir()}, args...)...); code != exitUsage {
