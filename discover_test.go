@@ -544,3 +544,27 @@ func TestMetalinkHugeOverHTTP(t *testing.T) {
 		t.Errorf("the server sent %d bytes: the document was read past its limit", n)
 	}
 }
+
+// TestDiscoverIsBounded: of the many mirrors a server may name, the first
+// 16 by priority are used, and the notice says so.
+func TestDiscoverIsBounded(t *testing.T) {
+	s := testserver.New(t, testserver.Size(64<<10))
+	mc := testserver.NewMirrorCache(t, testserver.MirrorCacheConfig{Mirrors: []string{s.URL},
+		Links: func(string) []string {
+			var out []string
+			for i := range 40 {
+				out = append(out, fmt.Sprintf("<%s?m=%d>; rel=duplicate; pri=%d", s.URL, i, 100-i))
+			}
+			return out
+		}})
+	rec := &recorder{}
+	cfg := metalinkConfig(t.TempDir(), rec)
+	cfg.URL, cfg.Discover = mc.URL, true
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	found := rec.found()
+	if len(found) != 16 || found[0] != s.URL+"?m=39" || !rec.said("using the first 16") {
+		t.Errorf("found %d mirrors, first %v; notices %q", len(found), found[:min(len(found), 1)], rec.notices)
+	}
+}
