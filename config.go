@@ -130,6 +130,28 @@ type Config struct {
 	// Logf, if set, receives notices meant for people: retries, restarts,
 	// resumes. Secrets are already redacted.
 	Logf func(format string, args ...any)
+
+	// Metalink, a path or an http(s) URL of a Metalink document (RFC 5854,
+	// or Metalink 3), describes the file instead of URL: its name inside
+	// Dir (unless Output is set), its size, its strongest hash (unless
+	// Checksum or ChecksumFile is set) and its addresses, the first as URL
+	// and the others as Mirrors. Download takes a document of one file;
+	// Metalinks returns a Config for each file of any document.
+	Metalink string
+	// MetalinkLocation lists country codes (ISO 3166-1, "de", "fr") whose
+	// servers are tried first, in this order; then the documents'
+	// priorities decide.
+	MetalinkLocation []string
+	// Discover uses what the server tells of its mirror network (RFC
+	// 6249): the mirrors its Link headers name (rel=duplicate), and the
+	// Metalink they point at (rel=describedby), fetched once, for more
+	// mirrors and the file's hash. A URL whose answer is a Metalink
+	// document is downloaded as the file it describes. The command line
+	// turns it on unless --no-discover is given.
+	Discover bool
+
+	// meta is what a Metalink said of the file, set by Metalinks.
+	meta *metaFile
 }
 
 // Progress is a snapshot of a running download.
@@ -251,6 +273,9 @@ func CheckProxy(raw string) error {
 }
 
 func (c Config) withDefaults() (Config, error) {
+	if c.Metalink != "" {
+		return c, fmt.Errorf("%w: a Metalink must be expanded by Metalinks first", ErrUsage)
+	}
 	if err := CheckURL(c.URL); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrUsage, err)
 	}

@@ -58,6 +58,16 @@ var ErrNotResumable = errors.New("cannot resume")
 // same Config continues where it stopped. No goroutine outlives the call.
 func Download(ctx context.Context, cfg Config) (Result, error) {
 	start := time.Now()
+	if cfg.Metalink != "" {
+		cfgs, err := Metalinks(ctx, cfg)
+		if err != nil {
+			return Result{}, err
+		}
+		if len(cfgs) != 1 {
+			return Result{}, fmt.Errorf("%w: %s: %w", ErrUsage, cfg.Metalink, errSeveral(len(cfgs)))
+		}
+		cfg = cfgs[0]
+	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return Result{}, err
@@ -76,15 +86,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	}
 	d.client = cfg.Client
 	if d.client == nil {
-		d.client = segment.NewClient(segment.ClientOptions{
-			Connections:    cfg.Connections,
-			HeaderTimeout:  cfg.StallTimeout,
-			Insecure:       cfg.Insecure,
-			RootCAs:        cfg.RootCAs,
-			AllowDowngrade: cfg.AllowDowngrade,
-			Proxy:          cfg.Proxy,
-			NoProxy:        cfg.NoProxy,
-		})
+		d.client = newClient(cfg)
 		defer d.client.CloseIdleConnections()
 	}
 	var res Result
@@ -92,6 +94,12 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 		res, err = d.toWriter(ctx)
 	} else {
 		res, err = d.run(ctx)
+	}
+	if f := (*followMetalink)(nil); errors.As(err, &f) {
+		// The URL answered with a Metalink of one file: that file is the
+		// download, on the same client.
+		f.cfg.Client = d.client
+		return Download(ctx, f.cfg)
 	}
 	if res.Path == "" {
 		res.Path = d.outputPath() // a failed download names the file it was for
@@ -106,6 +114,19 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 		res.Twice += res.Fetched - need
 	}
 	return res, err
+}
+
+// newClient is the HTTP client cfg asks for.
+func newClient(cfg Config) *http.Client {
+	return segment.NewClient(segment.ClientOptions{
+		Connections:    cfg.Connections,
+		HeaderTimeout:  cfg.StallTimeout,
+		Insecure:       cfg.Insecure,
+		RootCAs:        cfg.RootCAs,
+		AllowDowngrade: cfg.AllowDowngrade,
+		Proxy:          cfg.Proxy,
+		NoProxy:        cfg.NoProxy,
+	})
 }
 
 // download is the state of one Download call.
@@ -150,6 +171,9 @@ func (d *download) run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := d.discover(ctx, remote); err != nil {
+		return Result{}, err
+	}
 	f, err := d.outputPaths(remote)
 	if err != nil {
 		return Result{}, err
@@ -190,6 +214,9 @@ func (d *download) probeFirst(ctx context.Context) (segment.Remote, error) {
 		// Only the last URL waits out an outage: before it, another may
 		// answer.
 		r, err := d.probeURL(ctx, u, d.firstContact, i == len(urls)-1)
+		if err == nil {
+			err = d.cfg.meta.checkSize(r)
+		}
 		if err == nil {
 			d.cfg.URL, d.cfg.Mirrors = u, urls[i+1:]
 			d.firstContact = false

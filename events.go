@@ -15,8 +15,9 @@ import (
 // --json prints each as a line of JSON. Fields that do not apply to a type
 // are left out.
 type Event struct {
-	// Type is "start", "progress", "checkpoint", "retry", "restart" or
-	// "mirror-dropped"; the command line adds "done" and "error".
+	// Type is "start", "progress", "checkpoint", "retry", "restart",
+	// "mirror-found" or "mirror-dropped"; the command line adds "done" and
+	// "error".
 	Type string    `json:"event"`
 	Time time.Time `json:"time"`
 	// URL and Output, on every event, tell which download it belongs to,
@@ -27,7 +28,8 @@ type Event struct {
 	// name it).
 	URL    string `json:"url,omitempty"`
 	Output string `json:"output,omitempty"`
-	// Mirror is the server a mirror-dropped event drops (secrets redacted).
+	// Mirror is the server a mirror-found event adds or a mirror-dropped
+	// event drops (secrets redacted).
 	Mirror string `json:"mirror,omitempty"`
 	// Size of the file (-1 unknown) and bytes on disk, on start, progress,
 	// checkpoint and done. On a checkpoint Done counts the bytes made

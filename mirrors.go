@@ -105,7 +105,7 @@ func (d *download) checkMirror(ctx context.Context, u string, primary segment.Re
 			return r, fmt.Sprintf("its bytes at offset %d differ from the primary's", places[i])
 		}
 	}
-	return r, ""
+	return r, d.checkPieces(ctx, r)
 }
 
 // samplePlaces are the offsets compared: start, middle and end.

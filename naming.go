@@ -1,14 +1,14 @@
 package convoy
 
 import (
-	"errors"
-	"fmt"
 	"mime"
 	"net/url"
 	"path"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/convoy-dl/convoy/internal/names"
 )
 
 // maxNameBytes bounds a file name taken from the server (most file systems
@@ -81,31 +81,9 @@ func cutUTF8(s string, n int) string {
 // CheckRelativeName says why name, given by a list or a document rather than
 // typed as -o, cannot name a file inside the download's folder, or returns
 // nil. It must be relative, without "." or ".." elements, empty elements, a
-// trailing slash or control characters, and each element at most 255 bytes:
-// subfolders are fine, a way out of the folder is not.
+// trailing slash, control characters or device names (NUL, COM1, ...), and
+// each element at most 255 bytes: subfolders are fine, a way out of the
+// folder is not.
 func CheckRelativeName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("an empty name")
-	case strings.HasPrefix(name, "/"):
-		return fmt.Errorf("%q is an absolute path; give a name relative to the folder", name)
-	case strings.ContainsRune(name, '\\'):
-		return fmt.Errorf("%q has a backslash; separate folders with /", name)
-	}
-	for _, r := range name {
-		if r == utf8.RuneError || unicode.IsControl(r) {
-			return fmt.Errorf("%q has a control character or invalid UTF-8", name)
-		}
-	}
-	for _, elem := range strings.Split(name, "/") {
-		switch {
-		case elem == "..":
-			return fmt.Errorf("%q leads out of the folder (..)", name)
-		case elem == "" || elem == ".":
-			return fmt.Errorf("%q has an empty or \".\" element", name)
-		case len(elem) > 255:
-			return fmt.Errorf("%q has an element longer than 255 bytes", name)
-		}
-	}
-	return nil
+	return names.CheckRelative(name)
 }

@@ -32,8 +32,10 @@ func (d *download) outputPaths(r segment.Remote) (files, error) {
 	}
 	dir := filepath.Dir(out)
 	st, err := os.Stat(dir)
-	if errors.Is(err, fs.ErrNotExist) && filepath.Clean(dir) == filepath.Clean(d.cfg.Dir) {
-		// The folder asked for (-d) is made, as wget -P and aria2c -d do.
+	if errors.Is(err, fs.ErrNotExist) && (filepath.Clean(dir) == filepath.Clean(d.cfg.Dir) || d.cfg.meta.names(d.cfg.Output)) {
+		// The folder asked for (-d) is made, as wget -P and aria2c -d do,
+		// and the subfolders a Metalink's file name has in it; each is
+		// made durable.
 		if err := fsx.MkdirAll(dir, 0o755); err != nil {
 			return files{}, describeFileError(err, dir)
 		}

@@ -24,6 +24,9 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := d.discover(ctx, remote); err != nil {
+		return Result{}, err
+	}
 	d.mirrors = d.mirrorsFor(ctx, remote)
 	want, err := d.expectedChecksum(ctx, remote, RemoteName(remote.ContentDisposition, d.first))
 	if err != nil {

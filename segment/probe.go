@@ -33,8 +33,16 @@ type Remote struct {
 	// --compressed; every answer must carry the same label.
 	Encoding string
 	// Digests holds the raw values of headers that carry a digest of the
-	// whole file: Repr-Digest and Digest, and Content-Digest of a HEAD.
+	// whole file: Repr-Digest and Digest, and Content-Digest of a HEAD,
+	// of the answers and of the redirects that led to them (a mirror
+	// network's redirector sends them, RFC 6249).
 	Digests []string
+	// Links holds the raw Link header values of the HEAD and GET answers
+	// and of the redirects that led to them, where a redirector names the
+	// file's mirrors and its metalink (RFC 6249).
+	Links []string
+	// ContentType is the GET answer's Content-Type, raw.
+	ContentType string
 }
 
 // Encoding is an answer's Content-Encoding, "" for none or identity.
@@ -136,6 +144,8 @@ func (p *Prober) probeOnce(ctx context.Context, rawURL string) (Remote, error) {
 	r.ContentDisposition = resp.Header.Get("Content-Disposition")
 	u := redact.Parsed(resp.Request.URL)
 	r.Digests = wholeFileDigests(head, resp)
+	r.Links = append(chainValues(head, "Link"), chainValues(resp, "Link")...)
+	r.ContentType = resp.Header.Get("Content-Type")
 	r.Encoding = Encoding(resp.Header)
 
 	switch resp.StatusCode {
@@ -203,6 +213,36 @@ func wholeFileDigests(head, get *http.Response) []string {
 		add(head.Header, "Repr-Digest", "Content-Digest", "Digest")
 	}
 	add(get.Header, "Repr-Digest", "Digest")
+	out = append(out, redirectValues(head, "Repr-Digest", "Digest")...)
+	return append(out, redirectValues(get, "Repr-Digest", "Digest")...)
+}
+
+// chainValues collects the values of the named headers from resp and the
+// redirects that led to it; nil for a nil resp.
+func chainValues(resp *http.Response, names ...string) []string {
+	if resp == nil {
+		return nil
+	}
+	var out []string
+	for _, n := range names {
+		out = append(out, resp.Header.Values(n)...)
+	}
+	return append(out, redirectValues(resp, names...)...)
+}
+
+// redirectValues collects the values of the named headers from the
+// redirect answers that led to resp (the client keeps each in the
+// Response of the request it caused), the latest first.
+func redirectValues(resp *http.Response, names ...string) []string {
+	if resp == nil {
+		return nil
+	}
+	var out []string
+	for req, hops := resp.Request, 0; req != nil && req.Response != nil && hops < 20; req, hops = req.Response.Request, hops+1 {
+		for _, n := range names {
+			out = append(out, req.Response.Header.Values(n)...)
+		}
+	}
 	return out
 }
 

@@ -123,57 +123,105 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 		}
 		named[target] = j.outLine
 	}
+	var tasks []batchTask
+	for _, j := range list {
+		cfg := base
+		cfg.URL = j.url
+		if j.dir != "" {
+			cfg.Dir = j.dir
+		}
+		cfg.Output = j.out
+		if j.checksum != "" {
+			cfg.Checksum = j.checksum
+		}
+		label := fmt.Sprintf("line %d", j.line)
+		if convoy.IsMetalinkName(j.url) && len(j.mirrors) == 0 {
+			// A metalink stands for the files it describes.
+			cfg.URL, cfg.Metalink = "", j.url
+			cfgs, err := convoy.Metalinks(ctx, cfg)
+			if err != nil {
+				tasks = append(tasks, batchTask{label: label, failed: err, cfg: cfg})
+				continue
+			}
+			for _, c := range cfgs {
+				tasks = append(tasks, batchTask{label: fmt.Sprintf("%s (%s)", label, c.Output), cfg: c})
+			}
+			continue
+		}
+		cfg.Mirrors = append(append([]string(nil), base.Mirrors...), j.mirrors...)
+		tasks = append(tasks, batchTask{label: label, cfg: cfg})
+	}
+	return runTasks(ctx, tasks, jobs, out, events)
+}
+
+// batchTask is one download of a batch: label names it in failures (its line
+// of the input file, say); failed, when set, is the error that prevented
+// it.
+type batchTask struct {
+	label  string
+	cfg    convoy.Config
+	failed error
+}
+
+// runTasks runs tasks, jobs at a time, then prints a summary; it fails if
+// any download failed.
+func runTasks(ctx context.Context, tasks []batchTask, jobs int, out *reporter, events *eventWriter) error {
 	var (
 		mu       sync.Mutex
 		failures []string
 		complete int // already complete before this run
 	)
+	fail := func(tk batchTask, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		what := tk.cfg.URL
+		if what == "" {
+			what = tk.cfg.Metalink
+		}
+		failures = append(failures, fmt.Sprintf("%s: %s: %s", tk.label, redact.URL(what), redact.Text(err.Error())))
+	}
 	g := new(errgroup.Group) // failures are collected, not fatal to the others
 	g.SetLimit(jobs)
-	out.startBatch(len(list))
-	for _, j := range list {
+	out.startBatch(len(tasks))
+	for _, tk := range tasks {
 		g.Go(func() error {
-			cfg := base
-			cfg.URL = j.url
-			if j.dir != "" {
-				cfg.Dir = j.dir
-			}
-			name := j.out
+			cfg := tk.cfg
+			name := cfg.Output
 			if name == "" {
-				name = convoy.RemoteName("", j.url) // until the server names it
+				name = convoy.RemoteName("", cfg.URL) // until the server names it
 			}
 			v := out.startJob(name, cfg.Dir)
-			if j.out != "" {
+			if tk.failed != nil {
+				v.finish(false)
+				fail(tk, tk.failed)
+				return nil
+			}
+			if cfg.Output != "" {
 				// A name with folders in it lands in them, inside the folder.
-				cfg.Output = j.out
-				if sub := filepath.Dir(j.out); sub != "." {
+				if sub := filepath.Dir(cfg.Output); sub != "." && !filepath.IsAbs(cfg.Output) {
 					if err := fsx.MkdirAll(filepath.Join(cfg.Dir, sub), 0o755); err != nil {
 						v.finish(false)
-						mu.Lock()
-						defer mu.Unlock()
-						failures = append(failures, fmt.Sprintf("line %d: %s", j.line, redact.Text(err.Error())))
+						fail(tk, err)
 						return nil
 					}
 				}
 			}
-			if j.checksum != "" {
-				cfg.Checksum = j.checksum
-			}
-			cfg.Mirrors = append(append([]string(nil), base.Mirrors...), j.mirrors...)
 			res, err := runOne(ctx, cfg, out, v, events)
-			mu.Lock()
-			defer mu.Unlock()
 			if err != nil {
-				failures = append(failures, fmt.Sprintf("line %d: %s: %s", j.line, redact.URL(j.url), redact.Text(err.Error())))
-			} else if res.AlreadyComplete {
+				fail(tk, err)
+				return nil
+			}
+			if res.AlreadyComplete {
+				mu.Lock()
 				complete++
+				mu.Unlock()
 			}
 			return nil
 		})
 	}
 	_ = g.Wait() // every job returns nil; failures are listed above
 	out.endBatch()
-	summary := fmt.Sprintf("batch: %d of %d downloads succeeded", len(list)-len(failures), len(list))
+	summary := fmt.Sprintf("batch: %d of %d downloads succeeded", len(tasks)-len(failures), len(tasks))
 	if complete > 0 {
 		summary += fmt.Sprintf(" (%d already complete)", complete)
 	}
@@ -182,7 +230,7 @@ func runBatch(ctx context.Context, path string, jobs int, base convoy.Config, ou
 		for _, f := range failures {
 			out.errorf("failed: %s", f)
 		}
-		return fmt.Errorf("%d of %d downloads failed", len(failures), len(list))
+		return fmt.Errorf("%d of %d downloads failed", len(failures), len(tasks))
 	}
 	return nil
 }

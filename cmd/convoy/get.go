@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -48,6 +49,9 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "with -i, downloads at a time", Value: 1},
 			&cli.StringFlag{Name: "mirror-file", Usage: "more URLs of the same file, one a line, in `FILE`"},
 			&cli.IntFlag{Name: "max-per-host", Aliases: []string{"x"}, Usage: "with mirrors, connections to one host at most", Value: 4},
+			&cli.StringFlag{Name: "metalink", Usage: "download the files the Metalink at `FILE|URL` describes (.meta4, or Metalink 3), from its mirrors, verified by its hashes"},
+			&cli.StringFlag{Name: "metalink-location", Usage: "with a Metalink, try servers in these countries first, in order (`LIST` of ISO 3166 codes: de,fr)"},
+			&cli.BoolFlag{Name: "no-discover", Usage: "ignore the mirrors and the Metalink a server names in Link headers, and download a Metalink URL as it is"},
 			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header `'Name: value'` (repeatable)"},
 			&cli.StringFlag{Name: "user-agent", Usage: "User-Agent header (default: convoy/VERSION, or the one given with -H)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "do NOT verify TLS certificates (anyone on the path can then forge the file)"},
@@ -67,10 +71,16 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 
 func get(c *cli.Context, stdout, stderr io.Writer) error {
 	batch := c.String("input-file")
+	meta := c.String("metalink")
+	if meta == "" && batch == "" && c.NArg() == 1 && convoy.IsMetalinkName(c.Args().First()) {
+		meta = metalinkSource(c.Args().First()) // convoy get FILE.meta4, or URL.meta4
+	}
 	switch {
 	case batch != "" && c.NArg() != 0:
 		return usagef("give URLs either on the command line or with --input-file, not both")
-	case batch == "" && c.NArg() == 0:
+	case meta != "" && (batch != "" || c.NArg() > 1 || c.NArg() == 1 && c.String("metalink") != ""):
+		return usagef("give either a Metalink or URLs (or --input-file), not both")
+	case batch == "" && meta == "" && c.NArg() == 0:
 		return usagef("get takes a URL (and optionally mirrors of the same file); see 'convoy get --help'")
 	}
 	json := c.Bool("json")
@@ -92,6 +102,13 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 		limitMemory(all)
 		return runBatch(c.Context, batch, c.Int("jobs"), cfg, out, events)
 	}
+	if meta != "" {
+		if err := toStdout(c, &cfg, stdout, json); err != nil {
+			return err
+		}
+		cfg.Metalink = meta
+		return runMetalink(c.Context, cfg, c.Int("jobs"), out, events)
+	}
 	urls := c.Args().Slice()
 	for i, u := range urls {
 		// As curl does, an address without a scheme is taken as http.
@@ -108,19 +125,65 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 	}
 	cfg.URL = urls[0]
 	cfg.Mirrors = append(cfg.Mirrors, urls[1:]...)
-	if cfg.Output == "-" {
-		if json {
-			return usagef("-o - and --json both want stdout")
-		}
-		buffer, err := units.ParseSize(c.String("buffer"))
-		if err != nil {
-			return usagef("--buffer: %v", err)
-		}
-		cfg.Output, cfg.Writer, cfg.Buffer = "", stdout, buffer
+	if err := toStdout(c, &cfg, stdout, json); err != nil {
+		return err
 	}
 	limitMemory(cfg)
 	_, err = runOne(c.Context, cfg, out, out, events)
+	if errors.Is(err, convoy.ErrSeveralFiles) {
+		// The URL answered with a Metalink of several files: a batch.
+		cfg.URL, cfg.Mirrors, cfg.Metalink = "", nil, cfg.URL
+		return runMetalink(c.Context, cfg, c.Int("jobs"), out, events)
+	}
 	return err
+}
+
+// toStdout sets cfg up to stream to stdout for -o -.
+func toStdout(c *cli.Context, cfg *convoy.Config, stdout io.Writer, json bool) error {
+	if cfg.Output != "-" {
+		return nil
+	}
+	if json {
+		return usagef("-o - and --json both want stdout")
+	}
+	buffer, err := units.ParseSize(c.String("buffer"))
+	if err != nil {
+		return usagef("--buffer: %v", err)
+	}
+	cfg.Output, cfg.Writer, cfg.Buffer = "", stdout, buffer
+	return nil
+}
+
+// metalinkSource is the path or URL of a Metalink given as get's argument:
+// an existing file, else a URL (http:// when it has no scheme, as for any
+// URL).
+func metalinkSource(arg string) string {
+	if strings.Contains(arg, "://") {
+		return arg
+	}
+	if _, err := os.Stat(arg); err == nil {
+		return arg
+	}
+	u, _ := withScheme(arg)
+	return u
+}
+
+// runMetalink downloads the files of the Metalink cfg names: one as a
+// single download, several as a batch, jobs at a time.
+func runMetalink(ctx context.Context, cfg convoy.Config, jobs int, out *reporter, events *eventWriter) error {
+	cfgs, err := convoy.Metalinks(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if len(cfgs) == 1 {
+		_, err := runOne(ctx, cfgs[0], out, out, events)
+		return err
+	}
+	tasks := make([]batchTask, len(cfgs))
+	for i, c := range cfgs {
+		tasks[i] = batchTask{label: c.Output, cfg: c}
+	}
+	return runTasks(ctx, tasks, jobs, out, events)
 }
 
 // configFromFlags builds the Config the options describe, without a URL.
@@ -205,6 +268,12 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 			}
 		}
 	}
+	var locations []string
+	for _, l := range strings.Split(c.String("metalink-location"), ",") {
+		if l = strings.ToLower(strings.TrimSpace(l)); l != "" {
+			locations = append(locations, l)
+		}
+	}
 	return convoy.Config{
 		Mirrors:            mirrors,
 		MaxPerHost:         c.Int("max-per-host"),
@@ -232,6 +301,8 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		Verbose:            c.Bool("verbose"),
 		CheckpointInterval: c.Duration("checkpoint-interval"),
 		Logf:               out.logf,
+		MetalinkLocation:   locations,
+		Discover:           !c.Bool("no-discover"),
 	}, nil
 }
 
@@ -241,6 +312,9 @@ func runOne(ctx context.Context, cfg convoy.Config, out *reporter, v view, event
 	cfg.OnProgress = v.progress
 	res, err := convoy.Download(ctx, cfg)
 	v.finish(err == nil)
+	if errors.Is(err, convoy.ErrSeveralFiles) {
+		return res, err // not a failure: the caller runs the files as a batch
+	}
 	if err != nil {
 		events.write(convoy.Event{Type: "error", URL: redact.URL(cfg.URL), Output: res.Path, Error: redact.Text(err.Error())})
 		return res, err
