@@ -222,8 +222,10 @@ func (c Config) forMetalinkFile(f metalink.File, source string, logf func(string
 	if len(f.MetaURLs) > 0 {
 		logf("%s: ignoring %d metaurl address(es) of %s (torrents and other descriptions are not used)", source, len(f.MetaURLs), f.Name)
 	}
-	if f.Hash == nil && len(f.UnknownHashes) > 0 {
-		logf("%s: %s has only hashes of types convoy does not know (%s): it is not verified by them", source, f.Name, strings.Join(f.UnknownHashes, ", "))
+	if f.Hash == nil && len(f.UnknownHashes) > 0 && c.Checksum == "" {
+		// The document means the file to be verified, and nothing here can.
+		return c, fmt.Errorf("%w: %s: %s has only hashes of types convoy does not know (%s), so it cannot be verified; give its digest with --checksum ALGO:HEX (md5, sha1, sha256, sha512)",
+			ErrUsage, source, f.Name, strings.Join(f.UnknownHashes, ", "))
 	}
 	var urls []string
 	for _, u := range metalink.Order(f.URLs, c.MetalinkLocation) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -252,18 +253,23 @@ func TestGetHostileMetalink(t *testing.T) {
 			}
 		})
 	}
-	// A file with only hash types convoy does not know is downloaded,
-	// saying it is not verified by them.
+	// A file with only hash types convoy does not know cannot be verified:
+	// a usage error with nothing fetched, unless --checksum gives the digest.
 	doc := filepath.Join(t.TempDir(), "unknown.meta4")
 	if err := os.WriteFile(doc, []byte(wrap(`<file name="f"><size>1024</size><hash type="tiger">abcd</hash><url>`+s.URL+`</url></file>`)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	before := s.Stats().Requests
 	code, out := runCLI(t, "get", "-d", dir, doc)
-	if code != exitOK || !strings.Contains(out, "does not know (tiger)") {
-		t.Errorf("exit %d: %s", code, out)
+	if code != exitUsage || !strings.Contains(out, "does not know (tiger)") || s.Stats().Requests != before {
+		t.Errorf("exit %d, %d requests: %s", code, s.Stats().Requests-before, out)
 	}
-	s.Verify(t, filepath.Join(dir, "f"))
+	sum := sha256.Sum256(s.Content())
+	code, out = runCLI(t, "get", "-d", dir, "--checksum", "sha256:"+hex.EncodeToString(sum[:]), doc)
+	if code != exitOK {
+		t.Errorf("with --checksum: exit %d: %s", code, out)
+	}
 }
 
 // TestInputFileListsMetalink: a line of -i naming a .meta4 stands for the
