@@ -21,8 +21,12 @@ const (
 	// A connection given back is missed when the throughput fell by
 	// usefulGain connections' worth or more; it is then taken back.
 	// exploreAfter is how many steady samples pass before the count is
-	// tried one lower (or, the time after, one higher).
+	// tried one lower (or, the time after, one higher); measurements, see
+	// perMeasure.
 	exploreAfter = 15
+	// perMeasure is how many complete samples are averaged into one
+	// measurement of the throughput.
+	perMeasure = 2
 )
 
 // Reasons for a change of the connection count.
@@ -63,9 +67,10 @@ const (
 // when less), and on a plateau goes back to where
 // the gain stopped. When steady it tries, now and then, one connection
 // fewer (kept while the throughput does not drop, given back otherwise)
-// and then one more. After every change the next sample is skipped: the
-// new connections are still starting; so the count changes at most every
-// second sample, never faster than hold. A refusal lowers the count at
+// and then one more. Each judgement takes the average of perMeasure
+// complete samples; after every change the next sample is skipped (the new
+// connections are still starting), so the count changes at most every
+// third sample, and never faster than hold. A refusal lowers the count at
 // once and caps it for good; only an accepted probe raises the cap.
 type growth struct {
 	ceiling int           // never more connections than this
@@ -78,7 +83,9 @@ type growth struct {
 	last     time.Time // when the count last changed
 	refCount int       // the count the current test compares with
 	refRate  float64   // the throughput at refCount
-	quiet    int       // complete steady samples since the last change
+	acc      float64   // the sum of the complete samples of the measurement under way
+	accN     int       // and how many they are
+	quiet    int       // steady measurements since the last change
 	up       bool      // the next exploration tries one more, not one fewer
 	// found is set once the count met a plateau or a refusal: from then on
 	// connections are added one at a time, never doubled.
@@ -105,28 +112,29 @@ func (g *growth) top() int {
 func (g *growth) set(n int, reason string, now time.Time) change {
 	c := change{Count: n, Was: g.count, Reason: reason}
 	g.count, g.last, g.skip, g.quiet = n, now, 1, 0
+	g.acc, g.accN = 0, 0
 	return c
 }
 
 // sample takes the throughput rate (bytes per second) of the last
 // interval, complete or not, and returns a change of the count, if any.
-// An incomplete sample says nothing of the count: it ends the test under
-// way, which starts again from the next complete one.
+// An incomplete sample says nothing of the count and does not count: the
+// test under way waits for a complete one (the sample right after a change
+// is incomplete, since connections joined or left during it).
 func (g *growth) sample(now time.Time, rate float64, complete bool) (change, bool) {
 	if !complete || rate <= 0 {
-		if g.phase != steady {
-			g.phase = measuring
-		}
-		g.quiet = 0
 		return change{}, false
 	}
 	if g.skip > 0 {
 		g.skip--
 		return change{}, false
 	}
-	if now.Sub(g.last) < g.hold {
+	g.acc += rate
+	if g.accN++; g.accN < perMeasure || now.Sub(g.last) < g.hold {
 		return change{}, false
 	}
+	rate = g.acc / float64(g.accN)
+	g.acc, g.accN = 0, 0
 	switch g.phase {
 	case measuring:
 		g.refCount, g.refRate = g.count, rate

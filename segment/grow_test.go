@@ -11,7 +11,11 @@ import (
 // of n connections, samples come every second, and the test checks the
 // counts the controller chooses. No server, no clock.
 
-const sampleEvery = time.Second
+// Samples come as often as in a download, and changes are held as long.
+const (
+	sampleEvery = DefaultGrowEvery
+	hold        = growHold * DefaultGrowEvery
+)
 
 // model is a server as the controller sees it: the throughput of n
 // connections (in connections' worth of a lone one, say MiB/s), and the
@@ -95,9 +99,9 @@ func checkSpacing(t *testing.T, tr trace, hold time.Duration) {
 func TestGrowthLinearGrowsToTheCeiling(t *testing.T) {
 	for _, ceiling := range []int{1, 4, 10, 32} {
 		t.Run(fmt.Sprint("ceiling=", ceiling), func(t *testing.T) {
-			g := newGrowth(StartConnections, ceiling, 2*sampleEvery)
+			g := newGrowth(StartConnections, ceiling, hold)
 			tr := simulate(t, g, model{rate: linear}, 60)
-			checkSpacing(t, tr, 2*sampleEvery)
+			checkSpacing(t, tr, hold)
 			reached := -1
 			for i, n := range tr.counts {
 				if n == ceiling {
@@ -105,9 +109,10 @@ func TestGrowthLinearGrowsToTheCeiling(t *testing.T) {
 					break
 				}
 			}
-			// Doubling from 4 reaches 32 in three steps of two samples.
-			if reached < 0 || reached > 8 {
-				t.Fatalf("counts %v: the ceiling %d not reached within 8 samples", tr.counts, ceiling)
+			// Doubling from 4 reaches 32 in three steps, each held for
+			// four samples, after the two of the first measurement.
+			if reached < 0 || reached > 14 {
+				t.Fatalf("counts %v: the ceiling %d not reached within 14 samples", tr.counts, ceiling)
 			}
 			for i, n := range tr.counts[reached:] {
 				if n < ceiling-1 {
@@ -124,9 +129,9 @@ func TestGrowthLinearGrowsToTheCeiling(t *testing.T) {
 func TestGrowthPlateauAtTheTotalCap(t *testing.T) {
 	for _, total := range []float64{6, 8, 13} {
 		t.Run(fmt.Sprint("total=", total), func(t *testing.T) {
-			g := newGrowth(StartConnections, 32, 2*sampleEvery)
+			g := newGrowth(StartConnections, 32, hold)
 			tr := simulate(t, g, model{rate: capped(total)}, 120)
-			checkSpacing(t, tr, 2*sampleEvery)
+			checkSpacing(t, tr, hold)
 			want := int(total)
 			var plateau int
 			for i, c := range tr.changes {
@@ -141,19 +146,20 @@ func TestGrowthPlateauAtTheTotalCap(t *testing.T) {
 			if plateau == 0 {
 				t.Fatalf("no plateau: %+v", tr.changes)
 			}
-			// From the tenth sample on the count stays within one of the
-			// cap, and is at it most of the time.
+			// From the plateau on the count stays within one of the cap,
+			// and is at it most of the time.
+			from := int(tr.at[plateau].Sub(t0) / sampleEvery)
 			at := 0
-			for i, n := range tr.counts[10:] {
+			for i, n := range tr.counts[from:] {
 				if n < want-1 || n > want+1 {
-					t.Fatalf("sample %d: count %d, want %d±1 (changes %+v)", 10+i, n, want, tr.changes)
+					t.Fatalf("sample %d: count %d, want %d±1 (changes %+v)", from+i, n, want, tr.changes)
 				}
 				if n == want {
 					at++
 				}
 			}
-			if at < len(tr.counts[10:])*3/4 {
-				t.Errorf("at %d only %d of %d samples", want, at, len(tr.counts[10:]))
+			if at < len(tr.counts[from:])*3/4 {
+				t.Errorf("at %d only %d of %d samples", want, at, len(tr.counts[from:]))
 			}
 		})
 	}
@@ -165,7 +171,7 @@ func TestGrowthPlateauAtTheTotalCap(t *testing.T) {
 func TestGrowthRefusedStaysBelow(t *testing.T) {
 	for _, accept := range []int{1, 3, 6} {
 		t.Run(fmt.Sprint("accept=", accept), func(t *testing.T) {
-			g := newGrowth(StartConnections, 32, 2*sampleEvery)
+			g := newGrowth(StartConnections, 32, hold)
 			tr := simulate(t, g, model{rate: linear, accept: accept}, 80)
 			refusedAt := -1
 			for i, c := range tr.changes {
@@ -192,7 +198,7 @@ func TestGrowthRefusedStaysBelow(t *testing.T) {
 // An accepted probe raises the cap by one: the count follows, and may grow
 // to the new cap only.
 func TestGrowthAcceptedProbeRaisesTheCap(t *testing.T) {
-	g := newGrowth(4, 32, 2*sampleEvery)
+	g := newGrowth(4, 32, hold)
 	now := t0
 	if c, ok := g.refused(now); !ok || c != (change{Count: 3, Was: 4, Reason: ReasonRefused}) {
 		t.Fatalf("refused: %+v %v", c, ok)
@@ -214,13 +220,13 @@ func TestGrowthAcceptedProbeRaisesTheCap(t *testing.T) {
 func TestGrowthNoisyDoesNotOscillate(t *testing.T) {
 	for _, noise := range []float64{0.02, 0.05, 0.1} {
 		t.Run(fmt.Sprint("noise=", noise), func(t *testing.T) {
-			g := newGrowth(StartConnections, 32, 2*sampleEvery)
+			g := newGrowth(StartConnections, 32, hold)
 			const samples = 300
 			tr := simulate(t, g, model{rate: capped(8), noise: noise}, samples)
-			checkSpacing(t, tr, 2*sampleEvery)
-			for i, n := range tr.counts[10:] {
+			checkSpacing(t, tr, hold)
+			for i, n := range tr.counts[20:] {
 				if n < 5 || n > 11 {
-					t.Fatalf("sample %d: count %d strayed from 8 (changes %+v)", 10+i, n, tr.changes)
+					t.Fatalf("sample %d: count %d strayed from 8 (changes %+v)", 20+i, n, tr.changes)
 				}
 			}
 			// An exploration every exploreAfter steady samples costs at
@@ -236,7 +242,7 @@ func TestGrowthNoisyDoesNotOscillate(t *testing.T) {
 // Incomplete samples (a connection out of work, one just started) decide
 // nothing, however far the throughput moves.
 func TestGrowthIncompleteSamplesDecideNothing(t *testing.T) {
-	g := newGrowth(StartConnections, 32, 2*sampleEvery)
+	g := newGrowth(StartConnections, 32, hold)
 	now := t0
 	for i := range 30 {
 		now = now.Add(sampleEvery)
@@ -244,10 +250,12 @@ func TestGrowthIncompleteSamplesDecideNothing(t *testing.T) {
 			t.Fatalf("sample %d: changed %+v on an incomplete sample", i, c)
 		}
 	}
-	// A complete one after them measures first, then grows.
-	now = now.Add(sampleEvery)
-	if _, ok := g.sample(now, 4, true); !ok {
-		t.Fatal("no growth after the first complete sample")
+	// Complete ones after them measure first, then grow.
+	for i := range perMeasure {
+		now = now.Add(sampleEvery)
+		if _, ok := g.sample(now, 4, true); ok != (i == perMeasure-1) {
+			t.Fatalf("complete sample %d: changed %v", i, ok)
+		}
 	}
 }
 
@@ -255,15 +263,17 @@ func TestGrowthIncompleteSamplesDecideNothing(t *testing.T) {
 // hold time: the new connections are still starting.
 func TestGrowthSkipsTheSampleAfterAChange(t *testing.T) {
 	g := newGrowth(4, 32, 0)
-	if c, ok := g.sample(t0, 4, true); !ok || c.Count != 8 {
-		t.Fatalf("first sample: %+v %v, want growth to 8", c, ok)
+	g.sample(t0, 4, true)
+	if c, ok := g.sample(at(time.Second), 4, true); !ok || c.Count != 8 {
+		t.Fatalf("first measurement: %+v %v, want growth to 8", c, ok)
 	}
 	// Half the connections still starting: were it counted, a plateau.
-	if c, ok := g.sample(at(time.Second), 4, true); ok {
+	if c, ok := g.sample(at(2*time.Second), 4, true); ok {
 		t.Fatalf("the sample right after a change decided %+v", c)
 	}
-	if c, ok := g.sample(at(2*time.Second), 8, true); !ok || c.Count != 16 {
-		t.Fatalf("second sample: %+v %v, want growth to 16", c, ok)
+	g.sample(at(3*time.Second), 8, true)
+	if c, ok := g.sample(at(4*time.Second), 8, true); !ok || c.Count != 16 {
+		t.Fatalf("second measurement: %+v %v, want growth to 16", c, ok)
 	}
 }
 
@@ -272,9 +282,9 @@ func TestGrowthSkipsTheSampleAfterAChange(t *testing.T) {
 func TestGrowthShrinks(t *testing.T) {
 	// Four connections carry all this server gives: from 8, explorations
 	// give back connections one at a time down to 4 and keep 4.
-	g := newGrowth(8, 8, 2*sampleEvery)
+	g := newGrowth(8, 8, hold)
 	tr := simulate(t, g, model{rate: capped(4)}, 120)
-	checkSpacing(t, tr, 2*sampleEvery)
+	checkSpacing(t, tr, hold)
 	if last := tr.counts[len(tr.counts)-1]; last < 4 || last > 5 {
 		t.Errorf("ended at %d connections, want 4 (or 5 while exploring); changes %+v", last, tr.changes)
 	}
