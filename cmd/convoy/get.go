@@ -32,7 +32,8 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (default: the server's name for it); - streams to stdout"},
 			&cli.StringFlag{Name: "buffer", Usage: "with -o -, the most bytes held out of order (K, M, G suffixes)", Value: "64M"},
 			&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "save into `DIR`", Value: "."},
-			&cli.IntFlag{Name: "connections", Aliases: []string{"n"}, Usage: "parallel connections", Value: 8},
+			&cli.IntFlag{Name: "connections", Aliases: []string{"n"}, Usage: "exactly `N` parallel connections (default: convoy chooses per server, up to --max-connections)"},
+			&cli.IntFlag{Name: "max-connections", Usage: "without -n, the most connections in all", Value: convoy.DefaultMaxConnections},
 			&cli.StringFlag{Name: "min-split-size", Usage: "smallest range worth its own connection (K, M, G suffixes)", Value: "1M"},
 			&cli.StringFlag{Name: "limit-rate", Usage: "cap the total speed at `RATE` bytes per second (K, M, G suffixes; 0 for no limit)"},
 			&cli.StringFlag{Name: "checksum", Usage: "verify the file against `ALGO:HEX` (md5, sha1, sha256, sha512; also sha-256=BASE64)"},
@@ -46,7 +47,7 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "input-file", Aliases: []string{"i"}, Usage: "download every URL listed in `FILE` (one a line, aria2 style; - for stdin)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "with -i, downloads at a time", Value: 1},
 			&cli.StringFlag{Name: "mirror-file", Usage: "more URLs of the same file, one a line, in `FILE`"},
-			&cli.IntFlag{Name: "max-per-host", Aliases: []string{"x"}, Usage: "with mirrors, connections to one host at most", Value: 4},
+			&cli.IntFlag{Name: "max-per-host", Aliases: []string{"x"}, Usage: "with mirrors, connections to one host at most (default: 4 with -n, else only --max-connections)"},
 			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header `'Name: value'` (repeatable)"},
 			&cli.StringFlag{Name: "user-agent", Usage: "User-Agent header (default: convoy/VERSION, or the one given with -H)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "do NOT verify TLS certificates (anyone on the path can then forge the file)"},
@@ -134,15 +135,18 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 	if err != nil {
 		return convoy.Config{}, err
 	}
-	if n := c.Int("connections"); n < 1 || n > convoy.MaxConnections {
+	if n := c.Int("connections"); c.IsSet("connections") && (n < 1 || n > convoy.MaxConnections) {
 		return convoy.Config{}, usagef("--connections must be between 1 and %d", convoy.MaxConnections)
+	}
+	if n := c.Int("max-connections"); n < 1 || n > convoy.MaxConnections {
+		return convoy.Config{}, usagef("--max-connections must be between 1 and %d", convoy.MaxConnections)
 	}
 	if j := c.Int("jobs"); j < 1 || j > 64 {
 		return convoy.Config{}, usagef("--jobs must be between 1 and 64")
 	}
 	// 0 would mean "the default" to convoy.Config; on the command line it
 	// is a mistake, as is anything negative.
-	if c.Int("max-per-host") < 1 {
+	if c.IsSet("max-per-host") && c.Int("max-per-host") < 1 {
 		return convoy.Config{}, usagef("--max-per-host must be at least 1")
 	}
 	maxTries := c.Int("max-tries")
@@ -206,6 +210,7 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		Output:             c.String("output"),
 		Dir:                c.String("dir"),
 		Connections:        c.Int("connections"),
+		MaxConnections:     c.Int("max-connections"),
 		MinSplitSize:       minSplit,
 		Header:             header,
 		UserAgent:          c.String("user-agent"),
