@@ -298,3 +298,38 @@ func TestGrowthShrinks(t *testing.T) {
 		t.Errorf("gave back %d connections, want 4 or more: %+v", shrank, tr.changes)
 	}
 }
+
+// Once a plateau was found, more room on the server (its cap lifted) is
+// taken one connection at a time, never by doubling again.
+func TestGrowthOneAtATimeAfterThePlateau(t *testing.T) {
+	g := newGrowth(StartConnections, 32, hold)
+	lifted := false
+	m := model{rate: func(n int) float64 {
+		if lifted {
+			return linear(n)
+		}
+		return capped(8)(n)
+	}}
+	tr := simulate(t, g, m, 40)
+	plateau := false
+	for _, c := range tr.changes {
+		plateau = plateau || c.Reason == ReasonPlateau
+	}
+	if !plateau {
+		t.Fatalf("no plateau: %+v", tr.changes)
+	}
+	lifted = true
+	tr = simulate(t, g, m, 200)
+	grown := 0
+	for _, c := range tr.changes {
+		if c.Count > c.Was+1 {
+			t.Fatalf("grew from %d to %d at once after the plateau", c.Was, c.Count)
+		}
+		if c.Count > c.Was {
+			grown++
+		}
+	}
+	if last := tr.counts[len(tr.counts)-1]; last <= 9 || grown == 0 {
+		t.Errorf("the count ended at %d after the cap was lifted: %+v", last, tr.changes)
+	}
+}
