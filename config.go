@@ -24,8 +24,9 @@ type Config struct {
 	// with URL (size, range support, sampled bytes); those that agree share
 	// the download, and one that fails later is dropped.
 	Mirrors []string
-	// MaxPerHost bounds the connections to one host name (default 4) when
-	// there are mirrors.
+	// MaxPerHost bounds the connections to one host name when there are
+	// mirrors: by default 4 with a fixed Connections; with an adaptive count
+	// no bound but MaxConnections.
 	MaxPerHost int
 	// Output is the path to write. Empty: a name from the server
 	// (Content-Disposition, else the URL path), sanitised, inside Dir.
@@ -38,8 +39,15 @@ type Config struct {
 	Buffer int64
 	// Dir is the folder for Output when Output is relative (default ".").
 	Dir string
-	// Connections is the number of parallel connections (default 8).
+	// Connections is the number of parallel connections. 0 (the default)
+	// lets convoy choose, per server: it starts with a few, adds connections
+	// while each added one raises that server's throughput, gives back those
+	// the throughput does not miss, and drops those the server refuses (503
+	// or 429), never more than MaxConnections in all (see segment.Source).
 	Connections int
+	// MaxConnections bounds the adaptive count over all servers (default
+	// DefaultMaxConnections); unused with a fixed Connections.
+	MaxConnections int
 	// MinSplitSize is the smallest range worth a connection of its own
 	// (default 1 MiB).
 	MinSplitSize int64
@@ -227,8 +235,12 @@ const DefaultRetryFor = 5 * time.Minute
 // cannot resume, and of a mirror among others, unless MaxTries says.
 const defaultMaxTries = 10
 
-// MaxConnections bounds Config.Connections.
+// MaxConnections bounds Config.Connections and Config.MaxConnections.
 const MaxConnections = 128
+
+// DefaultMaxConnections is Config.MaxConnections unless set: the most
+// connections an adaptive count opens in all.
+const DefaultMaxConnections = 32
 
 // ErrUsage marks errors in the Config itself.
 var ErrUsage = errors.New("invalid configuration")
@@ -279,11 +291,14 @@ func (c Config) withDefaults() (Config, error) {
 	if err := CheckURL(c.URL); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	if c.Connections == 0 {
-		c.Connections = 8
-	}
-	if c.Connections < 1 || c.Connections > MaxConnections {
+	if c.Connections < 0 || c.Connections > MaxConnections {
 		return c, fmt.Errorf("%w: connections must be between 1 and %d, not %d", ErrUsage, MaxConnections, c.Connections)
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.MaxConnections < 1 || c.MaxConnections > MaxConnections {
+		return c, fmt.Errorf("%w: --max-connections must be between 1 and %d, not %d", ErrUsage, MaxConnections, c.MaxConnections)
 	}
 	for _, m := range c.Mirrors {
 		if err := CheckURL(m); err != nil {
@@ -295,10 +310,10 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 	}
-	if c.MaxPerHost == 0 {
+	if c.MaxPerHost == 0 && c.Connections > 0 {
 		c.MaxPerHost = 4
 	}
-	if c.MaxPerHost < 1 {
+	if c.MaxPerHost < 0 {
 		return c, fmt.Errorf("%w: --max-per-host must be at least 1", ErrUsage)
 	}
 	if c.MinSplitSize == 0 {

@@ -119,7 +119,7 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 // newClient is the HTTP client cfg asks for.
 func newClient(cfg Config) *http.Client {
 	return segment.NewClient(segment.ClientOptions{
-		Connections:    cfg.Connections,
+		Connections:    max(cfg.Connections, cfg.MaxConnections),
 		HeaderTimeout:  cfg.StallTimeout,
 		Insecure:       cfg.Insecure,
 		RootCAs:        cfg.RootCAs,
@@ -365,12 +365,12 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		// instead of reading most of the file back after the last byte.
 		segs = orderedChunks(remote.Size, hashChunk)
 	}
-	room := manifestRoom(&base, max(len(segs), 1), d.cfg.Connections, prov != nil, len(earlier))
+	room := manifestRoom(&base, max(len(segs), 1), d.mostConnections(), prov != nil, len(earlier))
 	part, err := merge.Open(f.part, remote.Size, room)
 	if err != nil {
 		return Result{}, describeFileError(err, f.part)
 	}
-	plan, err := segment.NewPlan(remote.Size, segs, d.cfg.Connections, d.cfg.MinSplitSize)
+	plan, err := segment.NewPlan(remote.Size, segs, d.startConnections(), d.cfg.MinSplitSize)
 	if err != nil {
 		return Result{}, errors.Join(err, part.Close())
 	}
@@ -388,7 +388,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		return Result{}, errors.Join(describeFileError(err, f.manifest), part.Close())
 	}
 	d.emit(Event{Type: "start", Size: remote.Size, Done: prev.done,
-		Connections: d.cfg.Connections, Segments: len(plan.Snapshot())})
+		Connections: d.startConnections(), Segments: len(plan.Snapshot())})
 
 	var fetched atomic.Int64
 	countFetched := func(_, n int64) { fetched.Add(n) }
@@ -406,7 +406,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	res := Result{Path: f.out, Size: remote.Size, Resumed: prev.done}
 	runErr := d.withCheckpoints(ctx, remote.Size, cp, plan.Written, func(ctx context.Context) error {
 		if len(d.mirrors) == 0 {
-			return fetcher.Run(ctx, plan, part, d.cfg.Connections)
+			return d.runOne(ctx, fetcher, plan, part)
 		}
 		return d.runMirrors(ctx, remote, fetcher, plan, part, func(r segment.Remote) func(off, n int64) {
 			return attributed(countFetched, prov, r)
@@ -582,6 +582,9 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 		OnRetry:      d.onRetry,
 	}
 	f.OnLimit = func(using, was int) { d.noteLimit(r, using, was) }
+	f.OnConnections = func(count, _ int, reason string) {
+		d.emit(Event{Type: "connections", Host: hostOf(r), Connections: count, Reason: reason})
+	}
 	if r.FinalURL != r.URL {
 		// A redirect target may be a signed URL that expires mid-download.
 		f.Refresh = func(ctx context.Context) (string, error) { return d.resolveAgain(ctx, r) }
@@ -592,10 +595,7 @@ func (d *download) newFetcher(r segment.Remote) *segment.Fetcher {
 // noteLimit says how many connections server r takes, once it refused
 // some with 503 or 429 while others worked (see segment.Fetcher.OnLimit).
 func (d *download) noteLimit(r segment.Remote, using, was int) {
-	host := redact.URL(r.FinalURL)
-	if u, err := url.Parse(r.FinalURL); err == nil && u.Host != "" {
-		host = u.Host
-	}
+	host := hostOf(r)
 	conns := "connections"
 	if using == 1 {
 		conns = "connection"
@@ -605,6 +605,44 @@ func (d *download) noteLimit(r segment.Remote, using, was int) {
 		return
 	}
 	d.cfg.Logf("server %s now accepts %d %s: using %d", host, using, conns, using)
+}
+
+// hostOf names r's server: the host (and port) of its final URL.
+func hostOf(r segment.Remote) string {
+	if u, err := url.Parse(r.FinalURL); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return redact.URL(r.FinalURL)
+}
+
+// adaptive reports whether convoy chooses the connection count (no fixed
+// Connections).
+func (d *download) adaptive() bool { return d.cfg.Connections == 0 }
+
+// startConnections is how many connections a lone server starts with: the
+// fixed count, or where the adaptive count starts.
+func (d *download) startConnections() int {
+	if d.adaptive() {
+		return min(segment.StartConnections, d.cfg.MaxConnections)
+	}
+	return d.cfg.Connections
+}
+
+// mostConnections is the most connections the download may open.
+func (d *download) mostConnections() int {
+	if d.adaptive() {
+		return d.cfg.MaxConnections
+	}
+	return d.cfg.Connections
+}
+
+// runOne fetches plan from f alone, over the fixed count of connections
+// or an adaptive one.
+func (d *download) runOne(ctx context.Context, f *segment.Fetcher, plan *segment.Plan, w io.WriterAt) error {
+	if !d.adaptive() {
+		return f.Run(ctx, plan, w, d.cfg.Connections)
+	}
+	return segment.RunSources(ctx, plan, w, []segment.Source{{Fetcher: f, Connections: d.startConnections(), Max: d.cfg.MaxConnections}}, nil)
 }
 
 // servers is the primary followed by the mirrors that agreed with it.
@@ -624,8 +662,12 @@ func sumOf(ns []int) int {
 // source that fails is dropped and the others take over.
 func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *segment.Fetcher, plan *segment.Plan, w io.WriterAt, onWrite func(segment.Remote) func(off, n int64)) error {
 	remotes := d.servers(primary)
-	counts := assignConnections(remotes, d.cfg.Connections, d.cfg.MaxPerHost)
-	if used := sumOf(counts); used < d.cfg.Connections {
+	perHost := d.cfg.MaxPerHost
+	if perHost == 0 { // adaptive, no -x: the ceiling alone bounds a host
+		perHost = d.cfg.MaxConnections
+	}
+	counts := assignConnections(remotes, d.mostConnections(), perHost)
+	if used := sumOf(counts); used < d.mostConnections() && !d.adaptive() {
 		d.cfg.Logf("using %d of %d connections: at most %d to one host name with mirrors (-x, --max-per-host)", used, d.cfg.Connections, d.cfg.MaxPerHost)
 	}
 	sources := make([]segment.Source, len(remotes))
@@ -641,6 +683,11 @@ func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *s
 			}
 		}
 		sources[i] = segment.Source{Fetcher: f, Connections: counts[i]}
+		if d.adaptive() && counts[i] > 0 {
+			// The share of the ceiling is the most this server may get;
+			// it starts with a few.
+			sources[i] = segment.Source{Fetcher: f, Connections: min(segment.StartConnections, counts[i]), Max: counts[i]}
+		}
 	}
 	return segment.RunSources(ctx, plan, w, sources, func(i int, err error) {
 		d.cfg.Logf("dropping %s: %v", redact.URL(remotes[i].URL), err)

@@ -16,8 +16,8 @@ import (
 // are left out.
 type Event struct {
 	// Type is "start", "progress", "checkpoint", "retry", "restart",
-	// "mirror-found" or "mirror-dropped"; the command line adds "done" and
-	// "error".
+	// "mirror-found", "mirror-dropped" or "connections"; the command line
+	// adds "done" and "error".
 	Type string    `json:"event"`
 	Time time.Time `json:"time"`
 	// URL and Output, on every event, tell which download it belongs to,
@@ -36,9 +36,14 @@ type Event struct {
 	// durable.
 	Size int64 `json:"size,omitempty"`
 	Done int64 `json:"done,omitempty"`
-	// Connections and Segments, on start.
-	Connections int `json:"connections,omitempty"`
-	Segments    int `json:"segments,omitempty"`
+	// Connections and Segments, on start. On connections, Connections is
+	// the new connection count of server Host and Reason why it changed:
+	// "grew", "plateau", "shrank", "refused" or "accepted" (see segment's
+	// Reason constants).
+	Connections int    `json:"connections,omitempty"`
+	Segments    int    `json:"segments,omitempty"`
+	Host        string `json:"host,omitempty"`
+	Reason      string `json:"reason,omitempty"`
 	// Elapsed is the time since the download began, in seconds.
 	Elapsed float64 `json:"elapsed,omitempty"`
 	// Rate is bytes per second received by this run, on progress and done.

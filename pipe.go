@@ -47,7 +47,7 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 	fetcher := d.newFetcher(remote)
 	var fetched atomic.Int64
 	fetcher.OnWrite = func(_, n int64) { fetched.Add(n) }
-	conns := d.cfg.Connections
+	conns := d.startConnections()
 	if oneStream(remote) {
 		d.cfg.Logf("%s", noRangesNotice)
 		conns = 1
@@ -64,7 +64,7 @@ func (d *download) toWriter(ctx context.Context) (Result, error) {
 			return err
 		}
 		if len(d.mirrors) == 0 {
-			return fetcher.Run(ctx, plan, out, conns)
+			return d.runOne(ctx, fetcher, plan, out)
 		}
 		return d.runMirrors(ctx, remote, fetcher, plan, out, func(segment.Remote) func(off, n int64) { return fetcher.OnWrite })
 	})

@@ -104,9 +104,20 @@ type Fetcher struct {
 	// (the original address resolved again). Its error is final.
 	Refresh func(ctx context.Context) (string, error)
 
+	// OnConnections, if set, is told each change of the connection count
+	// of a source whose count adapts (Source.Max): the new count, the one
+	// before, and why (ReasonGrew, ReasonPlateau, ReasonShrank,
+	// ReasonRefused, ReasonAccepted). It is called from the fetching
+	// goroutines and from Run's sampler, one call at a time and in order
+	// per source, and must not block.
+	OnConnections func(count, was int, reason string)
+
 	// probeEvery is the first wait of a parked connection before it probes
 	// (0: firstProbe); tests shorten it.
 	probeEvery time.Duration
+	// growEvery is how often an adaptive source is sampled (0:
+	// DefaultGrowEvery); tests shorten it.
+	growEvery time.Duration
 
 	mu        sync.Mutex // guards current and refreshes
 	current   string     // the URL in use: URL, or what Refresh gave
@@ -191,8 +202,12 @@ type conn struct {
 	id int
 	// lim decides whether the connection parks when the server refuses
 	// it; slot is its number there. Nil for a stream.
-	lim     *connLimit
-	slot    int
+	lim  *connLimit
+	slot int
+	// pool admits the connection when the source's count adapts, and
+	// meter is its counter there; both nil for a fixed count.
+	pool    *pool
+	meter   *meter
 	written int64
 	buf     []byte
 	chunk   int64
@@ -228,6 +243,18 @@ func (f *Fetcher) wrote(c *conn, off, n int64) {
 	}
 }
 
+// admitted reports whether c holds a place in its pool, taking a free one
+// if it has none; a connection that takes one leaves the held phase of its
+// limit, and one that finds none enters it.
+func (c *conn) admitted(now time.Time) bool {
+	if c.pool.enter(c.slot, now) {
+		c.lim.admit(c.slot)
+		return true
+	}
+	c.lim.hold(c.slot)
+	return false
+}
+
 // learn adapts the chunk to a request that took latency to answer and then
 // moved n bytes in transfer.
 func (c *conn) learn(latency, transfer time.Duration, n int64) {
@@ -250,6 +277,10 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	pol := f.newPolicy()
 	op := func() error {
 		for !s.done() {
+			if c.pool != nil && c.pool.over(c.slot) {
+				c.lim.hold(c.slot)
+				return backoff.Permanent(errYield)
+			}
 			written, err := f.fetchOnce(ctx, s, w, c)
 			if written >= minProgress || (written > 0 && !errors.Is(err, ErrStalled)) {
 				pol.progressed()
@@ -347,6 +378,7 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 		}
 		n, rerr := body.Read(buf[filled : filled+room])
 		c.credit += room - n
+		c.meter.read(n)
 		if n > 0 {
 			if filled == 0 {
 				firstAt = time.Now()
@@ -367,7 +399,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 				body.hold() // a slow disk is not a stalled server
 				_, werr := w.WriteAt(buf[:granted], at)
 				body.resume()
-				writing += time.Since(began)
+				took := time.Since(began)
+				writing += took
+				c.meter.wrote(took)
 				if werr != nil {
 					s.release()
 					return written, &WriteError{Offset: at, Err: werr}
@@ -393,7 +427,11 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	}
 	c.learn(answered.Sub(sent), time.Since(answered), got)
 	if c.lim != nil {
-		f.tell(c.lim.answered(c.slot, time.Now()))
+		passed, u := c.lim.answeredTrial(c.slot, time.Now())
+		f.tell(u)
+		if passed && c.pool != nil {
+			c.pool.accepted(c.slot, time.Now())
+		}
 	}
 	return written, nil
 }

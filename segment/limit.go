@@ -72,6 +72,9 @@ const (
 	probing
 	// gone: the connection has ended.
 	gone
+	// held: the connection count of the source does not admit it now (see
+	// growth); it is not in use and does not ask.
+	held
 )
 
 // newConnLimit returns the limit of a source with n connections whose first
@@ -109,15 +112,22 @@ func (l *connLimit) accepted(k int, now time.Time) usage {
 // probe on trial has passed: the server took one more connection, and the
 // next probe may follow after the first wait. See settle for the usage.
 func (l *connLimit) answered(k int, now time.Time) usage {
+	_, u := l.answeredTrial(k, now)
+	return u
+}
+
+// answeredTrial is answered, also reporting whether k's accepted probe
+// passed its trial with this answer.
+func (l *connLimit) answeredTrial(k int, now time.Time) (passed bool, u usage) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.trial != k {
-		return usage{}
+		return false, usage{}
 	}
 	l.trial = -1
 	l.interval = l.first
 	l.nextProbe = now.Add(l.first)
-	return l.settle()
+	return true, l.settle()
 }
 
 // refused records that the server refused connection k (503 or 429) at now,
@@ -176,6 +186,24 @@ func (l *connLimit) idle(k int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.leave(k, idle)
+}
+
+// hold records that the connection count no longer admits connection k
+// (unless it is parked: it waits to probe). A probe it was making ends, and
+// a trial of its probe ends undecided.
+func (l *connLimit) hold(k int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leave(k, held)
+}
+
+// admit records that the connection count admits held connection k again.
+func (l *connLimit) admit(k int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.phase[k] == held {
+		l.phase[k] = idle
+	}
 }
 
 // stopped records that connection k has ended.

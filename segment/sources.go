@@ -13,8 +13,15 @@ import (
 
 // Source is one server of a file, with the connections it may use.
 type Source struct {
-	Fetcher     *Fetcher
+	Fetcher *Fetcher
+	// Connections is how many connections the source uses; with Max, how
+	// many it starts with (0: StartConnections).
 	Connections int
+	// Max, when above 0, makes the count adapt between 1 and Max: it grows
+	// while added connections raise the source's throughput, shrinks when
+	// the throughput does not miss them, and drops when the server refuses
+	// some (see growth). Fetcher.OnConnections is told each change.
+	Max int
 }
 
 // RunSources is Run over several servers of the same file sharing one plan.
@@ -62,12 +69,30 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 		return dropped[i]
 	}
 	id := 0
+	var pools []*pool
+	every := DefaultGrowEvery
 	for i, src := range sources {
 		f := src.Fetcher
 		n := max(src.Connections, 0)
+		var pl *pool
+		if src.Max > 0 {
+			start := src.Connections
+			if start <= 0 {
+				start = StartConnections
+			}
+			if f.growEvery > 0 {
+				every = f.growEvery
+			}
+			n = src.Max
+			pl = newPool(n, start, time.Now(), growHold*every, f.tellConnections)
+			pools = append(pools, pl)
+		}
 		lim := newConnLimit(n, f.probeEvery)
 		for k := range n {
-			c := &conn{id: id, lim: lim, slot: k, buf: make([]byte, f.bufferSize()), chunk: minChunk}
+			c := &conn{id: id, lim: lim, slot: k, buf: make([]byte, f.bufferSize()), chunk: minChunk, pool: pl}
+			if pl != nil {
+				c.meter = pl.meters[k]
+			}
 			id++
 			g.Go(func() error {
 				defer f.report(c, nil, 0)
@@ -76,17 +101,58 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 			})
 		}
 	}
-	return g.Wait()
+	if len(pools) == 0 {
+		return g.Wait()
+	}
+	// The sampler ends once every connection has.
+	stop := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				for _, pl := range pools {
+					pl.sample(now)
+				}
+			}
+		}
+	})
+	err := g.Wait()
+	close(stop)
+	sampler.Wait()
+	return err
+}
+
+// tellConnections passes a change of an adaptive source's connection count
+// to OnConnections.
+func (f *Fetcher) tellConnections(c change) {
+	if f.OnConnections != nil {
+		f.OnConnections(c.Count, c.Was, c.Reason)
+	}
 }
 
 // connection is the loop of one connection c to source i: take a span,
 // fetch it, again, until the plan is done, ctx ends or the source is
 // dropped. A connection the server refused while others work parks: it
 // waits until its limit lets it probe, then takes a span like the others.
+// With an adaptive count (c.pool), a connection works only while it holds
+// a place, and gives it back between two requests when the count drops.
 func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *conn, i int,
 	isDropped func(int) bool, drop func(int, error) bool) error {
 	parked := false
 	for !isDropped(i) {
+		if c.pool != nil && !parked && !c.admitted(time.Now()) {
+			// Not admitted by the source's connection count: wait.
+			f.report(c, nil, 0)
+			if !plan.Wait(ctx) {
+				return context.Cause(ctx)
+			}
+			continue
+		}
 		if parked {
 			if !plan.Wait(ctx) {
 				return context.Cause(ctx)
@@ -94,14 +160,23 @@ func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *
 			if !c.lim.probe(c.slot, time.Now()) {
 				continue
 			}
+			if c.pool != nil {
+				c.pool.probe(c.slot, time.Now())
+			}
 		}
 		span, ok := plan.NextFor(Thief{Rate: c.last.Rate, Latency: c.last.Latency, Source: i, Probe: parked})
 		if !ok {
 			if parked {
 				c.lim.unprobe(c.slot)
+				if c.pool != nil {
+					c.pool.unprobe(c.slot, false)
+				}
 				continue
 			}
 			c.lim.idle(c.slot)
+			if c.pool != nil {
+				c.pool.idle(c.slot)
+			}
 			f.report(c, nil, 0)
 			if plan.Wait(ctx) {
 				continue
@@ -110,10 +185,17 @@ func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *
 		}
 		err := f.fetchSpan(ctx, span, w, c)
 		parked = errors.Is(err, errShed)
-		if parked {
+		if c.pool != nil {
+			if parked {
+				c.pool.parked(c.slot, time.Now())
+			} else {
+				c.pool.unprobe(c.slot, true)
+			}
+		}
+		if parked || errors.Is(err, errYield) {
 			f.report(c, nil, 0)
 		}
-		if err == nil || parked {
+		if err == nil || parked || errors.Is(err, errYield) {
 			continue
 		}
 		var we *WriteError

@@ -33,7 +33,8 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (default: the server's name for it); - streams to stdout"},
 			&cli.StringFlag{Name: "buffer", Usage: "with -o -, the most bytes held out of order (K, M, G suffixes)", Value: "64M"},
 			&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "save into `DIR`", Value: "."},
-			&cli.IntFlag{Name: "connections", Aliases: []string{"n"}, Usage: "parallel connections", Value: 8},
+			&cli.IntFlag{Name: "connections", Aliases: []string{"n"}, Usage: "exactly `N` parallel connections (default: convoy chooses per server, up to --max-connections)"},
+			&cli.IntFlag{Name: "max-connections", Usage: "without -n, the most connections in all", Value: convoy.DefaultMaxConnections},
 			&cli.StringFlag{Name: "min-split-size", Usage: "smallest range worth its own connection (K, M, G suffixes)", Value: "1M"},
 			&cli.StringFlag{Name: "limit-rate", Usage: "cap the total speed at `RATE` bytes per second (K, M, G suffixes; 0 for no limit)"},
 			&cli.StringFlag{Name: "checksum", Usage: "verify the file against `ALGO:HEX` (md5, sha1, sha256, sha512; also sha-256=BASE64)"},
@@ -48,7 +49,7 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "input-file", Aliases: []string{"i"}, Usage: "download every URL listed in `FILE` (one a line, aria2 style; - for stdin)"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "with -i, downloads at a time", Value: 1},
 			&cli.StringFlag{Name: "mirror-file", Usage: "more URLs of the same file, one a line, in `FILE`"},
-			&cli.IntFlag{Name: "max-per-host", Aliases: []string{"x"}, Usage: "with mirrors, connections to one host at most", Value: 4},
+			&cli.IntFlag{Name: "max-per-host", Aliases: []string{"x"}, Usage: "with mirrors, connections to one host at most (default: 4 with -n, else only --max-connections)"},
 			&cli.StringFlag{Name: "metalink", Usage: "download the files the Metalink at `FILE|URL` describes (.meta4, or Metalink 3), from its mirrors, verified by its hashes"},
 			&cli.StringFlag{Name: "metalink-location", Usage: "with a Metalink, try servers in these countries first, in order (`LIST` of ISO 3166 codes: de,fr)"},
 			&cli.BoolFlag{Name: "no-discover", Usage: "ignore the mirrors and the Metalink a server names in Link headers, and download a Metalink URL as it is"},
@@ -98,7 +99,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 	}
 	if batch != "" {
 		all := cfg
-		all.Connections = max(cfg.Connections, 8) * c.Int("jobs") // downloads at once
+		all.Connections = connectionsAtMost(cfg) * c.Int("jobs") // downloads at once
 		limitMemory(all)
 		return runBatch(c.Context, batch, c.Int("jobs"), cfg, out, events)
 	}
@@ -202,15 +203,18 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 	if err != nil {
 		return convoy.Config{}, err
 	}
-	if n := c.Int("connections"); n < 1 || n > convoy.MaxConnections {
+	if n := c.Int("connections"); c.IsSet("connections") && (n < 1 || n > convoy.MaxConnections) {
 		return convoy.Config{}, usagef("--connections must be between 1 and %d", convoy.MaxConnections)
+	}
+	if n := c.Int("max-connections"); n < 1 || n > convoy.MaxConnections {
+		return convoy.Config{}, usagef("--max-connections must be between 1 and %d", convoy.MaxConnections)
 	}
 	if j := c.Int("jobs"); j < 1 || j > 64 {
 		return convoy.Config{}, usagef("--jobs must be between 1 and 64")
 	}
 	// 0 would mean "the default" to convoy.Config; on the command line it
 	// is a mistake, as is anything negative.
-	if c.Int("max-per-host") < 1 {
+	if c.IsSet("max-per-host") && c.Int("max-per-host") < 1 {
 		return convoy.Config{}, usagef("--max-per-host must be at least 1")
 	}
 	maxTries := c.Int("max-tries")
@@ -280,6 +284,7 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		Output:             c.String("output"),
 		Dir:                c.String("dir"),
 		Connections:        c.Int("connections"),
+		MaxConnections:     c.Int("max-connections"),
 		MinSplitSize:       minSplit,
 		Header:             header,
 		UserAgent:          c.String("user-agent"),

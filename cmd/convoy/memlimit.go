@@ -24,10 +24,21 @@ func limitMemory(cfg convoy.Config) {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
 		return
 	}
-	conns := max(cfg.Connections, 8)
-	limit := int64(memoryBase) + int64(conns)*memoryPerConn
+	limit := int64(memoryBase) + int64(max(connectionsAtMost(cfg), 8))*memoryPerConn
 	if cfg.Writer != nil {
 		limit += cfg.Buffer // held out of order on purpose
 	}
 	debug.SetMemoryLimit(limit)
+}
+
+// connectionsAtMost is the most connections cfg opens: -n, or the ceiling
+// of the count convoy chooses.
+func connectionsAtMost(cfg convoy.Config) int {
+	switch {
+	case cfg.Connections > 0:
+		return cfg.Connections
+	case cfg.MaxConnections > 0:
+		return cfg.MaxConnections
+	}
+	return convoy.DefaultMaxConnections
 }

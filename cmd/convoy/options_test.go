@@ -208,6 +208,10 @@ func TestLimitMemory(t *testing.T) {
 	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+16*memoryPerConn); got != want {
 		t.Errorf("limit %d for 16 connections, want %d", got, want)
 	}
+	limitMemory(convoy.Config{}) // convoy chooses, up to the default ceiling
+	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+convoy.DefaultMaxConnections*memoryPerConn); got != want {
+		t.Errorf("limit %d for a chosen count, want %d", got, want)
+	}
 	limitMemory(convoy.Config{Connections: 4, Writer: io.Discard, Buffer: 64 << 20})
 	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+8*memoryPerConn+64<<20); got != want {
 		t.Errorf("limit %d for a stream with a 64 MiB buffer, want %d", got, want)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 const (
@@ -204,8 +206,9 @@ type reply struct {
 	seed   uint64
 	off, n int64
 	gzip   bool
-	early  bool  // flush the header before the body, forcing chunked encoding
-	rate   int64 // body bytes per second; 0 = unlimited
+	early  bool          // flush the header before the body, forcing chunked encoding
+	rate   int64         // body bytes per second; 0 = unlimited
+	total  *rate.Limiter // shared by all answers (TotalRate); nil = none
 	// corrupt: content offsets [c[0], c[1]) of each c are sent inverted.
 	corrupt [][2]int64
 
@@ -375,7 +378,7 @@ func (h *Handler) plan(r *http.Request) reply {
 		h.stats.Peak = max(h.stats.Peak, h.active)
 	}
 	rep.early = c.noContentLength
-	rep.rate = c.rate
+	rep.rate, rep.total = c.rate, c.total
 	if take(&c.cutLeft) {
 		rep.cutAt = min(c.cutAt, rep.n)
 	}
@@ -521,6 +524,9 @@ func (h *Handler) writeBody(ctx context.Context, w *recorder, rep reply) {
 	if rep.rate > 0 {
 		chunk = max(min(rateChunk, rep.rate/20), 1)
 	}
+	if rep.total != nil {
+		chunk = min(chunk, int64(rep.total.Burst()))
+	}
 	buf := make([]byte, max(min(chunk, rep.n), 1))
 	began := time.Now()
 	var pos int64
@@ -554,13 +560,20 @@ func (h *Handler) writeBody(ctx context.Context, w *recorder, rep reply) {
 				abort()
 			}
 		}
+		if rep.total != nil { // and once the shared rate allows it
+			res := rep.total.ReserveN(time.Now(), int(k))
+			if d := res.Delay(); d > 0 && !h.sleep(ctx, d) {
+				res.Cancel()
+				abort()
+			}
+		}
 		Pattern(rep.seed, rep.off+pos, buf[:k])
 		invert(buf[:k], rep.off+pos, rep.corrupt)
 		if _, err := out.Write(buf[:k]); err != nil {
 			abort()
 		}
 		pos += k
-		if rep.rate > 0 {
+		if rep.rate > 0 || rep.total != nil {
 			flush()
 		}
 	}

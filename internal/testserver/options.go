@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Option configures a Handler or Server, at creation or later via SetOption.
@@ -51,6 +53,7 @@ type config struct {
 	relative   bool
 	redirectTo string
 	rate       int64
+	total      *rate.Limiter // TotalRate: shared by every answer; nil = unlimited
 
 	etag           string // fixed ETag; "" = derived from seed and size
 	noETag         bool
@@ -249,6 +252,24 @@ func RedirectTo(target string) Option {
 // the rate allows its last byte; 0 or less means unlimited.
 func Rate(bytesPerSec int64) Option {
 	return func(c *config) { c.rate = bytesPerSec }
+}
+
+// TotalRate throttles the bodies of all GET answers together to
+// bytesPerSec, as a server's uplink does: the answers in flight share it,
+// on top of each one's Rate. Bodies go out in flushed chunks of at most
+// 16 KiB (or 1/20 s worth). 0 or less lifts it.
+func TotalRate(bytesPerSec int64) Option {
+	return func(c *config) {
+		c.total = nil
+		if bytesPerSec > 0 {
+			c.total = rate.NewLimiter(rate.Limit(bytesPerSec), int(totalChunk(bytesPerSec)))
+		}
+	}
+}
+
+// totalChunk is the largest body write under a TotalRate of bytesPerSec.
+func totalChunk(bytesPerSec int64) int64 {
+	return max(min(rateChunk, bytesPerSec/20), 1)
 }
 
 // ETagValue sends v verbatim as the ETag (e.g. `W/"weak"`) instead of the

@@ -582,6 +582,39 @@ func TestRate(t *testing.T) {
 	}
 }
 
+// Two answers at once share TotalRate: together they take as long as
+// their bytes at that rate, though each alone would be unthrottled.
+func TestTotalRate(t *testing.T) {
+	const rate, size = 400 << 10, 40 << 10 // 80 KiB at 400 KiB/s: about 200 ms
+	s := New(t, Size(size), TotalRate(rate))
+	c := newClient(t)
+	began := time.Now()
+	var wg sync.WaitGroup
+	bodies, errs := make([][]byte, 2), make([]error, 2)
+	for i := range bodies {
+		wg.Go(func() {
+			resp, err := c.Get(s.URL)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			bodies[i], errs[i] = io.ReadAll(resp.Body)
+		})
+	}
+	wg.Wait()
+	for i, b := range bodies {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		wantBody(t, b, s.Content())
+	}
+	// The burst lets one chunk go before the rate applies.
+	if el, least := time.Since(began), time.Duration(float64(2*size-totalChunk(rate))/rate*float64(time.Second)); el < least {
+		t.Fatalf("two GETs took %v; the shared rate allows no less than %v", el, least)
+	}
+}
+
 func TestHeaders(t *testing.T) {
 	s := New(t, Size(1000), ETagValue(`W/"weak"`), ContentDisposition(`attachment; filename="x.bin"`))
 	c := newClient(t)

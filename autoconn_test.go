@@ -1,0 +1,74 @@
+package convoy_test
+
+import (
+	"context"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/internal/testserver"
+)
+
+// Without Connections, convoy chooses the count: a lone server that takes 2
+// connections and refuses more gets 2, said by a connections event naming
+// the server and the reason, and is never given more; the start event
+// names where the count started.
+func TestAdaptiveCountRefused(t *testing.T) {
+	const size = 4 << 20
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(2<<20), testserver.MaxConcurrent(2, ""))
+	dir := t.TempDir()
+	cfg := fastConfig(srv.URL, dir)
+	cfg.Connections = 0
+	var mu sync.Mutex
+	var events []convoy.Event
+	cfg.OnEvent = func(e convoy.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if e.Type == "start" || e.Type == "connections" {
+			events = append(events, e)
+		}
+	}
+	if _, err := convoy.Download(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	srv.Verify(t, filepath.Join(dir, "out.bin"))
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("events: %+v", events)
+	if len(events) < 2 || events[0].Type != "start" || events[0].Connections != 4 {
+		t.Fatalf("events %+v, want a start with 4 connections and then changes", events)
+	}
+	refused := false
+	for _, e := range events[1:] {
+		if e.Host != u.Host {
+			t.Errorf("connections event for host %q, want %q", e.Host, u.Host)
+		}
+		if refused && e.Reason != "refused" && e.Connections > 2 {
+			t.Errorf("after the refusal: %+v, above 2", e)
+		}
+		refused = refused || e.Reason == "refused"
+	}
+	if last := events[len(events)-1]; !refused || last.Connections != 2 {
+		t.Errorf("events %+v, want refusals down to 2", events)
+	}
+	if st := srv.Stats(); st.Peak != 2 || st.Refused > 3 {
+		t.Errorf("server stats %+v: want 2 answers at once and 2 or 3 refusals", st)
+	}
+}
+
+// MaxConnections is checked like Connections.
+func TestAdaptiveCountBadCeiling(t *testing.T) {
+	for _, n := range []int{-1, convoy.MaxConnections + 1} {
+		cfg := fastConfig("http://127.0.0.1:1/x", t.TempDir())
+		cfg.Connections, cfg.MaxConnections = 0, n
+		if _, err := convoy.Download(context.Background(), cfg); err == nil {
+			t.Errorf("MaxConnections %d accepted", n)
+		}
+	}
+}
