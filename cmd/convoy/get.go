@@ -100,7 +100,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 	if batch != "" {
 		all := cfg
 		all.Connections = connectionsAtMost(cfg) * c.Int("jobs") // downloads at once
-		limitMemory(all)
+		limitMemory(&all)
 		return runBatch(c.Context, batch, c.Int("jobs"), cfg, out, events)
 	}
 	if meta != "" {
@@ -129,7 +129,7 @@ func get(c *cli.Context, stdout, stderr io.Writer) error {
 	if err := toStdout(c, &cfg, stdout, json); err != nil {
 		return err
 	}
-	limitMemory(cfg)
+	limitMemory(&cfg)
 	_, err = runOne(c.Context, cfg, out, out, events)
 	if errors.Is(err, convoy.ErrSeveralFiles) {
 		// The URL answered with a Metalink of several files: a batch.

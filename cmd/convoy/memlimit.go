@@ -18,17 +18,39 @@ const (
 // limitMemory sets the Go runtime's soft memory limit to what the download
 // cfg holds on purpose, so that garbage is collected before it adds up: the
 // heap would otherwise grow to twice what is live before a collection, and
-// a long download's peak would exceed a short one's. A GOMEMLIMIT in the
-// environment is the user's and is kept.
-func limitMemory(cfg convoy.Config) {
+// a long download's peak would exceed a short one's. When convoy chooses
+// the connection count, the limit follows the count (through cfg.OnEvent)
+// from the few connections it starts with. A GOMEMLIMIT in the environment
+// is the user's and is kept.
+func limitMemory(cfg *convoy.Config) {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
 		return
 	}
-	limit := int64(memoryBase) + int64(max(connectionsAtMost(cfg), 8))*memoryPerConn
+	var held int64 = memoryBase
 	if cfg.Writer != nil {
-		limit += cfg.Buffer // held out of order on purpose
+		held += cfg.Buffer // held out of order on purpose
 	}
-	debug.SetMemoryLimit(limit)
+	set := func(conns int) { debug.SetMemoryLimit(held + int64(max(conns, 8))*memoryPerConn) }
+	if cfg.Connections > 0 {
+		set(cfg.Connections)
+		return
+	}
+	set(connectionsAtMost(*cfg) / 2) // until the first count is known
+	perHost := map[string]int{}
+	next := cfg.OnEvent
+	cfg.OnEvent = func(e convoy.Event) { // called one at a time
+		if e.Type == "connections" {
+			perHost[e.Host] = e.Connections
+			total := 0
+			for _, n := range perHost {
+				total += n
+			}
+			set(total)
+		}
+		if next != nil {
+			next(e)
+		}
+	}
 }
 
 // connectionsAtMost is the most connections cfg opens: -n, or the ceiling

@@ -198,27 +198,40 @@ func TestVersionAndManual(t *testing.T) {
 	}
 }
 
-// The soft memory limit follows what a download holds on purpose, and a
-// GOMEMLIMIT of the user's is kept.
+// The soft memory limit follows what a download holds on purpose, the
+// count convoy chooses as it changes, and a GOMEMLIMIT of the user's is
+// kept.
 func TestLimitMemory(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	t.Setenv("GOMEMLIMIT", "")
 	os.Unsetenv("GOMEMLIMIT")
-	limitMemory(convoy.Config{Connections: 16})
+	limitMemory(&convoy.Config{Connections: 16})
 	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+16*memoryPerConn); got != want {
 		t.Errorf("limit %d for 16 connections, want %d", got, want)
 	}
-	limitMemory(convoy.Config{}) // convoy chooses, up to the default ceiling
-	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+convoy.DefaultMaxConnections*memoryPerConn); got != want {
-		t.Errorf("limit %d for a chosen count, want %d", got, want)
-	}
-	limitMemory(convoy.Config{Connections: 4, Writer: io.Discard, Buffer: 64 << 20})
+	limitMemory(&convoy.Config{Connections: 4, Writer: io.Discard, Buffer: 64 << 20})
 	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+8*memoryPerConn+64<<20); got != want {
 		t.Errorf("limit %d for a stream with a 64 MiB buffer, want %d", got, want)
 	}
+	var seen []string
+	cfg := convoy.Config{OnEvent: func(e convoy.Event) { seen = append(seen, e.Type) }}
+	limitMemory(&cfg)
+	for _, e := range []convoy.Event{
+		{Type: "connections", Host: "a", Connections: 16},
+		{Type: "connections", Host: "b", Connections: 12},
+		{Type: "connections", Host: "a", Connections: 10},
+	} {
+		cfg.OnEvent(e)
+	}
+	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+22*memoryPerConn); got != want {
+		t.Errorf("limit %d after the counts 10 and 12 of two hosts, want %d", got, want)
+	}
+	if len(seen) != 3 {
+		t.Errorf("the events reached the caller %d times, want 3", len(seen))
+	}
 	t.Setenv("GOMEMLIMIT", "1GiB")
 	debug.SetMemoryLimit(1 << 30)
-	limitMemory(convoy.Config{Connections: 16})
+	limitMemory(&convoy.Config{Connections: 16})
 	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
 		t.Errorf("limit %d: the user's GOMEMLIMIT was replaced", got)
 	}
