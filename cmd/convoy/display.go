@@ -201,9 +201,19 @@ const (
 )
 
 // totalLine is the line for the whole file, in width columns: a bar when
-// the size is known and there is room, and the figures of progressLine.
+// the size is known and there is room, the figures of progressLine, and how
+// many connections are fetching now (the count convoy chooses changes).
 func totalLine(p, first convoy.Progress, width int) string {
 	figures := progressLine(p, first)
+	busy := 0
+	for _, c := range p.Connections {
+		if c.Busy {
+			busy++
+		}
+	}
+	if busy > 0 {
+		figures += "  " + count(busy, "conn", "conns")
+	}
 	return withBar(figures, p, width)
 }
 

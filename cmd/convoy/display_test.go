@@ -526,3 +526,17 @@ func TestDisplayFollowsAResize(t *testing.T) {
 	}
 	srv.Verify(t, filepath.Join(dir, "big.bin"))
 }
+
+// The total line says how many connections fetch now: the count convoy
+// chooses changes as the download runs.
+func TestTotalLineCountsBusyConnections(t *testing.T) {
+	p := convoy.Progress{Size: 100, Done: 50, Elapsed: time.Second,
+		Connections: []convoy.ConnProgress{{Busy: true}, {}, {Busy: true}, {Busy: true}, {}}}
+	if line := totalLine(p, convoy.Progress{}, 200); !strings.HasSuffix(line, "  3 conns") {
+		t.Errorf("total line %q does not end with the 3 busy connections", line)
+	}
+	p.Connections = p.Connections[:2]
+	if line := totalLine(p, convoy.Progress{}, 200); !strings.HasSuffix(line, "  1 conn") {
+		t.Errorf("total line %q does not end with the 1 busy connection", line)
+	}
+}
