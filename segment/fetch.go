@@ -363,6 +363,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	body := newStallReader(resp.Body, f.stallTimeout(), cancel)
 	defer body.stop()
 
+	if c.buf == nil { // a connection takes its buffer when it first works
+		c.buf = make([]byte, f.bufferSize())
+	}
 	buf := c.buf
 	want := end - off
 	var (

@@ -89,7 +89,7 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 		}
 		lim := newConnLimit(n, f.probeEvery)
 		for k := range n {
-			c := &conn{id: id, lim: lim, slot: k, buf: make([]byte, f.bufferSize()), chunk: minChunk, pool: pl}
+			c := &conn{id: id, lim: lim, slot: k, chunk: minChunk, pool: pl} // buf: at its first request
 			if pl != nil {
 				c.meter = pl.meters[k]
 			}
@@ -146,7 +146,9 @@ func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *
 	parked := false
 	for !isDropped(i) {
 		if c.pool != nil && !parked && !c.admitted(time.Now()) {
-			// Not admitted by the source's connection count: wait.
+			// Not admitted by the source's connection count: wait, holding
+			// no copy buffer meanwhile.
+			c.buf = nil
 			f.report(c, nil, 0)
 			if !plan.Wait(ctx) {
 				return context.Cause(ctx)
