@@ -131,6 +131,10 @@ type Config struct {
 	// OnEvent, if set, receives every step of the download as an Event, one
 	// call at a time (progress at ProgressInterval).
 	OnEvent func(Event)
+	// RetryNotice, if set, receives the retry notices instead of Logf: the
+	// first of a cause, its count now and then, the repeats at the end. A
+	// display can show the latest on one line that it updates.
+	RetryNotice func(notice string)
 	// Verbose passes every retry to Logf, even a reconnect that cost nothing
 	// (a connection cut while it delivered, picking up at once); without it
 	// those are only counted (Result.Retries) and sent as retry events.

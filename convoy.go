@@ -76,7 +76,11 @@ func Download(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.RetryFor > 0 {
 		d.budget = segment.NewBudget(cfg.RetryFor)
 	}
-	d.retryNotices = newRetryNotices(cfg.Logf, cfg.Verbose, d.idle)
+	noticef := cfg.Logf
+	if cfg.RetryNotice != nil {
+		noticef = func(format string, args ...any) { cfg.RetryNotice(fmt.Sprintf(format, args...)) }
+	}
+	d.retryNotices = newRetryNotices(noticef, cfg.Verbose, d.idle)
 	defer d.retryNotices.flush()
 	if cfg.LimitRate > 0 {
 		// A burst of a tenth of a second's bytes, at least one read's worth,

@@ -113,9 +113,9 @@ const repeatEvery = 30 * time.Second
 // and byte counts differ from try to try), URLs kept whole.
 type retryNotices struct {
 	mu      sync.Mutex
-	logf    func(format string, args ...any)
-	verbose bool                 // say the retries that cost nothing too
-	idle    func() time.Duration // time without progress, 0 when unknown
+	logf    func(format string, args ...any) // where notices go: Logf, or RetryNotice
+	verbose bool                             // say the retries that cost nothing too
+	idle    func() time.Duration             // time without progress, 0 when unknown
 	now     func() time.Time
 	seen    map[string]*repeats
 	causes  []string // in the order first seen

@@ -242,10 +242,10 @@ func frameAt(screen []string) int {
 }
 
 // With 16 connections in a 12-row terminal the display keeps to 11 rows:
-// the total first, then nine connections, then "+7 more connections".
-// No redraw scrolls a line of it into the scrollback or overwrites the
-// notice above it (a retry), and after the end only the notice and the
-// summary are left.
+// the total first, then eight connections, then "+8 more connections", then
+// the latest retry notice, which the next one replaces in place. No redraw
+// scrolls a line of it into the scrollback, and after the end only the
+// notice and the summary are left.
 func TestDisplayFitsTheTerminal(t *testing.T) {
 	bin := buildBinary(t)
 	srv := testserver.New(t, testserver.Size(32<<20), testserver.Rate(1<<20), testserver.Statuses(0, 500))
@@ -257,13 +257,14 @@ func TestDisplayFitsTheTerminal(t *testing.T) {
 	run.check(t)
 	screen := run.first(func(s []string) bool {
 		k := frameAt(s)
-		return k >= 0 && k+10 < len(s) && s[k+10] == "+7 more connections" && connRow(s[k+9])
+		return k >= 0 && k+10 < len(s) && s[k+9] == "+8 more connections" && connRow(s[k+8]) &&
+			strings.HasPrefix(s[k+10], "convoy: retrying in")
 	})
 	if screen == nil {
-		t.Fatalf("no screen showed the total, nine connections and \"+7 more connections\"; the last frame:\n%s", strings.Join(run.last(func(s []string) bool { return frameAt(s) >= 0 }), "\n"))
+		t.Fatalf("no screen showed the total, eight connections, \"+8 more connections\" and the retry notice; the last frame:\n%s", strings.Join(run.last(func(s []string) bool { return frameAt(s) >= 0 }), "\n"))
 	}
 	k := frameAt(screen)
-	for i, l := range screen[k+1 : k+10] {
+	for i, l := range screen[k+1 : k+9] {
 		if !connRow(l) || !strings.Contains(l, "127.0.0.1") || !strings.Contains(l, "/s") {
 			t.Errorf("row %d of the frame is %q, want a connection with its server and speed", i+2, l)
 		}
@@ -539,4 +540,28 @@ func TestTotalLineCountsBusyConnections(t *testing.T) {
 	if line := totalLine(p, convoy.Progress{}, 200); !strings.HasSuffix(line, "  1 conn") {
 		t.Errorf("total line %q does not end with the 1 busy connection", line)
 	}
+}
+
+// On a terminal the retry notices share one line that each new one
+// replaces: a server failing for several causes in turn leaves the latest
+// notice and the summary, not a line per cause.
+func TestRetryNoticesShareOneLine(t *testing.T) {
+	bin := buildBinary(t)
+	srv := testserver.New(t, testserver.Size(4<<20), testserver.Rate(2<<20), testserver.Statuses(0, 500, 502, 504))
+	dir := t.TempDir()
+	run := startOnTerminal(t, bin, 24, 120, "get", "-n", "1", "-d", dir, "-o", "r.bin", srv.URL)
+	if err := run.wait(); err != nil {
+		t.Fatalf("%v:\n%s", err, strings.Join(run.vt.lines(), "\n"))
+	}
+	run.check(t)
+	left := run.vt.text()
+	if len(left) < 2 || !strings.Contains(left[0], "504") || !strings.HasPrefix(left[1], "convoy: saved") {
+		t.Errorf("left on the screen:\n%s\nwant the latest notice (504) and the summary", strings.Join(left, "\n"))
+	}
+	for _, l := range append(run.vt.scrolled, left...) {
+		if strings.Contains(l, "500 Internal") || strings.Contains(l, "502 Bad") {
+			t.Errorf("an earlier notice was left: %q", l)
+		}
+	}
+	srv.Verify(t, filepath.Join(dir, "r.bin"))
 }

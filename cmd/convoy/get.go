@@ -306,6 +306,7 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 		Verbose:            c.Bool("verbose"),
 		CheckpointInterval: c.Duration("checkpoint-interval"),
 		Logf:               out.logf,
+		RetryNotice:        out.retried,
 		MetalinkLocation:   locations,
 		Discover:           !c.Bool("no-discover"),
 	}, nil

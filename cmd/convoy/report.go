@@ -27,6 +27,10 @@ type reporter struct {
 	// size reports the terminal's columns and rows; nil off a terminal.
 	size func() (cols, rows int)
 	area *liveArea // on a terminal, unless quiet
+	// status is the latest retry notice, shown on a terminal as the
+	// frame's last line and replaced by the next: a server that keeps
+	// failing costs one line, not a screenful.
+	status string
 	// single is the download shown outside a batch, once its progress
 	// starts.
 	single *task
@@ -166,15 +170,51 @@ func (r *reporter) show(t *task, now bool) {
 // draw draws the frame of what is shown now.
 func (r *reporter) draw() {
 	cols, rows := r.screen()
+	if r.status != "" {
+		rows-- // its line is the frame's last
+	}
+	var lines []string
 	switch {
 	case r.batch != nil:
-		r.area.draw(batchFrame(r.batch, cols, rows))
+		lines = batchFrame(r.batch, cols, rows)
 	case r.single != nil:
-		r.area.draw(downloadFrame(r.single.last, *r.single.first, cols, rows))
-	default:
+		lines = downloadFrame(r.single.last, *r.single.first, cols, rows)
+	}
+	if r.status != "" {
+		lines = append(lines, fitWidth(r.status, cols-1))
+	}
+	if len(lines) == 0 {
 		return
 	}
+	r.area.draw(lines)
 	r.drawn = time.Now()
+}
+
+// retried shows a retry notice: on a terminal as the frame's last line,
+// replacing the one before; elsewhere as a line of its own.
+func (r *reporter) retried(notice string) {
+	if r.quiet {
+		return
+	}
+	if r.area == nil {
+		r.logf("%s", notice)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.status = "convoy: " + redact.Text(notice)
+	r.draw()
+}
+
+// keepStatus returns the lines a closing frame leaves: the latest retry
+// notice, if any, then more.
+func (r *reporter) keepStatus(cols int, more ...string) []string {
+	var keep []string
+	if r.status != "" {
+		keep = append(keep, fitWidth(r.status, cols-1))
+		r.status = ""
+	}
+	return append(keep, more...)
 }
 
 // finish ends the display of the download outside a batch. After a
@@ -185,15 +225,21 @@ func (r *reporter) finish(ok bool) {
 	defer r.mu.Unlock()
 	t := r.single
 	r.single = nil
-	if r.area == nil || t == nil {
+	if r.area == nil {
 		return
 	}
-	var keep []string
-	if !ok {
-		cols, _ := r.screen()
-		keep = []string{fitWidth(stoppedLine(t.last, cols-1), cols-1)}
+	cols, _ := r.screen()
+	if t == nil {
+		if r.status != "" {
+			r.area.close(r.keepStatus(cols))
+		}
+		return
 	}
-	r.area.close(keep)
+	var stopped []string
+	if !ok {
+		stopped = []string{fitWidth(stoppedLine(t.last, cols-1), cols-1)}
+	}
+	r.area.close(r.keepStatus(cols, stopped...))
 }
 
 // startBatch shows a batch of total downloads instead of one download.
@@ -209,7 +255,8 @@ func (r *reporter) endBatch() {
 	defer r.mu.Unlock()
 	r.batch = nil
 	if r.area != nil {
-		r.area.close(nil)
+		cols, _ := r.screen()
+		r.area.close(r.keepStatus(cols))
 	}
 }
 
