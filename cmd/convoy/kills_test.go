@@ -118,27 +118,7 @@ func killRepeatedly(t *testing.T, kills int, seed uint64, size int64) {
 		interval = 250 * time.Millisecond
 	)
 	delays := rand.New(rand.NewPCG(seed, 1))
-	var mu sync.Mutex // guards faults, drawn from by the handler goroutines
-	faults := rand.New(rand.NewPCG(seed, 2))
-	resets := 0
-	var srv *testserver.Server
-	srv = testserver.New(t, testserver.Size(size), testserver.Rate(512<<10),
-		testserver.OnRequest(func(r *http.Request) {
-			if r.Method != http.MethodGet || r.Header.Get("Range") == "bytes=0-0" {
-				return
-			}
-			// One ranged answer in four is reset after 64 KiB to 2 MiB.
-			mu.Lock()
-			reset := faults.IntN(4) == 0
-			at := int64(64<<10 + faults.IntN(2<<20))
-			if reset {
-				resets++
-			}
-			mu.Unlock()
-			if reset {
-				srv.SetOption(testserver.CutAfter(at, 1))
-			}
-		}))
+	srv, resets := resettingServer(t, seed, size, 512<<10, 64<<10, 2<<20, nil)
 	content := srv.Content()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "k.bin")
@@ -164,14 +144,42 @@ func killRepeatedly(t *testing.T, kills int, seed uint64, size int64) {
 	}
 	srv.Verify(t, out)
 	st := srv.Stats()
-	mu.Lock()
-	defer mu.Unlock()
 	t.Logf("seed %d: %d runs, %d kills, %d resets injected, %d requests, %d bytes sent for a %d-byte file; file identical: %v",
-		seed, kills+1, kills, resets, st.Requests, st.BodyBytes, size, !t.Failed())
+		seed, kills+1, kills, resets(), st.Requests, st.BodyBytes, size, !t.Failed())
 }
 
 // TestKillsKeepTheManifestTrue is the short kill run of the default tests;
 // make soak runs a longer one (TestSoak).
 func TestKillsKeepTheManifestTrue(t *testing.T) {
 	killRepeatedly(t, 10, 20261125, 32<<20)
+}
+
+// resettingServer serves a file of size bytes at rate and resets one ranged
+// answer in four after from to from+spread bytes, drawn from seed, while
+// on() holds (nil: always); resets counts the resets injected so far.
+func resettingServer(t *testing.T, seed uint64, size, rate int64, from, spread int, on func() bool) (srv *testserver.Server, resets func() int) {
+	var mu sync.Mutex // guards faults and n, used by the handler goroutines
+	faults := rand.New(rand.NewPCG(seed, 2))
+	n := 0
+	srv = testserver.New(t, testserver.Size(size), testserver.Rate(rate),
+		testserver.OnRequest(func(r *http.Request) {
+			if on != nil && !on() || r.Method != http.MethodGet || r.Header.Get("Range") == "bytes=0-0" {
+				return
+			}
+			mu.Lock()
+			reset := faults.IntN(4) == 0
+			at := int64(from + faults.IntN(spread))
+			if reset {
+				n++
+			}
+			mu.Unlock()
+			if reset {
+				srv.SetOption(testserver.CutAfter(at, 1))
+			}
+		}))
+	return srv, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
 }

@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -240,29 +238,9 @@ func powerCuts(t *testing.T, cuts int, seed uint64) {
 	t.Logf("seed %d", seed)
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(seed, 1))
-	var mu sync.Mutex // guards faults, drawn from by the handler goroutines
-	faults := rand.New(rand.NewPCG(seed, 2))
 	var resetting atomic.Bool
 	resetting.Store(true)
-	resets := 0
-	var srv *testserver.Server
-	srv = testserver.New(t, testserver.Size(cutSize), testserver.Rate(1<<20),
-		testserver.OnRequest(func(r *http.Request) {
-			if !resetting.Load() || r.Method != http.MethodGet || r.Header.Get("Range") == "bytes=0-0" {
-				return
-			}
-			// One ranged answer in four is reset after 16 to 528 KiB.
-			mu.Lock()
-			reset := faults.IntN(4) == 0
-			at := int64(16<<10 + faults.IntN(512<<10))
-			if reset {
-				resets++
-			}
-			mu.Unlock()
-			if reset {
-				srv.SetOption(testserver.CutAfter(at, 1))
-			}
-		}))
+	srv, resets := resettingServer(t, seed, cutSize, 1<<20, 16<<10, 512<<10, resetting.Load)
 	content := srv.Content()
 	v := newVersions(cutSize)
 	dir := lfs.Dir()
@@ -337,10 +315,8 @@ func powerCuts(t *testing.T, cuts int, seed uint64) {
 		t.Errorf("the last run fetched %d bytes; the manifest claimed %d of %d, so at most %d were missing", got, claimed, cutSize, most)
 	}
 	srv.Verify(t, out)
-	mu.Lock()
-	defer mu.Unlock()
 	t.Logf("seed %d: %d cuts (%d timed, %d at an operation, %d after the run ended), %d downloads finished, %d resets, in %v",
-		seed, cuts, timed, frozen, ended, finished+1, resets, time.Since(start).Round(time.Millisecond))
+		seed, cuts, timed, frozen, ended, finished+1, resets(), time.Since(start).Round(time.Millisecond))
 }
 
 // TestPowerCuts is the default run of the random power cuts; make soak
