@@ -246,8 +246,8 @@ func (f *Fetcher) wrote(c *conn, off, n int64) {
 // admitted reports whether c holds a place in its pool, taking a free one
 // if it has none; a connection that takes one leaves the held phase of its
 // limit, and one that finds none enters it.
-func (c *conn) admitted(now time.Time) bool {
-	if c.pool.enter(c.slot, now) {
+func (c *conn) admitted() bool {
+	if c.pool.enter(c.slot) {
 		c.lim.admit(c.slot)
 		return true
 	}

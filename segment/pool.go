@@ -43,10 +43,9 @@ type meter struct {
 	bytes   atomic.Int64 // bytes received
 	writing atomic.Int64 // nanoseconds spent in WriteAt
 	// The rest is guarded by the pool's mu.
-	place, probe bool      // holds a place; outside the count, as a probe
-	since        time.Time // when it took its place
-	idled        bool      // it ran out of work since the last sample
-	lastBytes    int64     // bytes and writing at the last sample
+	place, probe bool  // holds a place; outside the count, as a probe
+	idled        bool  // it ran out of work since the last sample
+	lastBytes    int64 // bytes and writing at the last sample
 	lastWriting  int64
 }
 
@@ -83,7 +82,7 @@ func (p *pool) tell(c change, ok bool) {
 }
 
 // enter gives connection k a place if the count has one free.
-func (p *pool) enter(k int, now time.Time) bool {
+func (p *pool) enter(k int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := p.meters[k]
@@ -91,7 +90,7 @@ func (p *pool) enter(k int, now time.Time) bool {
 		return m.place
 	}
 	p.working++
-	m.place, m.since, p.moved = true, now, true
+	m.place, p.moved = true, true
 	return true
 }
 
@@ -122,7 +121,7 @@ func (p *pool) over(k int) bool {
 }
 
 // probe gives parked connection k a place outside the count, to probe.
-func (p *pool) probe(k int, now time.Time) {
+func (p *pool) probe(k int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := p.meters[k]
@@ -131,7 +130,7 @@ func (p *pool) probe(k int, now time.Time) {
 	}
 	p.working++
 	p.probing++
-	m.place, m.probe, m.since, p.moved = true, true, now, true
+	m.place, m.probe, p.moved = true, true, true
 }
 
 // unprobe ends connection k's probe: refused or without work, it gives
@@ -213,7 +212,7 @@ func (p *pool) sample(now time.Time) {
 		if !m.place || m.probe {
 			continue
 		}
-		if idled || m.since.After(p.last) {
+		if idled { // a place taken mid-window already set p.moved
 			complete = false
 		}
 		if net := window - dw; net > 0 {

@@ -145,7 +145,7 @@ func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *
 	isDropped func(int) bool, drop func(int, error) bool) error {
 	parked := false
 	for !isDropped(i) {
-		if c.pool != nil && !parked && !c.admitted(time.Now()) {
+		if c.pool != nil && !parked && !c.admitted() {
 			// Not admitted by the source's connection count: wait, holding
 			// no copy buffer meanwhile.
 			c.buf = nil
@@ -163,7 +163,7 @@ func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *
 				continue
 			}
 			if c.pool != nil {
-				c.pool.probe(c.slot, time.Now())
+				c.pool.probe(c.slot)
 			}
 		}
 		span, ok := plan.NextFor(Thief{Rate: c.last.Rate, Latency: c.last.Latency, Source: i, Probe: parked})
