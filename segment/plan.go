@@ -281,6 +281,45 @@ func (p *Plan) Snapshot() []Segment {
 	return out
 }
 
+// Reopen marks the written bytes of [start, end) as not written, so that
+// they are fetched again: bytes found bad after they were written. A span
+// being fetched keeps its connection for its bytes after end. It returns
+// how many written bytes were reopened. Idle connections are woken; but a
+// fetch that has already returned (Wait said the plan was done) must be run
+// again by the caller to fetch them.
+func (p *Plan) Reopen(start, end int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var reopened int64
+	out := make([]*Span, 0, len(p.spans)+2)
+	for _, s := range p.spans {
+		lo, hi := max(start, s.start), min(end, s.start+s.written)
+		if lo >= hi {
+			out = append(out, s)
+			continue
+		}
+		reopened += hi - lo
+		if lo > s.start {
+			out = append(out, &Span{plan: p, start: s.start, end: lo, reserved: lo - s.start, written: lo - s.start})
+		}
+		out = append(out, &Span{plan: p, start: lo, end: hi})
+		// s keeps [hi, s.end): its offsets move, its absolute positions
+		// (and so its owner's request) stay. Emptied, it leaves the plan,
+		// and its owner finds it done.
+		cut := hi - s.start
+		s.start, s.reserved, s.written = hi, s.reserved-cut, s.written-cut
+		if s.start < s.end {
+			out = append(out, s)
+		}
+	}
+	p.spans = out
+	if reopened > 0 {
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+	return reopened
+}
+
 // Written returns the number of bytes written so far.
 func (p *Plan) Written() int64 {
 	p.mu.Lock()

@@ -963,3 +963,105 @@ func TestNextForCutsByRate(t *testing.T) {
 		})
 	}
 }
+
+func TestReopen(t *testing.T) {
+	tests := []struct {
+		name       string
+		segs       []Segment
+		start, end int64
+		want       []Segment
+		reopened   int64
+	}{
+		{"middle of a complete span", []Segment{seg(0, 100, 100)}, 40, 60,
+			[]Segment{seg(0, 60, 40), seg(60, 100, 40)}, 20},
+		{"across two spans", []Segment{seg(0, 50, 50), seg(50, 100, 30)}, 40, 70,
+			[]Segment{seg(0, 50, 40), seg(50, 70, 0), seg(70, 100, 10)}, 30},
+		{"only unwritten bytes", []Segment{seg(0, 50, 10), seg(50, 100, 0)}, 20, 80,
+			[]Segment{seg(0, 50, 10), seg(50, 100, 0)}, 0},
+		{"a whole span", []Segment{seg(0, 50, 50), seg(50, 100, 50)}, 0, 50,
+			[]Segment{seg(0, 50, 0), seg(50, 100, 50)}, 50},
+		{"the end of a written prefix", []Segment{seg(0, 100, 60)}, 50, 60,
+			[]Segment{seg(0, 60, 50), seg(60, 100, 0)}, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPlan(100, tt.segs, 0, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Reopen(tt.start, tt.end); got != tt.reopened {
+				t.Fatalf("Reopen = %d, want %d", got, tt.reopened)
+			}
+			checkPlan(t, p)
+			if got := p.Snapshot(); !slices.Equal(got, tt.want) {
+				t.Fatalf("Snapshot = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// A span being fetched keeps its connection for the bytes after the
+// reopened ones, and the reopened bytes go to the next connection asking.
+func TestReopenSpanInFlight(t *testing.T) {
+	p, err := NewPlan(100, nil, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := p.Next()
+	off, n := a.reserve(60)
+	if off != 0 || n != 60 {
+		t.Fatalf("reserve = %d, %d", off, n)
+	}
+	a.commit(50) // 10 bytes on their way to disk
+	changed := p.changed
+	if got := p.Reopen(20, 30); got != 10 {
+		t.Fatalf("Reopen = %d, want 10", got)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Reopen did not wake idle connections")
+	}
+	checkPlan(t, p)
+	a.commit(10)
+	if off, n := a.reserve(100); off != 60 || n != 40 {
+		t.Fatalf("the owner continues at %d with %d bytes, want 60 and 40", off, n)
+	}
+	a.commit(40)
+	a.finish()
+	b, ok := p.Next()
+	if !ok {
+		t.Fatal("no work handed out for the reopened bytes")
+	}
+	if s, e := spanRange(b); s != 20 || e != 30 {
+		t.Fatalf("next span is [%d,%d), want [20,30)", s, e)
+	}
+	b.reserve(10)
+	b.commit(10)
+	b.finish()
+	checkPlan(t, p)
+	if got, want := p.Snapshot(), []Segment{seg(0, 100, 100)}; !slices.Equal(got, want) {
+		t.Fatalf("Snapshot = %v, want %v", got, want)
+	}
+}
+
+// An owner whose every byte is reopened finds its span done and empty; the
+// bytes belong to a new span.
+func TestReopenWholeSpanInFlight(t *testing.T) {
+	p, err := NewPlan(100, nil, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := p.Next()
+	a.reserve(100)
+	a.commit(100)
+	p.Reopen(0, 100)
+	checkPlan(t, p)
+	if !a.done() {
+		t.Fatal("the emptied span is not done")
+	}
+	a.finish()
+	if got, want := p.Snapshot(), []Segment{seg(0, 100, 0)}; !slices.Equal(got, want) {
+		t.Fatalf("Snapshot = %v, want %v", got, want)
+	}
+}
