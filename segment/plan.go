@@ -87,16 +87,27 @@ func (p *Plan) pending() int {
 	return n
 }
 
-// splitLargest cuts a span in two and returns the new back half, marked
+// splitLargest cuts a span in two and returns the new back part, marked
 // active when take is set. It prefers the span with the most bytes that no
-// request in flight covers, and splits those in half, so the owner's answer
-// is never cut short; only when no span has enough of them does it split the
+// request in flight covers, and splits those in half, or by rate when both
+// the thief's and the owner's are known, so the owner's answer is never cut
+// short; only when no span has enough of them does it split the
 // answer in flight that would finish last (see slowest), and then the owner
 // stops reading at the new end. The first kind of split leaves neither half
 // with fewer than minSplit bytes to fetch.
 func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
 	victim, from, most := p.largest(func(s *Span) int64 { return max(s.start+s.reserved, s.requested) })
 	mid := from + most/2
+	if victim != nil && t.Rate > 0 && victim.rate > 0 {
+		// Each part goes at its fetcher's pace, so that both end together:
+		// a much slower thief gets less than minSplit, which is nothing.
+		share := int64(float64(most) * t.Rate / (t.Rate + victim.rate))
+		if share < p.minSplit {
+			most = 0
+		} else {
+			mid = min(max(victim.end-share, from+p.minSplit), victim.end-p.minSplit)
+		}
+	}
 	if most < 2*p.minSplit {
 		if t.Probe {
 			return nil, false
@@ -238,6 +249,18 @@ const recheckEvery = 100 * time.Millisecond
 // ctx ends. It returns false when no span is being fetched or waiting: the
 // plan is done for this connection.
 func (p *Plan) Wait(ctx context.Context) bool {
+	return p.waitUntil(ctx, nil)
+}
+
+// waitUntil is Wait, except that a plan found done is waited on until
+// bytes are reopened (true) or hold is closed (false); a nil hold waits
+// for nothing.
+func (p *Plan) waitUntil(ctx context.Context, hold <-chan struct{}) bool {
+	select {
+	case <-hold: // closed: waits for nothing
+		hold = nil
+	default:
+	}
 	p.mu.Lock()
 	busy := false
 	for _, s := range p.spans {
@@ -248,16 +271,21 @@ func (p *Plan) Wait(ctx context.Context) bool {
 	}
 	changed := p.changed
 	p.mu.Unlock()
-	if !busy {
+	var tick <-chan time.Time
+	if busy {
+		t := time.NewTimer(recheckEvery)
+		defer t.Stop()
+		tick = t.C
+	} else if hold == nil {
 		return false
 	}
-	t := time.NewTimer(recheckEvery)
-	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
+	case <-hold:
+		return busy
 	case <-changed:
-	case <-t.C:
+	case <-tick:
 	}
 	return true
 }

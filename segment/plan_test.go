@@ -1065,3 +1065,46 @@ func TestReopenWholeSpanInFlight(t *testing.T) {
 		t.Fatalf("Snapshot = %v, want %v", got, want)
 	}
 }
+
+// A thief gets a share of the bytes not yet requested in proportion to its
+// rate, so that it and the owner end together: a much slower one gets
+// nothing, a much faster one all but minSplit.
+func TestNextSharesByRate(t *testing.T) {
+	tests := []struct {
+		name      string
+		thief     float64
+		wantSteal bool
+		wantStart int64
+	}{
+		{"as fast", 1000, true, 600},             // half of the 800 unrequested
+		{"three times as fast", 3000, true, 400}, // three quarters
+		{"much faster", 1e9, true, 210},          // all but minSplit
+		{"much slower", 1, false, 0},             // less than minSplit
+		{"unknown rate", 0, true, 600},           // half
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPlan(1000, nil, 1, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := p.Next()
+			a.request(200)
+			a.observe(1000)
+			b, ok := p.NextFor(Thief{Rate: tt.thief, Source: 1})
+			if ok != tt.wantSteal {
+				t.Fatalf("steal = %v, want %v", ok, tt.wantSteal)
+			}
+			if !ok {
+				if s, e := spanRange(a); s != 0 || e != 1000 {
+					t.Fatalf("the owner's span is [%d,%d), want it whole", s, e)
+				}
+				return
+			}
+			if s, e := spanRange(b); s != tt.wantStart || e != 1000 {
+				t.Fatalf("stolen span [%d,%d), want [%d,1000)", s, e, tt.wantStart)
+			}
+			checkPlan(t, p)
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -32,99 +33,231 @@ type Source struct {
 // work keeps fewer of them, as Run says. A failure of the writer, the end of
 // ctx, or the loss of the last source ends the run with that error.
 func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error)) error {
-	return runSources(ctx, plan, w, sources, onDrop)
+	r := StartSources(ctx, plan, w, sources, onDrop)
+	r.Close()
+	return r.Wait()
 }
 
-// runSources runs the connections of every source on plan (see RunSources).
-// With one source it is Run: the first error of a connection ends the run.
+// runSources is RunSources; with one source it is Run: the first error of
+// a connection ends the run.
 func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error)) error {
-	g, ctx := errgroup.WithContext(ctx)
+	return RunSources(ctx, plan, w, sources, onDrop)
+}
+
+// Sources is a run of RunSources whose set of sources may change while it
+// runs: Add brings in a server found good after the run started, Drop
+// takes out one found bad, and Close says that no more will come. Until
+// Close, connections that run out of work wait for more (bytes given back
+// with Plan.Reopen, say) instead of ending, and the loss of every source
+// does not end the run: one may still be added.
+type Sources struct {
+	ctx    context.Context // the run's; ends with its first error
+	cancel context.CancelCauseFunc
+	g      *errgroup.Group
+	plan   *Plan
+	w      io.WriterAt
+	onDrop func(source int, err error)
+	// unabort stops the abort of an Aborter writer when the run ends.
+	unabort func() bool
+
+	closed   chan struct{} // closed by Close
+	stop     chan struct{} // ends the sampler
+	sampler  sync.WaitGroup
+	mu       sync.Mutex
+	sources  []*running
+	alive    int
+	lastErr  error // why the last source to go was dropped
+	isClosed bool
+	nextID   int     // the id of the next connection
+	pools    []*pool // of adaptive sources, sampled every `every`
+	every    time.Duration
+}
+
+// running is the state of one source of a Sources.
+type running struct {
+	cancel  context.CancelCauseFunc // ends the source's connections
+	conns   sync.WaitGroup
+	dropped bool
+}
+
+// StartSources starts the connections of sources on plan and returns the
+// run; see RunSources for what ends it, and Sources for what changes it.
+// The caller must Close it, then Wait for it.
+func StartSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error)) *Sources {
+	ctx, cancel := context.WithCancelCause(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	r := &Sources{ctx: gctx, cancel: cancel, g: g, plan: plan, w: w, onDrop: onDrop,
+		closed: make(chan struct{}), stop: make(chan struct{}), every: DefaultGrowEvery}
 	if a, ok := w.(Aborter); ok {
-		stop := context.AfterFunc(ctx, func() { a.Abort(context.Cause(ctx)) })
-		defer stop()
+		r.unabort = context.AfterFunc(gctx, func() { a.Abort(context.Cause(gctx)) })
 	}
-	var (
-		mu      sync.Mutex
-		dropped = make([]bool, len(sources))
-		alive   = len(sources)
-	)
-	drop := func(i int, err error) (last bool) {
-		mu.Lock()
-		if dropped[i] {
-			mu.Unlock()
-			return false
+	// The keeper holds the run open until Close, and ends it then if no
+	// source is left.
+	g.Go(func() error {
+		select {
+		case <-gctx.Done():
+			return context.Cause(gctx)
+		case <-r.closed:
 		}
-		dropped[i] = true
-		alive--
-		last = alive == 0
-		mu.Unlock()
-		if onDrop != nil {
-			onDrop(i, err)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.alive == 0 && r.lastErr != nil {
+			return r.lastErr
 		}
-		return last
-	}
-	isDropped := func(i int) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return dropped[i]
-	}
-	id := 0
-	var pools []*pool
-	every := DefaultGrowEvery
-	for i, src := range sources {
-		f := src.Fetcher
-		n := max(src.Connections, 0)
-		var pl *pool
-		if src.Max > 0 {
-			start := src.Connections
-			if start <= 0 {
-				start = StartConnections
-			}
-			if f.growEvery > 0 {
-				every = f.growEvery
-			}
-			n = src.Max
-			pl = newPool(n, start, time.Now(), growHold*every, f.tellConnections)
-			pools = append(pools, pl)
-		}
-		lim := newConnLimit(n, f.probeEvery)
-		for k := range n {
-			c := &conn{id: id, lim: lim, slot: k, chunk: minChunk, pool: pl} // buf: at its first request
-			if pl != nil {
-				c.meter = pl.meters[k]
-			}
-			id++
-			g.Go(func() error {
-				defer f.report(c, nil, 0)
-				defer lim.stopped(k)
-				return f.connection(ctx, plan, w, c, i, isDropped, drop)
-			})
-		}
-	}
-	if len(pools) == 0 {
-		return g.Wait()
-	}
-	// The sampler ends once every connection has.
-	stop := make(chan struct{})
-	var sampler sync.WaitGroup
-	sampler.Go(func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case now := <-t.C:
-				for _, pl := range pools {
-					pl.sample(now)
-				}
-			}
-		}
+		return nil
 	})
-	err := g.Wait()
-	close(stop)
-	sampler.Wait()
+	for _, src := range sources {
+		if src.Fetcher != nil && src.Fetcher.growEvery > 0 {
+			r.every = src.Fetcher.growEvery
+		}
+	}
+	for _, src := range sources {
+		r.Add(src)
+	}
+	r.sampler.Go(r.sample)
+	return r
+}
+
+// Add starts the connections of one more source and returns its index (the
+// one onDrop and Drop use), or -1 when the run is closed or has ended.
+func (r *Sources) Add(src Source) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.isClosed || r.ctx.Err() != nil {
+		return -1
+	}
+	i := len(r.sources)
+	sctx, scancel := context.WithCancelCause(r.ctx)
+	rs := &running{cancel: scancel}
+	r.sources = append(r.sources, rs)
+	r.alive++
+	f := src.Fetcher
+	n := max(src.Connections, 0)
+	var pl *pool
+	if src.Max > 0 {
+		start := src.Connections
+		if start <= 0 {
+			start = StartConnections
+		}
+		n = src.Max
+		pl = newPool(n, start, time.Now(), growHold*r.every, f.tellConnections)
+		r.pools = append(r.pools, pl)
+	}
+	lim := newConnLimit(n, f.probeEvery)
+	for k := range n {
+		c := &conn{id: r.nextID, lim: lim, slot: k, chunk: minChunk, pool: pl} // buf: at its first request
+		if pl != nil {
+			c.meter = pl.meters[k]
+		}
+		r.nextID++
+		rs.conns.Add(1)
+		r.g.Go(func() error {
+			defer rs.conns.Done()
+			defer f.report(c, nil, 0)
+			defer lim.stopped(k)
+			err := f.connection(sctx, r.plan, r.w, c, i, r)
+			if err != nil && r.ctx.Err() == nil && sctx.Err() != nil {
+				return nil // dropped from outside: not the run's error
+			}
+			return err
+		})
+	}
+	return i
+}
+
+// Drop stops source i's connections, answers in flight included, and
+// returns once none of them will write again; the plan keeps every byte
+// they wrote. onDrop is told, with err.
+func (r *Sources) Drop(i int, err error) {
+	r.mu.Lock()
+	if i < 0 || i >= len(r.sources) {
+		r.mu.Unlock()
+		return
+	}
+	rs := r.sources[i]
+	r.mu.Unlock()
+	r.drop(i, err)
+	rs.cancel(err)
+	rs.conns.Wait()
+}
+
+// Close says that no source will be added or dropped from outside: from
+// now on, connections without work end, and so does the run once the
+// plan is done or no source is left.
+func (r *Sources) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.isClosed {
+		r.isClosed = true
+		close(r.closed)
+	}
+}
+
+// Wait waits for every connection, and returns the run's error. Call it
+// after Close.
+func (r *Sources) Wait() error {
+	err := r.g.Wait()
+	if r.unabort != nil {
+		r.unabort()
+	}
+	close(r.stop)
+	r.sampler.Wait()
+	r.cancel(nil)
 	return err
+}
+
+// drop marks source i dropped and tells onDrop; it reports whether the
+// run is to end: no source is left and none may come.
+func (r *Sources) drop(i int, err error) (last bool) {
+	r.mu.Lock()
+	rs := r.sources[i]
+	if rs.dropped {
+		r.mu.Unlock()
+		return false
+	}
+	rs.dropped = true
+	r.alive--
+	r.lastErr = err
+	last = r.alive == 0 && r.isClosed
+	r.mu.Unlock()
+	if r.onDrop != nil {
+		r.onDrop(i, err)
+	}
+	return last
+}
+
+// isDropped reports whether source i was dropped.
+func (r *Sources) isDropped(i int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sources[i].dropped
+}
+
+// idle waits, for a connection without work, until there may be some: it
+// reports false when the connection is to end (the plan is done and the
+// run closed, or ctx ended).
+func (r *Sources) idle(ctx context.Context) bool {
+	return r.plan.waitUntil(ctx, r.closed)
+}
+
+// sample feeds the adaptive sources their throughput every interval,
+// until the run ends.
+func (r *Sources) sample() {
+	t := time.NewTicker(r.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case now := <-t.C:
+			r.mu.Lock()
+			pools := r.pools
+			r.mu.Unlock()
+			for _, pl := range pools {
+				pl.sample(now)
+			}
+		}
+	}
 }
 
 // tellConnections passes a change of an adaptive source's connection count
@@ -141,22 +274,21 @@ func (f *Fetcher) tellConnections(c change) {
 // waits until its limit lets it probe, then takes a span like the others.
 // With an adaptive count (c.pool), a connection works only while it holds
 // a place, and gives it back between two requests when the count drops.
-func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *conn, i int,
-	isDropped func(int) bool, drop func(int, error) bool) error {
+func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *conn, i int, r *Sources) error {
 	parked := false
-	for !isDropped(i) {
+	for !r.isDropped(i) {
 		if c.pool != nil && !parked && !c.admitted() {
 			// Not admitted by the source's connection count: wait, holding
 			// no copy buffer meanwhile.
 			c.buf = nil
 			f.report(c, nil, 0)
-			if !plan.Wait(ctx) {
+			if !r.idle(ctx) {
 				return context.Cause(ctx)
 			}
 			continue
 		}
 		if parked {
-			if !plan.Wait(ctx) {
+			if !r.idle(ctx) {
 				return context.Cause(ctx)
 			}
 			if !c.lim.probe(c.slot, time.Now()) {
@@ -180,7 +312,7 @@ func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *
 				c.pool.idle(c.slot)
 			}
 			f.report(c, nil, 0)
-			if plan.Wait(ctx) {
+			if r.idle(ctx) {
 				continue
 			}
 			return context.Cause(ctx)
@@ -204,7 +336,7 @@ func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *
 		if ctx.Err() != nil || errors.As(err, &we) {
 			return err
 		}
-		if drop(i, err) {
+		if r.drop(i, err) {
 			return err
 		}
 		return nil
@@ -215,6 +347,24 @@ func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *
 // Sample fetches bytes [off, off+n) of the file in one ranged request, with
 // the same checks as a download, for comparing servers.
 func (f *Fetcher) Sample(ctx context.Context, off, n int64) ([]byte, error) {
+	return f.sample(ctx, off, n, nil)
+}
+
+// SampleWithin is Sample bounded in time: it returns the bytes from off
+// that arrived within limit, fewer than n (none, even) from a slow server.
+// An answer whose headers do not arrive in time is an error.
+func (f *Fetcher) SampleWithin(ctx context.Context, off, n int64, limit time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var late atomic.Bool
+	t := time.AfterFunc(limit, func() { late.Store(true); cancel() })
+	defer t.Stop()
+	return f.sample(ctx, off, n, &late)
+}
+
+// sample is Sample; once late is set, a read cut short by the end of ctx
+// returns the bytes it has.
+func (f *Fetcher) sample(ctx context.Context, off, n int64, late *atomic.Bool) ([]byte, error) {
 	req, err := f.newRequest(ctx)
 	if err != nil {
 		return nil, err
@@ -232,7 +382,11 @@ func (f *Fetcher) Sample(ctx context.Context, off, n int64) ([]byte, error) {
 		return nil, err
 	}
 	buf := make([]byte, n)
-	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+	got, err := io.ReadFull(resp.Body, buf)
+	if err != nil && late != nil && late.Load() {
+		return buf[:got], nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	return buf, nil
