@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/convoy-dl/convoy/internal/redact"
 	"github.com/convoy-dl/convoy/manifest"
 	"github.com/convoy-dl/convoy/merge"
 	"github.com/convoy-dl/convoy/segment"
@@ -91,6 +95,10 @@ type checkpointer struct {
 	hash *follower // nil without a checksum to verify
 	// served, if set, is saved as the manifest's served_by.
 	served *provenance
+	// vet, if set, names the servers on trial, whose bytes are not claimed.
+	vet *vetting
+	// sourcesMu guards base.Sources, which grows as mirrors pass.
+	sourcesMu sync.Mutex
 	// durable counts the bytes the last saved manifest claims.
 	durable int64
 }
@@ -99,11 +107,14 @@ type checkpointer struct {
 // replaces the manifest with the snapshot: the manifest never claims a byte
 // that is not on disk.
 func (c *checkpointer) save() error {
-	segs := c.plan.Snapshot()
+	segs := c.claimable()
 	if err := c.part.Sync(); err != nil {
 		return err
 	}
+	c.sourcesMu.Lock()
 	m := c.base
+	m.Sources = slices.Clone(m.Sources)
+	c.sourcesMu.Unlock()
 	m.Segments = segs
 	if c.served != nil {
 		m.ServedBy = c.served.snapshot()
@@ -117,6 +128,38 @@ func (c *checkpointer) save() error {
 	}
 	c.durable = m.Done()
 	return nil
+}
+
+// claimable is a snapshot of the plan without the bytes of servers on
+// trial: what a manifest may claim, and a hash may follow.
+func (c *checkpointer) claimable() []segment.Segment {
+	segs := c.plan.Snapshot()
+	return trusted(segs, c.vet.withheld()) // after the snapshot: see withheld
+}
+
+// addSource records server r among the manifest's sources, once its bytes
+// count.
+func (c *checkpointer) addSource(r segment.Remote) {
+	c.sourcesMu.Lock()
+	defer c.sourcesMu.Unlock()
+	u := redact.URL(r.URL)
+	for _, s := range c.base.Sources {
+		if s.URL == u {
+			return
+		}
+	}
+	c.base.Sources = append(c.base.Sources, manifest.Source{URL: u, ETag: r.ETag, LastModified: r.LastModified})
+}
+
+// withMirrors is base with a placeholder source for each mirror, whose
+// validators take up to a KiB: room for the sources a manifest gains as
+// mirrors pass their comparison.
+func withMirrors(base manifest.Manifest, mirrors []string) *manifest.Manifest {
+	base.Sources = slices.Clone(base.Sources)
+	for _, u := range mirrors {
+		base.Sources = append(base.Sources, manifest.Source{URL: redact.URL(u), ETag: strings.Repeat("e", 1<<10), LastModified: time.RFC1123})
+	}
+	return &base
 }
 
 // manifestRoom is the free space a download keeps beside its part file for

@@ -198,7 +198,6 @@ func (d *download) run(ctx context.Context) (Result, error) {
 	if err := manifest.RemoveTemps(f.manifest); err != nil {
 		d.cfg.Logf("could not remove stale temporary files: %v", err)
 	}
-	d.mirrors = d.mirrorsFor(ctx, remote)
 	res, err := d.fetchWithRestarts(ctx, remote, f)
 	if rerr := lock.Release(); rerr != nil && err == nil {
 		err = rerr
@@ -288,9 +287,8 @@ func (d *download) fetchWithRestarts(ctx context.Context, remote segment.Remote,
 		if remote, err = d.probeFirst(ctx); err != nil {
 			return res, err
 		}
-		// The mirrors agreed with the version that is gone: each must agree
-		// with the new one before it sends a byte of it.
-		d.mirrors = d.mirrorsFor(ctx, remote)
+		// The mirrors agreed with the version that is gone: the next pass
+		// compares each with the new one again.
 		fresh = true
 	}
 }
@@ -326,7 +324,11 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if err != nil {
 		return Result{}, err
 	}
+	d.mirrors = nil // this pass compares them again
 	if !remote.Ranges || remote.Size < 0 {
+		if len(d.cfg.Mirrors) > 0 {
+			d.cfg.Logf("%s cannot serve ranges: ignoring the mirrors", redact.URL(remote.URL))
+		}
 		return d.stream(ctx, remote, f, want)
 	}
 	if !remote.Identifiable() && want == nil && remote.Size == 0 {
@@ -356,7 +358,8 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	// them and which bytes each sent.
 	var prov *provenance
 	var earlier []manifest.Served
-	if len(d.mirrors) > 0 || (prev.m != nil && (len(prev.m.Sources) > 0 || len(prev.m.ServedBy) > 0)) {
+	vetted := len(d.cfg.Mirrors) > 0
+	if vetted || (prev.m != nil && (len(prev.m.Sources) > 0 || len(prev.m.ServedBy) > 0)) {
 		base.Sources = sourcesFor(prev.m, d.servers(remote))
 		if prev.m != nil {
 			earlier = prev.m.ServedBy
@@ -369,7 +372,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		// instead of reading most of the file back after the last byte.
 		segs = orderedChunks(remote.Size, hashChunk)
 	}
-	room := manifestRoom(&base, max(len(segs), 1), d.mostConnections(), prov != nil, len(earlier))
+	room := manifestRoom(withMirrors(base, d.cfg.Mirrors), max(len(segs), 1), d.mostConnections(), prov != nil, len(earlier))
 	part, err := merge.Open(f.part, remote.Size, room)
 	if err != nil {
 		return Result{}, describeFileError(err, f.part)
@@ -379,8 +382,13 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		return Result{}, errors.Join(err, part.Close())
 	}
 	cp := &checkpointer{plan: plan, part: part, path: f.manifest, base: base, served: prov}
+	var vet *vetting
+	if vetted {
+		vet = &vetting{trial: map[string]bool{}, prov: prov}
+		cp.vet = vet
+	}
 	if want != nil {
-		prefix := func() int64 { return contiguousPrefix(plan.Snapshot()) }
+		prefix := func() int64 { return contiguousPrefix(cp.claimable()) }
 		if cp.hash, err = newFollower(part, *want, prev.m, prefix); err != nil {
 			return Result{}, errors.Join(err, part.Close())
 		}
@@ -409,10 +417,10 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	fetcher.OnRegion = part.StartWriteback
 	res := Result{Path: f.out, Size: remote.Size, Resumed: prev.done}
 	runErr := d.withCheckpoints(ctx, remote.Size, cp, plan.Written, func(ctx context.Context) error {
-		if len(d.mirrors) == 0 {
+		if !vetted {
 			return d.runOne(ctx, fetcher, plan, part)
 		}
-		return d.runMirrors(ctx, remote, fetcher, plan, part, func(r segment.Remote) func(off, n int64) {
+		return d.runVetted(ctx, remote, fetcher, plan, part, cp, vet, func(r segment.Remote) func(off, n int64) {
 			return attributed(countFetched, prov, r)
 		})
 	})
@@ -662,18 +670,12 @@ func sumOf(ns []int) int {
 	return sum
 }
 
-// runMirrors fetches plan from the primary and the mirrors together; a
-// source that fails is dropped and the others take over.
+// runMirrors fetches plan from the primary and the mirrors that agreed
+// with it, together; a source that fails is dropped and the others take
+// over. It is for a stream, whose mirrors were compared before it began.
 func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *segment.Fetcher, plan *segment.Plan, w io.WriterAt, onWrite func(segment.Remote) func(off, n int64)) error {
 	remotes := d.servers(primary)
-	perHost := d.cfg.MaxPerHost
-	if perHost == 0 { // adaptive, no -x: the ceiling alone bounds a host
-		perHost = d.cfg.MaxConnections
-	}
-	counts := assignConnections(remotes, d.mostConnections(), perHost)
-	if used := sumOf(counts); used < d.mostConnections() && !d.adaptive() {
-		d.cfg.Logf("using %d of %d connections: at most %d to one host name with mirrors (-x, --max-per-host)", used, d.cfg.Connections, d.cfg.MaxPerHost)
-	}
+	counts := d.shareConnections(remotes)
 	sources := make([]segment.Source, len(remotes))
 	for i, r := range remotes {
 		f := pf
@@ -681,17 +683,10 @@ func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *s
 			f = d.newFetcher(r)
 			f.OnWrite, f.RegionSize, f.OnRegion, f.Budget = onWrite(r), pf.RegionSize, pf.OnRegion, pf.Budget
 			if d.cfg.MaxTries == 0 {
-				// A mirror that keeps failing is dropped while others
-				// work; the primary waits an outage out.
-				f.MaxTries = defaultMaxTries
+				f.MaxTries = defaultMaxTries // see runVetted
 			}
 		}
-		sources[i] = segment.Source{Fetcher: f, Connections: counts[i]}
-		if d.adaptive() && counts[i] > 0 {
-			// The share of the ceiling is the most this server may get;
-			// it starts with a few.
-			sources[i] = segment.Source{Fetcher: f, Connections: min(segment.StartConnections, counts[i]), Max: counts[i]}
-		}
+		sources[i] = d.source(f, counts[i])
 	}
 	return segment.RunSources(ctx, plan, w, sources, func(i int, err error) {
 		d.cfg.Logf("dropping %s: %v", redact.URL(remotes[i].URL), err)

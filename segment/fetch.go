@@ -75,7 +75,9 @@ type Fetcher struct {
 	// BufferSize is the copy buffer of each connection (0: DefaultBufferSize).
 	BufferSize int
 	// OnWrite, if set, is called after every successful WriteAt, from the
-	// fetching goroutines concurrently.
+	// fetching goroutines concurrently, and before the plan counts the
+	// bytes as written: what it records of a byte is there before any
+	// snapshot of the plan claims the byte.
 	OnWrite func(offset, n int64)
 	// OnRegion, if set, is called each time one connection has written
 	// RegionSize contiguous bytes (default 8 MiB), with that region, from the
@@ -409,9 +411,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 					s.release()
 					return written, &WriteError{Offset: at, Err: werr}
 				}
+				f.wrote(c, at, granted) // before the plan counts them: see OnWrite
 				s.commit(granted)
 				written += granted
-				f.wrote(c, at, granted)
 			}
 			if granted < int64(filled) {
 				if f.OnDiscard != nil {

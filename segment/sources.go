@@ -181,6 +181,10 @@ func (r *Sources) Drop(i int, err error) {
 	rs.conns.Wait()
 }
 
+// Context is the run's context: it ends when the run fails, and once Wait
+// has returned.
+func (r *Sources) Context() context.Context { return r.ctx }
+
 // Close says that no source will be added or dropped from outside: from
 // now on, connections without work end, and so does the run once the
 // plan is done or no source is left.
@@ -347,24 +351,18 @@ func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *
 // Sample fetches bytes [off, off+n) of the file in one ranged request, with
 // the same checks as a download, for comparing servers.
 func (f *Fetcher) Sample(ctx context.Context, off, n int64) ([]byte, error) {
-	return f.sample(ctx, off, n, nil)
+	return f.sample(ctx, off, n, n, 0)
 }
 
-// SampleWithin is Sample bounded in time: it returns the bytes from off
-// that arrived within limit, fewer than n (none, even) from a slow server.
-// An answer whose headers do not arrive in time is an error.
-func (f *Fetcher) SampleWithin(ctx context.Context, off, n int64, limit time.Duration) ([]byte, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var late atomic.Bool
-	t := time.AfterFunc(limit, func() { late.Store(true); cancel() })
-	defer t.Stop()
-	return f.sample(ctx, off, n, &late)
+// SampleWithin is Sample bounded in time: once limit has passed since the
+// answer began, it returns the bytes from off it has, when they are at
+// least least; fewer than n, then, from a slow server.
+func (f *Fetcher) SampleWithin(ctx context.Context, off, n, least int64, limit time.Duration) ([]byte, error) {
+	return f.sample(ctx, off, n, least, limit)
 }
 
-// sample is Sample; once late is set, a read cut short by the end of ctx
-// returns the bytes it has.
-func (f *Fetcher) sample(ctx context.Context, off, n int64, late *atomic.Bool) ([]byte, error) {
+// sample is SampleWithin; a limit of 0 waits for all n bytes.
+func (f *Fetcher) sample(ctx context.Context, off, n, least int64, limit time.Duration) ([]byte, error) {
 	req, err := f.newRequest(ctx)
 	if err != nil {
 		return nil, err
@@ -381,13 +379,25 @@ func (f *Fetcher) sample(ctx context.Context, off, n int64, late *atomic.Bool) (
 	if err := f.checkRange(resp, off, off+n); err != nil {
 		return nil, err
 	}
+	var late atomic.Bool
+	if limit > 0 {
+		t := time.AfterFunc(limit, func() { late.Store(true) })
+		defer t.Stop()
+	}
 	buf := make([]byte, n)
-	got, err := io.ReadFull(resp.Body, buf)
-	if err != nil && late != nil && late.Load() {
-		return buf[:got], nil
+	var got int64
+	for got < n {
+		k, err := resp.Body.Read(buf[got:])
+		got += int64(k)
+		if got >= min(least, n) && late.Load() {
+			break
+		}
+		if err == io.EOF && got < n {
+			return nil, io.ErrUnexpectedEOF
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return buf, nil
+	return buf[:got], nil
 }

@@ -146,7 +146,7 @@ func TestSampleWithinReturnsThePrefix(t *testing.T) {
 	t.Parallel()
 	srv := testserver.New(t, testserver.Size(mib), testserver.Rate(64*kib))
 	f := newFetcher(t, srv, 1)
-	got, err := f.SampleWithin(context.Background(), 1000, 256*kib, 300*time.Millisecond)
+	got, err := f.SampleWithin(context.Background(), 1000, 256*kib, 1, 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,9 +156,14 @@ func TestSampleWithinReturnsThePrefix(t *testing.T) {
 	if !bytes.Equal(got, srv.Content()[1000:1000+len(got)]) {
 		t.Fatal("the prefix differs from the file")
 	}
-	full, err := f.SampleWithin(context.Background(), 0, 1000, 10*time.Second)
+	full, err := f.SampleWithin(context.Background(), 0, 1000, 1, 10*time.Second)
 	if err != nil || !bytes.Equal(full, srv.Content()[:1000]) {
 		t.Fatalf("a sample in time: %d bytes, %v", len(full), err)
+	}
+	// Past the limit, it waits for the least it was asked for.
+	most, err := f.SampleWithin(context.Background(), 0, 256*kib, 100*kib, time.Millisecond)
+	if err != nil || len(most) < 100*kib || !bytes.Equal(most, srv.Content()[:len(most)]) {
+		t.Fatalf("a sample of at least 100 KiB: %d bytes, %v", len(most), err)
 	}
 }
 
