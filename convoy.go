@@ -342,7 +342,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		return Result{}, err
 	}
 	if prev.m == nil && !fresh {
-		d.noteUnclaimedPart(f)
+		if prev, err = d.adoptPart(ctx, remote, f, want != nil); err != nil {
+			return Result{}, err
+		}
 	}
 	base := manifest.Manifest{
 		URL:          redact.URL(remote.URL),
