@@ -215,3 +215,33 @@ func TestAdoptNotWithRestart(t *testing.T) {
 		t.Errorf("fetched %d of %d bytes with --restart; notices %q", res.Fetched, size, rec.notices)
 	}
 }
+
+// TestAdoptablePartSurvivesAFailure: a download that fails before its
+// first checkpoint keeps a part file whose pieces a later run can adopt
+// (before, nothing vouching for it, it was removed).
+func TestAdoptablePartSurvivesAFailure(t *testing.T) {
+	const size, piece = 256 << 10, 64 << 10
+	srv := newRangeLog(t, testserver.Size(size))
+	content := srv.h.Content()
+	dir := t.TempDir()
+	part := filepath.Join(dir, "f.bin.part")
+	if err := os.WriteFile(part, content[:3*piece], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, pieces := range []bool{true, false} {
+		cfg := metalinkConfig(dir, &recorder{})
+		cfg.ChecksumFile = filepath.Join(dir, "no-such-list") // fails before the first checkpoint
+		doc := metalinkFile{name: "f.bin", size: size, urls: []string{srv.url()}}
+		if pieces {
+			doc.extra = piecesXML(content, piece)
+		}
+		cfg.Metalink = writeMetalink(t, meta4(doc))
+		if _, err := convoy.Download(context.Background(), cfg); err == nil {
+			t.Fatal("a missing checksum list did not fail the download")
+		}
+		_, err := os.Stat(part)
+		if kept := err == nil; kept != pieces {
+			t.Errorf("with piece hashes %v: part file kept %v", pieces, kept)
+		}
+	}
+}
