@@ -80,15 +80,15 @@ func (d *download) adoptPart(ctx context.Context, remote segment.Remote, f files
 	}
 	segs := adoptedSegments(p, remote.Size, good, chunk)
 	done := written(segs)
+	if d.cfg.onAdopt != nil {
+		d.cfg.onAdopt(p, good)
+	}
 	if done == 0 {
 		d.cfg.Logf("%s exists without a manifest, and none of its %d pieces matches the metalink: overwriting it", f.part, len(p.Sums))
 		return resumed{}, nil
 	}
 	kept := inside - len(bad)
 	d.cfg.Logf("kept %d of %d pieces (%s) of %s, verified against the metalink; fetching the rest", kept, len(p.Sums), units.FormatBytes(done), f.part)
-	if d.cfg.onAdopt != nil {
-		d.cfg.onAdopt(p, good)
-	}
 	return resumed{segs: segs, done: done}, nil
 }
 

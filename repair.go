@@ -134,44 +134,52 @@ func repair(ctx context.Context, cfg Config, fix bool) (res RepairResult, err er
 		return res, err
 	}
 	held, bad, err := checkFile(ctx, c, file, p)
-	if cerr := file.Close(); cerr != nil && err == nil { // drops the lock
+	if err == nil {
+		res.Bad = piecesAt(p, m.size, bad)
+		err = settle(c, f, bad, fix, &res)
+	}
+	// Closing drops the lock: from the rename on, the download's lock on
+	// the part file (the same inode) guards the file.
+	if cerr := file.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
-	if err != nil {
+	if err != nil || res.Intact || !fix {
 		return res, err
 	}
-	res.Bad = piecesAt(p, m.size, bad)
+	c.checked = &checkedPieces{file: held, bad: bad}
+	err = repairDownload(ctx, c, f, p, &res)
+	return res, err
+}
+
+// settle acts on the check of the file f.out, which the caller holds locked:
+// an intact file is left as it is; a check alone names the bad pieces in
+// its error; a repair turns the file into the download's part file (an
+// atomic rename, the folder synced) while it is still locked.
+func settle(c Config, f files, bad []int, fix bool, res *RepairResult) error {
 	if len(bad) == 0 {
 		res.Intact = true
 		if fix {
 			// A manifest without its part file describes nothing: the
 			// leftover of a run that stopped after its last rename.
 			if err := manifest.Remove(f.manifest); err != nil {
-				return res, fmt.Errorf("removing %s, which describes nothing: %w", f.manifest, err)
+				return fmt.Errorf("removing %s, which describes nothing: %w", f.manifest, err)
 			}
 		}
-		return res, nil
+		return nil
 	}
 	if !fix {
-		return res, fmt.Errorf("%w: %s: %s of %d do not match %s: %s", merge.ErrChecksum, f.out,
-			nPieces(len(bad)), len(p.Sums), m.source, listPieces(res.Bad))
+		return fmt.Errorf("%w: %s: %s of %d do not match %s: %s", merge.ErrChecksum, f.out,
+			nPieces(len(bad)), res.Pieces, c.meta.source, listPieces(res.Bad))
 	}
-	c.Logf("%s: %s of %d do not match the metalink: %s; fetching them again", f.out, nPieces(len(bad)), len(p.Sums), listPieces(res.Bad))
-	// Between the check and the rename the file was locked; from the
-	// rename on the download's lock on the part file (the same inode)
-	// guards it.
+	c.Logf("%s: %s of %d do not match the metalink: fetching them again", f.out, nPieces(len(bad)), res.Pieces)
+	// Nothing may claim bytes of the part file it becomes but this run.
 	if err := manifest.Remove(f.manifest); err != nil {
-		return res, fmt.Errorf("removing %s, which describes nothing: %w", f.manifest, err)
+		return fmt.Errorf("removing %s, which describes nothing: %w", f.manifest, err)
 	}
 	if err := renameNoReplace(f.out, f.part); err != nil {
-		return res, describeFileError(err, f.part)
+		return describeFileError(err, f.part)
 	}
-	if err := fsx.SyncDir(filepath.Dir(f.out)); err != nil {
-		return res, describeFileError(err, f.out)
-	}
-	c.checked = &checkedPieces{file: held, bad: bad}
-	err = repairDownload(ctx, c, f, p, &res)
-	return res, err
+	return describeFileError(fsx.SyncDir(filepath.Dir(f.out)), f.out)
 }
 
 // finishRepair finishes a repair (or download) interrupted after its
