@@ -168,10 +168,10 @@ func settle(c Config, f files, bad []int, fix bool, res *RepairResult) error {
 		return nil
 	}
 	if !fix {
-		return fmt.Errorf("%w: %s: %s of %d do not match %s: %s", merge.ErrChecksum, f.out,
-			nPieces(len(bad)), res.Pieces, c.meta.source, listPieces(res.Bad))
+		return fmt.Errorf("%w: %s: %s of %d %s match %s: %s", merge.ErrChecksum, f.out,
+			nPieces(len(bad)), res.Pieces, doNot(len(bad)), c.meta.source, listPieces(res.Bad))
 	}
-	c.Logf("%s: %s of %d do not match the metalink: fetching them again", f.out, nPieces(len(bad)), res.Pieces)
+	c.Logf("%s: %s of %d %s match the metalink: fetching them again", f.out, nPieces(len(bad)), res.Pieces, doNot(len(bad)))
 	// Nothing may claim bytes of the part file it becomes but this run.
 	if err := manifest.Remove(f.manifest); err != nil {
 		return fmt.Errorf("removing %s, which describes nothing: %w", f.manifest, err)
@@ -253,8 +253,8 @@ func repairDownload(ctx context.Context, c Config, f files, p merge.Pieces, res 
 		}
 	}
 	if len(still) > 0 {
-		return fmt.Errorf("%w: %s: %s fetched again still do not match the metalink (the servers send other bytes than it describes): %s",
-			merge.ErrChecksum, f.out, nPieces(len(still)), listPieces(still))
+		return fmt.Errorf("%w: %s: %s fetched again still %s match the metalink (the servers send other bytes than it describes): %s",
+			merge.ErrChecksum, f.out, nPieces(len(still)), doNot(len(still)), listPieces(still))
 	}
 	return nil
 }
@@ -401,6 +401,14 @@ func nPieces(n int) string {
 		return "1 piece"
 	}
 	return fmt.Sprintf("%d pieces", n)
+}
+
+// doNot is the verb for n pieces: "does not", "do not".
+func doNot(n int) string {
+	if n == 1 {
+		return "does not"
+	}
+	return "do not"
 }
 
 // renameNoReplace moves from to to, atomically and only when nothing is

@@ -113,7 +113,7 @@ func TestCheckPieces(t *testing.T) {
 	srv, cfg, file := repairSetup(t, true, []int64{3*repairPiece + 1})
 	before, _ := os.Stat(file)
 	res, err := convoy.CheckPieces(context.Background(), cfg)
-	if !errors.Is(err, merge.ErrChecksum) || !strings.Contains(err.Error(), "1 piece of 32") || !strings.Contains(err.Error(), "3 (bytes 196608-262143)") {
+	if !errors.Is(err, merge.ErrChecksum) || !strings.Contains(err.Error(), "1 piece of 32 does not match") || !strings.Contains(err.Error(), "3 (bytes 196608-262143)") {
 		t.Fatalf("error %v, want a checksum mismatch naming piece 3", err)
 	}
 	if len(res.Bad) != 1 || res.Bad[0].Index != 3 {
@@ -276,4 +276,26 @@ func assertUntouched(t *testing.T, file string, srv *rangeLog) {
 	if st := srv.h.Stats(); st.Gets != 0 {
 		t.Errorf("the server was asked %d GETs", st.Gets)
 	}
+}
+
+// TestRepairIgnoresStaleManifest: a manifest beside the file, without its
+// part file (left by a run stopped between its last rename and the
+// manifest's removal), describes nothing: the repair must not let it
+// vouch for the damaged pieces once the file becomes the part file.
+func TestRepairIgnoresStaleManifest(t *testing.T) {
+	srv, cfg, file := repairSetup(t, false, []int64{6 * repairPiece})
+	m := &manifest.Manifest{URL: srv.url(), Size: repairSize, ETag: srv.h.ETag(), LastModified: srv.h.LastModified(),
+		Segments: []manifest.Segment{{Start: 0, End: repairSize, Written: repairSize}}}
+	if err := manifest.Save(file+".convoy", m); err != nil {
+		t.Fatal(err)
+	}
+	res, err := convoy.Repair(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.h.Verify(t, file)
+	if len(res.Bad) != 1 || res.Fetched != repairPiece {
+		t.Errorf("result %+v, want piece 6 fetched", res)
+	}
+	onlyOutput(t, filepath.Dir(file), "f.bin")
 }
