@@ -221,49 +221,91 @@ func claims(m *manifest.Manifest, start, end int64) bool {
 	return false
 }
 
-// repairDownload fetches the bad pieces of the part file of f and commits it.
-// When no whole-file hash verified the result, the pieces fetched are
-// checked against their hashes once more.
+// repairDownload fetches the bad pieces of the part file of f and commits
+// it. The proof of a repair is its pieces, not the whole-file hash (which
+// would read the whole file once more, in one stream): the pieces kept
+// were checked before, and those fetched are checked after the commit;
+// after an interrupted run, whose fetched pieces nothing checked yet,
+// every piece is. A piece that still fails is an error naming it, and the
+// same repair fetches it again. A download that fails before it changed
+// the file gives it its name back (see restore).
 func repairDownload(ctx context.Context, c Config, f files, p merge.Pieces, res *RepairResult) error {
+	c.Checksum, c.ChecksumFile = "", ""
 	dres, err := Download(ctx, c)
 	res.Download, res.Fetched = dres, dres.Fetched
 	if err != nil {
+		if c.checked != nil && restore(f, c.checked.file) {
+			return fmt.Errorf("%w; nothing was changed", err)
+		}
 		if _, serr := os.Stat(f.part); serr == nil {
 			err = fmt.Errorf("%w; the file is kept as %s: run the same repair again to finish it", err, f.part)
 		}
 		return err
-	}
-	if dres.Verified {
-		return nil
 	}
 	file, err := os.Open(f.out)
 	if err != nil {
 		return fsx.Plain(err)
 	}
 	defer file.Close() // read only
-	buf := make([]byte, min(p.Length, 1<<20))
 	var still []Piece
-	for _, b := range res.Bad {
-		ok, err := p.Check(file, b.Index, res.Size, buf)
+	if res.Continued {
+		bad, err := p.CheckAll(ctx, file, res.Size, runtime.GOMAXPROCS(0), nil)
 		if err != nil {
-			return fmt.Errorf("%s: %w", f.out, err)
+			return fmt.Errorf("checking the pieces of %s: %w", f.out, err)
 		}
-		if !ok {
-			still = append(still, b)
+		still = piecesAt(p, res.Size, bad)
+	} else {
+		buf := make([]byte, min(p.Length, 1<<20))
+		for _, b := range res.Bad {
+			ok, err := p.Check(file, b.Index, res.Size, buf)
+			if err != nil {
+				return fmt.Errorf("%s: %w", f.out, err)
+			}
+			if !ok {
+				still = append(still, b)
+			}
 		}
 	}
 	if len(still) > 0 {
-		return fmt.Errorf("%w: %s: %s fetched again still %s match the metalink (the servers send other bytes than it describes): %s",
+		return fmt.Errorf("%w: %s: %s still %s match the metalink after the repair (the servers send other bytes than it describes; the same repair fetches them again): %s",
 			merge.ErrChecksum, f.out, nPieces(len(still)), doNot(len(still)), listPieces(still))
 	}
 	return nil
+}
+
+// restore gives the part file f.part its name back after a download that
+// failed before it changed a byte: no manifest was saved (the first
+// checkpoint precedes every write) and it is still the file that was
+// checked, held, with the same size and modification time. It takes the
+// download's lock first, so a part file another process works on stays.
+// It reports whether the file is back under its name.
+func restore(f files, held fs.FileInfo) bool {
+	if _, err := os.Lstat(f.part); err != nil {
+		return false // Acquire would make one
+	}
+	lock, err := manifest.Acquire(f.part)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = lock.Release() }()
+	st, err := os.Stat(f.part)
+	if err != nil || !os.SameFile(st, held) || st.Size() != held.Size() || !st.ModTime().Equal(held.ModTime()) {
+		return false
+	}
+	if _, err := os.Lstat(f.manifest); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	if renameNoReplace(f.part, f.out) != nil {
+		return false
+	}
+	return fsx.SyncDir(filepath.Dir(f.out)) == nil
 }
 
 // metalinkOf reads the Metalink of cfg and returns the Config of the file
 // to repair at out: the document's only file, or the one of out's name.
 func metalinkOf(ctx context.Context, cfg Config, out string) (Config, error) {
 	all := cfg
-	all.Output, all.Checksum, all.ChecksumFile = "", "", ""
+	all.Output, all.Checksum, all.ChecksumFile = "", "", "" // a repair goes by the pieces
 	cfgs, err := Metalinks(ctx, all)
 	if err != nil {
 		return Config{}, err
@@ -279,9 +321,6 @@ func metalinkOf(ctx context.Context, cfg Config, out string) (Config, error) {
 		return Config{}, fmt.Errorf("%w: %s describes %d files, none named %s", ErrUsage, cfg.Metalink, len(cfgs), filepath.Base(out))
 	}
 	c.Output, c.Dir = out, "."
-	if cfg.Checksum != "" || cfg.ChecksumFile != "" {
-		c.Checksum, c.ChecksumFile = cfg.Checksum, cfg.ChecksumFile // instead of the document's
-	}
 	return *c, nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -91,20 +92,12 @@ func repairFile(c *cli.Context, stderr io.Writer, fix bool) error {
 	if res.Continued {
 		how = "finished the interrupted repair of"
 	}
-	var extra []string
-	if res.Download.Verified {
-		algo, _, _ := strings.Cut(res.Download.Checksum, ":")
-		extra = append(extra, algo+" verified")
-	}
+	extra := []string{fmt.Sprintf("all %d pieces verified", res.Pieces)}
 	if res.Download.Retries > 0 {
 		extra = append(extra, count(res.Download.Retries, "retry", "retries"))
 	}
-	tail := ""
-	if len(extra) > 0 {
-		tail = " (" + strings.Join(extra, ", ") + ")"
-	}
-	out.logf("%s %s: fetched %s in %s%s; %s of %d were bad: %s", how, res.Path, units.FormatBytes(res.Fetched),
-		res.Elapsed.Round(time.Millisecond), tail, count(len(res.Bad), "piece", "pieces"), res.Pieces, pieceList(res.Bad))
+	out.logf("%s %s: fetched %s in %s (%s); %s of %d were bad: %s", how, res.Path, units.FormatBytes(res.Fetched),
+		res.Elapsed.Round(time.Millisecond), strings.Join(extra, ", "), count(len(res.Bad), "piece", "pieces"), res.Pieces, pieceList(res.Bad))
 	return nil
 }
 

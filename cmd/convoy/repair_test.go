@@ -79,7 +79,7 @@ func TestRepairCommand(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, out)
 			}
 			srv.Verify(t, file)
-			for _, want := range []string{"repaired " + file, "fetched 192.0 KiB", "3 pieces of 16 were bad: 0 (bytes 0-65535), 3 (bytes 196608-262143), 15 (bytes 983040-1048575)", "sha256 verified"} {
+			for _, want := range []string{"repaired " + file, "fetched 192.0 KiB", "3 pieces of 16 were bad: 0 (bytes 0-65535), 3 (bytes 196608-262143), 15 (bytes 983040-1048575)", "all 16 pieces verified"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("the summary does not say %q: %s", want, out)
 				}
