@@ -921,7 +921,7 @@ repair() {
       reqs=$(awk '$2 != 416' "$log" | wc -l)
       record "$k" "$r"
       K_EXTRA[$k]+="$reqs "
-      [ "$t" = 1 ] && [ "$rc" -eq 0 ] && K_SAYS[$k]+="run $r: $(grep -o 'repaired .*' "$work/logs/tool.out" | tail -n 1 | sed "s|$out_dir/||"); "
+      [ "$t" = 1 ] && [ "$rc" -eq 0 ] && K_SAYS[$k]="run $r: $(grep -o 'repaired .*' "$work/logs/tool.out" | tail -n 1 | sed "s|$out_dir/||")"
       progress repair "$r/$runs" "${labels[t]}"
     done
   done
@@ -953,7 +953,7 @@ repair() {
   echo "\$W is $work. Requests: the lines of nginx's access log for the run (HEAD, probes and ranges)."
   if [ -n "${K_SAYS[repair/1]:-}" ]; then
     echo
-    echo "convoy's own summary of each run: ${K_SAYS[repair/1]%; }"
+    echo "convoy's own summary of its last run: ${K_SAYS[repair/1]}"
   fi
   local a b
   a=$(median "${K_WALL[repair/0]:-}") b=$(median "${K_WALL[repair/1]:-}")
