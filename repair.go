@@ -326,17 +326,18 @@ func metalinkOf(ctx context.Context, cfg Config, out string) (Config, error) {
 
 // lockExisting opens the file at path, which must exist, and locks it as
 // a download locks its part file; for writing when write is set, so that
-// a file convoy could not write is refused before anything changes.
+// a file convoy could not write is refused before anything changes, and
+// otherwise with a shared lock, which checks of the file may hold at once.
 func lockExisting(path string, write bool) (*os.File, error) {
-	flag := os.O_RDONLY
+	flag, how := os.O_RDONLY, unix.LOCK_SH
 	if write {
-		flag = os.O_RDWR
+		flag, how = os.O_RDWR, unix.LOCK_EX
 	}
 	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, describeFileError(fsx.Plain(err), path)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err != nil {
 		cerr := f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, errors.Join(fmt.Errorf("%w (%s is locked)", manifest.ErrLocked, path), cerr)

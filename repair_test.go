@@ -343,3 +343,23 @@ func TestRepairContinuedChecksEveryPiece(t *testing.T) {
 	}
 	srv.h.Verify(t, file)
 }
+
+// TestCheckPiecesSharesTheFile: checks of one file may run at once (a
+// shared lock), but not beside a repair of it (which holds it alone).
+func TestCheckPiecesSharesTheFile(t *testing.T) {
+	_, cfg, file := repairSetup(t, true, []int64{9})
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := convoy.CheckPieces(context.Background(), cfg); !errors.Is(err, merge.ErrChecksum) {
+		t.Errorf("a check beside another check: %v, want the bad piece", err)
+	}
+	if _, err := convoy.Repair(context.Background(), cfg); !errors.Is(err, manifest.ErrLocked) {
+		t.Errorf("a repair beside a check: %v, want ErrLocked", err)
+	}
+}
