@@ -164,6 +164,11 @@ type Config struct {
 
 	// meta is what a Metalink said of the file, set by Metalinks.
 	meta *metaFile
+	// checked, set by Repair, is its check of the file that became the
+	// part file; onAdopt, if set, learns which pieces a part file without
+	// a manifest kept.
+	checked *checkedPieces
+	onAdopt func(p merge.Pieces, good []bool)
 }
 
 // Progress is a snapshot of a running download.

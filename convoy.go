@@ -192,7 +192,7 @@ func (d *download) run(ctx context.Context) (Result, error) {
 	}
 	// Another run may have finished the file while this one waited to lock.
 	if done, res, err := d.checkExisting(ctx, remote, f); done || err != nil {
-		d.cleanupUnresumable(f)
+		d.cleanupUnresumable(f, err)
 		return res, errors.Join(err, lock.Release())
 	}
 	if err := manifest.RemoveTemps(f.manifest); err != nil {
@@ -278,7 +278,7 @@ func (d *download) fetchWithRestarts(ctx context.Context, remote segment.Remote,
 			if err != nil && !errors.Is(err, ErrExists) {
 				// A complete part file kept for ErrExists stays: the
 				// error tells the user it is there.
-				d.cleanupUnresumable(f)
+				d.cleanupUnresumable(f, err)
 			}
 			return res, err
 		}
@@ -298,9 +298,15 @@ func changedRemote(err error) bool {
 }
 
 // cleanupUnresumable removes a part file that no manifest describes: its
-// bytes cannot be trusted by a later run anyway.
-func (d *download) cleanupUnresumable(f files) {
+// bytes cannot be trusted by a later run anyway, unless the Metalink's
+// piece hashes can vouch for them (see adoptPart): then it stays if it
+// holds any, unless why, the error that ended the download, is a checksum
+// mismatch, which says they were discarded.
+func (d *download) cleanupUnresumable(f files, why error) {
 	if _, err := os.Stat(f.manifest); errors.Is(err, fs.ErrNotExist) {
+		if st, err := os.Stat(f.part); err == nil && st.Size() > 0 && d.cfg.meta != nil && d.cfg.meta.pieces != nil && !errors.Is(why, merge.ErrChecksum) {
+			return
+		}
 		_ = os.Remove(f.part)
 	}
 }
@@ -344,7 +350,9 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		return Result{}, err
 	}
 	if prev.m == nil && !fresh {
-		d.noteUnclaimedPart(f)
+		if prev, err = d.adoptPart(ctx, remote, f, want != nil); err != nil {
+			return Result{}, err
+		}
 	}
 	base := manifest.Manifest{
 		URL:          redact.URL(remote.URL),

@@ -861,6 +861,111 @@ s5() {
   echo
 }
 
+# ---------------------------------------------------------------- repair
+
+# repair [RUNS]: issue 14's anchor. A copy of www/256m.bin named dl.bin with three
+# flipped bytes, in 1 MiB pieces 17, 100 and 200, is mended from nginx (unthrottled)
+# with a Metalink of its 1 MiB sha-256 pieces, its sha-256 and its URL: `aria2c -V -M`
+# against `convoy repair`, in turn. Before every run, outside the timing: a fresh
+# damaged copy, sync, an empty access log. Counted: the wall time, the body bytes nginx
+# sent and its requests; the result must be the served file byte for byte.
+repair_meta() { # FILE URL NAME: a Metalink 4 of FILE at URL saved as NAME, 1 MiB pieces
+  echo '<?xml version="1.0" encoding="UTF-8"?>'
+  echo '<metalink xmlns="urn:ietf:params:xml:ns:metalink">'
+  echo "  <file name=\"$3\">"
+  echo "    <size>$(stat -c %s "$1")</size>"
+  echo "    <hash type=\"sha-256\">$(sha256sum "$1" | cut -d' ' -f1)</hash>"
+  echo "    <pieces length=\"$MiB\" type=\"sha-256\">"
+  split -b "$MiB" --filter='sha256sum' "$1" | awk '{print "      <hash>" $1 "</hash>"}'
+  echo "    </pieces>"
+  echo "    <url>$2</url>"
+  echo "  </file>"
+  echo "</metalink>"
+}
+
+# repair_damage FILE OFFSET...: inverts the byte at each OFFSET of FILE.
+repair_damage() {
+  local f=$1 off b
+  shift
+  for off in "$@"; do
+    b=$(od -An -tu1 -j "$off" -N1 "$f" | tr -d ' ')
+    printf "\\$(printf '%03o' $((b ^ 255)))" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
+  done
+}
+
+repair() {
+  local runs=$1 file=256m.bin log="$work/logs/fast.log" meta="$work/repair.meta4"
+  local offs=($((17 * MiB + 12345)) $((100 * MiB)) $((200 * MiB + MiB - 1)))
+  repair_meta "$work/www/$file" "http://127.0.0.1:$port_fast/$file" "$out_name" >"$meta"
+  local -a labels=("aria2c -V -M" "convoy repair") cmds=(
+    "aria2c -q -V -M $meta -d $out_dir --file-allocation=none"
+    "$convoy repair --metalink $meta $out_dir/$out_name")
+  local r t k rc t0 t1 tf="$work/time.txt" reqs
+  for r in $(seq 1 "$runs"); do
+    for t in 0 1; do
+      k="repair/$t"
+      fresh "$log"
+      cp "$work/www/$file" "$out_dir/$out_name"
+      repair_damage "$out_dir/$out_name" "${offs[@]}"
+      sync
+      rc=0
+      t0=$(date +%s%N)
+      timeout -k 5 "$limit" /usr/bin/time -v -o "$tf" bash -c "exec ${cmds[t]}" >"$work/logs/tool.out" 2>&1 || rc=$?
+      t1=$(date +%s%N)
+      R_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", (b - a) / 1e9}')
+      read -r R_CPU R_RSS < <(awk -F': ' '/User time/ {u = $2} /System time/ {s = $2}
+        /Maximum resident set size/ {m = $2} END {printf "%.2f %d\n", u + s, m}' "$tf" 2>/dev/null || echo "0 0")
+      R_STATUS=ok
+      if [ "$rc" -ne 0 ]; then R_STATUS=$(failure "$rc"); else check get "$file" "repair-$t-run$r"; fi
+      R_SENT=$(sent "$log")
+      reqs=$(awk '$2 != 416' "$log" | wc -l)
+      record "$k" "$r"
+      K_EXTRA[$k]+="$reqs "
+      [ "$t" = 1 ] && [ "$rc" -eq 0 ] && K_SAYS[$k]="run $r: $(grep -o 'repaired .*' "$work/logs/tool.out" | tail -n 1 | sed "s|$out_dir/||")"
+      progress repair "$r/$runs" "${labels[t]}"
+    done
+  done
+  echo "### Repair: 256 MiB with three flipped bytes, 1 MiB sha-256 pieces, from nginx on loopback"
+  echo
+  echo "Three bytes of a 256 MiB copy flipped, in pieces 17, 100 and 200; the Metalink gives 256 sha-256"
+  echo "pieces of 1 MiB, the whole file's sha-256 and nginx's URL (unthrottled). Target (issue 14): convoy"
+  echo "fetches exactly the three pieces (3 MiB, and the probe's one byte) and takes at most aria2c's time."
+  echo "The tools take turns; a fresh damaged copy before each run, outside the timing."
+  echo
+  echo "| tool | command | runs ok | wall s, median (min–max) | CPU s (user+sys) | peak RSS MiB | server sent, bytes (median) | requests (median) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for t in 0 1; do
+    k="repair/$t"
+    local w c m s q
+    w=$(stats "${K_WALL[$k]:-}")
+    if [ -z "$w" ]; then
+      echo "| ${labels[t]} | \`${cmds[t]//$work/\$W}\` | ${K_OK[$k]:-0}/${K_RUNS[$k]:-0} | – | – | – | – | – |"
+      continue
+    fi
+    c=$(median "${K_CPU[$k]}") m=$(maxof "${K_RSS[$k]}") s=$(imedian "${K_SENT[$k]}") q=$(imedian "${K_EXTRA[$k]}")
+    awk -v l="${labels[t]}" -v cmd="${cmds[t]//$work/\$W}" -v w="$w" -v ok="${K_OK[$k]:-0}" -v n="${K_RUNS[$k]:-0}" \
+      -v c="$c" -v m="$m" -v s="$s" -v q="$q" 'BEGIN {
+        split(w, a, " ")
+        printf "| %s | `%s` | %d/%d | %.3f (%.3f–%.3f) | %.2f | %.1f | %d (%.3f MiB) | %d |\n", l, cmd, ok, n, a[1], a[2], a[3], c, m / 1024, s, s / 1048576, q
+      }'
+  done
+  echo
+  echo "\$W is $work. Requests: the lines of nginx's access log for the run (HEAD, probes and ranges)."
+  if [ -n "${K_SAYS[repair/1]:-}" ]; then
+    echo
+    echo "convoy's own summary of its last run: ${K_SAYS[repair/1]}"
+  fi
+  local a b
+  a=$(median "${K_WALL[repair/0]:-}") b=$(median "${K_WALL[repair/1]:-}")
+  if [ -n "$a" ] && [ -n "$b" ]; then
+    echo
+    awk -v a="$a" -v b="$b" 'BEGIN {printf "Medians, convoy / aria2c: %.3f / %.3f = %.2f.\n", b, a, b / a}'
+  fi
+  echo
+  for t in 0 1; do notes "repair/$t" "${labels[t]}"; done | sed '1s/^/Runs that did not count:\n\n/'
+  echo
+}
+
 # micro: the Go micro-benchmarks of the hot paths (make bench-go), 3 counts each.
 micro() {
   echo "### Go micro-benchmarks of the hot paths"
@@ -948,6 +1053,11 @@ case "$cmd" in
   micro) # Go benchmarks only: no nginx, no tools to build
     micro "$runs"
     ;;
+  repair)
+    setup
+    repair "$runs"
+    finish
+    ;;
   all)
     setup
     repro="bench/bench.sh all $runs"
@@ -957,7 +1067,7 @@ case "$cmd" in
     tmp="$work/RESULTS.md"
     t_start=$SECONDS
     header "$runs" "$repro" >"$tmp"
-    for s in s1 s2 s3 s4 s5 s7 s8 micro; do
+    for s in s1 s2 s3 s4 s5 s7 s8 repair micro; do
       "$s" "$runs" >"$work/$s.md" # not in a pipe: the results must stay in this shell
       tee -a "$tmp" <"$work/$s.md"
     done

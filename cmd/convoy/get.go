@@ -209,7 +209,7 @@ func configFromFlags(c *cli.Context, out *reporter) (convoy.Config, error) {
 	if n := c.Int("max-connections"); n < 1 || n > convoy.MaxConnections {
 		return convoy.Config{}, usagef("--max-connections must be between 1 and %d", convoy.MaxConnections)
 	}
-	if j := c.Int("jobs"); j < 1 || j > 64 {
+	if j := c.Int("jobs"); c.IsSet("jobs") && (j < 1 || j > 64) { // unset: 1, or no such option (repair)
 		return convoy.Config{}, usagef("--jobs must be between 1 and 64")
 	}
 	// 0 would mean "the default" to convoy.Config; on the command line it

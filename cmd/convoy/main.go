@@ -126,6 +126,6 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
-		Commands: []*cli.Command{getCommand(stdout, stderr), verifyCommand(stderr), statusCommand(stdout), benchCommand(stdout, stderr), completionCommand(stdout), manCommand(stdout)},
+		Commands: []*cli.Command{getCommand(stdout, stderr), verifyCommand(stderr), repairCommand(stderr), statusCommand(stdout), benchCommand(stdout, stderr), completionCommand(stdout), manCommand(stdout)},
 	}
 }
