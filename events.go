@@ -16,8 +16,8 @@ import (
 // are left out.
 type Event struct {
 	// Type is "start", "progress", "checkpoint", "retry", "restart",
-	// "mirror-found", "mirror-dropped" or "connections"; the command line
-	// adds "done" and "error".
+	// "mirror-found", "mirror-dropped", "slow-server" or "connections";
+	// the command line adds "done" and "error".
 	Type string    `json:"event"`
 	Time time.Time `json:"time"`
 	// URL and Output, on every event, tell which download it belongs to,
@@ -28,8 +28,8 @@ type Event struct {
 	// name it).
 	URL    string `json:"url,omitempty"`
 	Output string `json:"output,omitempty"`
-	// Mirror is the server a mirror-found event adds or a mirror-dropped
-	// event drops (secrets redacted).
+	// Mirror is the server a mirror-found event adds, a mirror-dropped
+	// event drops, or a slow-server event names (secrets redacted).
 	Mirror string `json:"mirror,omitempty"`
 	// Size of the file (-1 unknown) and bytes on disk, on start, progress,
 	// checkpoint and done. On a checkpoint Done counts the bytes made
@@ -46,7 +46,8 @@ type Event struct {
 	Reason      string `json:"reason,omitempty"`
 	// Elapsed is the time since the download began, in seconds.
 	Elapsed float64 `json:"elapsed,omitempty"`
-	// Rate is bytes per second received by this run, on progress and done.
+	// Rate is bytes per second received by this run, on progress and done;
+	// on slow-server, what that server sent per second.
 	Rate float64 `json:"rate,omitempty"`
 	// Wait is the pause before the next try, in seconds, on retry.
 	Wait float64 `json:"wait,omitempty"`
