@@ -287,6 +287,10 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 			if written >= minProgress || (written > 0 && !errors.Is(err, ErrStalled)) {
 				pol.progressed()
 			}
+			if errors.Is(err, errYield) {
+				s.failed() // the rest of the answer goes back to the plan
+				return backoff.Permanent(err)
+			}
 			if err != nil {
 				s.failed()
 				if f.park(c, err) {
@@ -425,6 +429,13 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 			if d := time.Since(answered); d > 0 {
 				f.report(c, s, float64(got)/d.Seconds())
 			}
+			if c.pool != nil && got < want && yieldNow(want-got, got, time.Since(answered)-writing) && c.pool.over(c.slot) {
+				// The count was lowered and this answer would take a
+				// while yet: the connection leaves now, and the rest of
+				// its range goes back to the plan.
+				c.lim.hold(c.slot)
+				return written, errYield
+			}
 		}
 		if rerr != nil && got < want {
 			return written, bodyError(rctx, rerr, got, want, req)
@@ -439,6 +450,20 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 		}
 	}
 	return written, nil
+}
+
+// A connection whose place was taken away finishes its answer when the
+// rest would come within yieldAfter; otherwise it leaves at once, which
+// wastes only the bytes already on their way.
+const yieldAfter = time.Second
+
+// yieldNow reports whether an answer with left bytes still to come, got
+// received in the network time took, would take longer than yieldAfter.
+func yieldNow(left, got int64, took time.Duration) bool {
+	if got <= 0 || took <= 0 {
+		return true
+	}
+	return time.Duration(float64(left)/float64(got)*float64(took)) > yieldAfter
 }
 
 // checkRange accepts only a 206 for exactly [off, end) of a file of f.Size

@@ -17,7 +17,8 @@ const (
 
 // errYield ends the fetch of a span by a connection that gives its place
 // back: the source's connection count was lowered. It finished its last
-// request; the rest of the span goes back to the plan.
+// request, or left it when the rest would take more than yieldAfter; the
+// rest of the span goes back to the plan.
 var errYield = errors.New("connection given back: the source's connection count was lowered")
 
 // pool admits the connections of a source whose count adapts: a

@@ -176,3 +176,44 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// A connection whose place is taken away in the middle of a long answer
+// leaves at once rather than at the end of its request: its range goes
+// back to the plan, and what it left of the answer was never sent.
+func TestConnectionLeavesMidAnswerWhenTheCountDrops(t *testing.T) {
+	t.Parallel()
+	const size = 4 * mib
+	srv := testserver.New(t, testserver.Size(size), testserver.Rate(256*kib))
+	f := newFetcher(t, srv, 2)
+	plan, err := NewPlan(size, nil, 1, 64*kib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := newPool(2, 2, time.Now(), time.Hour, nil)
+	if !pl.enter(0) || !pl.enter(1) {
+		t.Fatal("test setup: no places")
+	}
+	c := &conn{id: 0, lim: newConnLimit(2, time.Hour), slot: 0, chunk: size, pool: pl, meter: pl.meters[0]}
+	span, _ := plan.Next()
+	w := newMemWriter(t, size)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- f.fetchSpan(ctx, span, w, c) }()
+	waitUntil(t, func() bool { return srv.Stats().BodyBytes >= 128*kib })
+	pl.mu.Lock()
+	pl.g.count = 1 // as a plateau would
+	pl.mu.Unlock()
+	if err := <-done; !errors.Is(err, errYield) {
+		t.Fatalf("fetchSpan = %v, want errYield", err)
+	}
+	if _, n := w.stats(); n >= 2*mib {
+		t.Errorf("the connection wrote %d bytes of its 4 MiB answer before leaving", n)
+	}
+	if sent := srv.Stats().BodyBytes; sent >= 2*mib {
+		t.Errorf("the server sent %d bytes of the 4 MiB answer", sent)
+	}
+	if _, ok := plan.Next(); !ok {
+		t.Error("the rest of the range did not go back to the plan")
+	}
+}
