@@ -20,6 +20,9 @@
 #                              ideal 256 MiB / (4 x 7 MiB/s) = 9.14 s; then S3b:
 #                              plus a bad mirror (127.0.0.14, another file, 8 MiB/s),
 #                              and one `convoy bench` ranking of the three
+#   bench/bench.sh s3m [RUNS]  S3 with the three mirrors named only in a Metalink
+#                              (f.meta4: size, sha-256, the three URLs); axel
+#                              reads no Metalink
 #   bench/bench.sh s5 [RUNS]   a lone server that caps connections: 256 MiB at
 #                              1 MiB/s per connection, at most 4 at once (503
 #                              beyond, 127.0.0.15), 12 connections asked; ideal
@@ -60,7 +63,8 @@ MiB=1048576
 #          bench: S3 only, run once, not timed (convoy bench's ranking)
 #   command placeholders: {CONVOY} the convoy binary, {URL}, {URLS} (the mirrors'
 #          URLs, space-separated; S3 and S3b), {OUT} = {DIR}/{NAME},
-#          {FILE} the served file on disk, {REFCOPY} bench/refcopy's binary. It runs as `bash -c "exec COMMAND"`.
+#          {FILE} the served file on disk, {REFCOPY} bench/refcopy's binary,
+#          {META4} a Metalink naming S3's three mirrors (S3m only). It runs as `bash -c "exec COMMAND"`.
 TOOLS='
 s1 s2 s7 | get   | convoy -n 16                    | {CONVOY} get -n 16 -o {OUT} {URL}
 s1       | ref   | curl -o                         | curl -s -o {OUT} {URL}
@@ -84,6 +88,9 @@ s3       | get   | aria2c -x4 -s12 -k1M            | aria2c -q -x4 -s12 -k1M -j1
 s3       | get   | axel -n 12                      | axel -q -n 12 -o {OUT} {URLS}
 s3       | bench | convoy bench (ranking, once)    | {CONVOY} bench --duration 3s -n 4 --json {URLS}
 s3b      | get   | convoy -n 12 -x 4, 4 URLs       | {CONVOY} get -q -n 12 -x 4 -o {OUT} {URLS}
+s3m      | get   | convoy -n 12 -x 4 f.meta4       | {CONVOY} get -q -n 12 -x 4 -o {OUT} {META4}
+s3m      | get   | convoy f.meta4 (no -n)          | {CONVOY} get -q -o {OUT} {META4}
+s3m      | get   | aria2c -x4 -s12 -k1M -M f.meta4 | aria2c -q -x4 -s12 -k1M -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -M {META4}
 s5       | get   | convoy -n 12                    | {CONVOY} get -n 12 -o {OUT} {URLS}
 s5       | get   | aria2c -x12 -s12 -k1M           | aria2c -q -x12 -s12 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URLS}
 s5       | get   | axel -n 12                      | axel -q -n 12 -o {OUT} {URLS}
@@ -141,6 +148,7 @@ render() {
   c=${c//'{DIR}'/$out_dir}
   c=${c//'{NAME}'/$out_name}
   c=${c//'{FILE}'/$work/www/$3}
+  c=${c//'{META4}'/$work/s3.meta4}
   printf '%s' "$c"
 }
 
@@ -818,6 +826,26 @@ s3_sc() { # SC RUNS IDEAL LOG_NUMBERS...: run every row of SC, RUNS times, on th
   notes_block "$sc" "${idx[@]}"
 }
 
+s3m() {
+  local runs=$1 n sum
+  sum=$(sha256sum "$work/www/256m.bin" | cut -d' ' -f1)
+  {
+    echo '<?xml version="1.0" encoding="UTF-8"?>'
+    echo '<metalink xmlns="urn:ietf:params:xml:ns:metalink">'
+    echo "  <file name=\"$out_name\">"
+    echo "    <size>$(stat -c %s "$work/www/256m.bin")</size>"
+    echo "    <hash type=\"sha-256\">$sum</hash>"
+    for n in 1 2 3; do echo "    <url priority=\"$n\">$(m_url "1$n")</url>"; done
+    echo '  </file>'
+    echo '</metalink>'
+  } >"$work/s3.meta4"
+  echo "### S3m: S3 with the three mirrors named only in a Metalink (size, sha-256, three URLs)"
+  echo
+  s3_sc s3m "$runs" 9.14 1 2 3
+  echo "Ideal as S3: 9.14 s. axel reads no Metalink. The file's name is the Metalink's, so the commands give no -o to aria2c."
+  echo
+}
+
 s3() {
   local runs=$1 i cmd rank want got
   echo "### S3: 256 MiB from three mirrors (127.0.0.11, .12, .13) at 1, 2 and 4 MiB/s per connection (limit_rate, sendfile_max_chunk 64k), at most 4 connections each (limit_conn, 503 beyond)"
@@ -1045,7 +1073,7 @@ load_tools
 cmd=${1:-}
 runs=${2:-3}
 case "$cmd" in
-  s1 | s2 | s3 | s4 | s5 | s7 | s8)
+  s1 | s2 | s3 | s3m | s4 | s5 | s7 | s8)
     setup
     "$cmd" "$runs"
     finish
@@ -1067,7 +1095,7 @@ case "$cmd" in
     tmp="$work/RESULTS.md"
     t_start=$SECONDS
     header "$runs" "$repro" >"$tmp"
-    for s in s1 s2 s3 s4 s5 s7 s8 repair micro; do
+    for s in s1 s2 s3 s3m s4 s5 s7 s8 repair micro; do
       "$s" "$runs" >"$work/$s.md" # not in a pipe: the results must stay in this shell
       tee -a "$tmp" <"$work/$s.md"
     done
