@@ -22,6 +22,12 @@ type Source struct {
 	// the throughput does not miss them, and drops when the server refuses
 	// some (see growth). Fetcher.OnConnections is told each change.
 	Max int
+	// Stop, if set, drops the source once it ends, as if one of its
+	// connections had failed with context.Cause(Stop): onDrop is told, its
+	// requests in flight are cancelled, its connections return, and the
+	// bytes they wrote stay written. A source stopped before the run starts
+	// fetches nothing.
+	Stop context.Context
 }
 
 // RunSources is Run over several servers of the same file sharing one plan.
@@ -29,8 +35,9 @@ type Source struct {
 // broken answer, another version of the file, tries exhausted) is dropped:
 // onDrop is told, its connections stop, and the other sources take over its
 // ranges. A source that refuses connections with 503 or 429 while others
-// work keeps fewer of them, as Run says. A failure of the writer, the end of
-// ctx, or the loss of the last source ends the run with that error.
+// work keeps fewer of them, as Run says. A source whose Stop ends is dropped
+// too. A failure of the writer, the end of ctx, or the loss of the last
+// source ends the run with that error.
 func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error)) error {
 	return runSources(ctx, plan, w, sources, onDrop)
 }
@@ -68,12 +75,34 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 		defer mu.Unlock()
 		return dropped[i]
 	}
+	for i, src := range sources {
+		if src.Stop != nil && src.Stop.Err() != nil {
+			if cause := context.Cause(src.Stop); drop(i, cause) {
+				return cause
+			}
+		}
+	}
+	// A source stopped while the run goes on is dropped by its AfterFunc,
+	// which Run waits for: onDrop is never called after Run returns.
+	var unwatch []func()
+	defer func() {
+		for _, u := range unwatch {
+			u()
+		}
+	}()
 	id := 0
 	var pools []*pool
 	every := DefaultGrowEvery
 	for i, src := range sources {
+		if isDropped(i) {
+			continue
+		}
 		f := src.Fetcher
-		n := max(src.Connections, 0)
+		n := src.slots()
+		sctx, stopped := ctx, func() (bool, error) { return false, nil }
+		if src.Stop != nil {
+			sctx, stopped, unwatch = watchStop(ctx, src.Stop, func(err error) bool { return drop(i, err) }, unwatch)
+		}
 		var pl *pool
 		if src.Max > 0 {
 			start := src.Connections
@@ -83,7 +112,6 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 			if f.growEvery > 0 {
 				every = f.growEvery
 			}
-			n = src.Max
 			pl = newPool(n, start, time.Now(), growHold*every, f.tellConnections)
 			pools = append(pools, pl)
 		}
@@ -97,7 +125,12 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 			g.Go(func() error {
 				defer f.report(c, nil, 0)
 				defer lim.stopped(k)
-				return f.connection(ctx, plan, w, c, i, isDropped, drop)
+				err := f.connection(sctx, plan, w, c, i, isDropped, drop)
+				var we *WriteError
+				if by, last := stopped(); by && !errors.As(err, &we) {
+					return last // nil unless it was the last source
+				}
+				return err
 			})
 		}
 	}
@@ -125,6 +158,55 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 	close(stop)
 	sampler.Wait()
 	return err
+}
+
+// watchStop drops a source once stop ends: it returns the context the
+// source's connections run under, cancelled then, and stopped, which
+// reports whether the source was stopped so (and the cause if that lost
+// the run its last source). drop drops the source and reports whether it
+// was the last. The returned unwatch list gains the function that stops
+// the watch, waiting for a drop under way.
+func watchStop(ctx, stop context.Context, drop func(error) bool, unwatch []func()) (context.Context, func() (bool, error), []func()) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	var (
+		mu   sync.Mutex
+		by   bool
+		last error
+	)
+	done := make(chan struct{})
+	after := context.AfterFunc(stop, func() {
+		defer close(done)
+		cause := context.Cause(stop)
+		wasLast := drop(cause)
+		mu.Lock()
+		by = true
+		if wasLast {
+			last = cause
+		}
+		mu.Unlock()
+		cancel(cause)
+	})
+	unwatch = append(unwatch, func() {
+		if !after() {
+			<-done
+		}
+		cancel(nil)
+	})
+	stopped := func() (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return by, last
+	}
+	return sctx, stopped, unwatch
+}
+
+// slots is how many connections src runs: Connections, or Max when the
+// count adapts.
+func (src Source) slots() int {
+	if src.Max > 0 {
+		return src.Max
+	}
+	return max(src.Connections, 0)
 }
 
 // tellConnections passes a change of an adaptive source's connection count
