@@ -82,6 +82,13 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 			}
 		}
 	}
+	// Every connection counts as working on the plan before any asks for
+	// work, so that no span meant for another source goes to the first.
+	for i, src := range sources {
+		if !isDropped(i) {
+			plan.join(i, src.slots())
+		}
+	}
 	// A source stopped while the run goes on is dropped by its AfterFunc,
 	// which Run waits for: onDrop is never called after Run returns.
 	var unwatch []func()
@@ -123,6 +130,7 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 			}
 			id++
 			g.Go(func() error {
+				defer plan.leave(i)
 				defer f.report(c, nil, 0)
 				defer lim.stopped(k)
 				err := f.connection(sctx, plan, w, c, i, isDropped, drop)
