@@ -2,7 +2,10 @@
 // manifest share, and the rule every list of them obeys.
 package ranges
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+)
 
 // Segment is the state of one byte range [Start, End): the prefix
 // [Start, Start+Written) is on disk, the rest is not.
@@ -39,4 +42,18 @@ func CheckCover(segs []Segment, size int64) error {
 		return fmt.Errorf("segments end at %d, size is %d", at, size)
 	}
 	return nil
+}
+
+// WrittenIn counts the written bytes of segs that lie in [start, end); segs
+// are in file order without overlap, as CheckCover accepts.
+func WrittenIn(segs []Segment, start, end int64) int64 {
+	i := sort.Search(len(segs), func(k int) bool { return segs[k].End > start })
+	var n int64
+	for ; i < len(segs) && segs[i].Start < end; i++ {
+		s := segs[i]
+		if lo, hi := max(start, s.Start), min(end, s.Start+s.Written); hi > lo {
+			n += hi - lo
+		}
+	}
+	return n
 }
