@@ -199,7 +199,7 @@ func checkPieces(m *Manifest) error {
 	}
 	// Each run of verified pieces must lie in one run of written bytes;
 	// both are in file order, so one pass over each does.
-	written := writtenRuns(m.Segments)
+	written := ranges.Runs(m.Segments)
 	j := 0
 	for i := int64(0); i < n; {
 		if m.PiecesVerified[i/8] == 0 {
@@ -226,23 +226,6 @@ func checkPieces(m *Manifest) error {
 		}
 	}
 	return nil
-}
-
-// writtenRuns returns the maximal runs [start, end) of written bytes of
-// segs, in order.
-func writtenRuns(segs []Segment) [][2]int64 {
-	var out [][2]int64
-	for _, s := range segs {
-		if s.Written == 0 {
-			continue
-		}
-		if n := len(out); n > 0 && out[n-1][1] == s.Start {
-			out[n-1][1] = s.Start + s.Written
-			continue
-		}
-		out = append(out, [2]int64{s.Start, s.Start + s.Written})
-	}
-	return out
 }
 
 // checkSources accepts sources that each name a server.

@@ -57,3 +57,20 @@ func WrittenIn(segs []Segment, start, end int64) int64 {
 	}
 	return n
 }
+
+// Runs returns the maximal runs [start, end) of written bytes of segs, in
+// order; segs are in file order without overlap, as CheckCover accepts.
+func Runs(segs []Segment) [][2]int64 {
+	var out [][2]int64
+	for _, s := range segs {
+		if s.Written <= 0 {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1][1] == s.Start {
+			out[n-1][1] = s.Start + s.Written
+			continue
+		}
+		out = append(out, [2]int64{s.Start, s.Start + s.Written})
+	}
+	return out
+}

@@ -101,3 +101,17 @@ func TestWrittenIn(t *testing.T) {
 		}
 	}
 }
+
+func TestRuns(t *testing.T) {
+	segs := []Segment{{0, 10, 10}, {10, 20, 3}, {20, 30, 0}, {30, 40, 10}, {40, 50, 10}, {50, 60, 2}}
+	want := [][2]int64{{0, 13}, {30, 52}}
+	got := Runs(segs)
+	if len(got) != len(want) {
+		t.Fatalf("Runs = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Runs = %v, want %v", got, want)
+		}
+	}
+}
