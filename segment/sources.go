@@ -55,11 +55,13 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 		dropped = make([]bool, len(sources))
 		alive   = len(sources)
 	)
-	drop := func(i int, err error) (last bool) {
+	// dropNow drops source i, unless it already was (news is false), and
+	// reports whether it was the last.
+	dropNow := func(i int, err error) (news, last bool) {
 		mu.Lock()
 		if dropped[i] {
 			mu.Unlock()
-			return false
+			return false, false
 		}
 		dropped[i] = true
 		alive--
@@ -68,6 +70,10 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 		if onDrop != nil {
 			onDrop(i, err)
 		}
+		return true, last
+	}
+	drop := func(i int, err error) (last bool) {
+		_, last = dropNow(i, err)
 		return last
 	}
 	isDropped := func(i int) bool {
@@ -108,7 +114,7 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 		n := src.slots()
 		sctx, stopped := ctx, func() (bool, error) { return false, nil }
 		if src.Stop != nil {
-			sctx, stopped, unwatch = watchStop(ctx, src.Stop, func(err error) bool { return drop(i, err) }, unwatch)
+			sctx, stopped, unwatch = watchStop(ctx, src.Stop, func(err error) (bool, bool) { return dropNow(i, err) }, unwatch)
 		}
 		var pl *pool
 		if src.Max > 0 {
@@ -170,11 +176,12 @@ func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 
 // watchStop drops a source once stop ends: it returns the context the
 // source's connections run under, cancelled then, and stopped, which
-// reports whether the source was stopped so (and the cause if that lost
-// the run its last source). drop drops the source and reports whether it
-// was the last. The returned unwatch list gains the function that stops
-// the watch, waiting for a drop under way.
-func watchStop(ctx, stop context.Context, drop func(error) bool, unwatch []func()) (context.Context, func() (bool, error), []func()) {
+// reports whether the source was dropped so, not for an error of its own
+// before (and the cause if that lost the run its last source). drop drops
+// the source and reports whether it was news and whether it was the last.
+// The returned unwatch list gains the function that stops the watch,
+// waiting for a drop under way.
+func watchStop(ctx, stop context.Context, drop func(error) (news, last bool), unwatch []func()) (context.Context, func() (bool, error), []func()) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	var (
 		mu   sync.Mutex
@@ -185,7 +192,10 @@ func watchStop(ctx, stop context.Context, drop func(error) bool, unwatch []func(
 	after := context.AfterFunc(stop, func() {
 		defer close(done)
 		cause := context.Cause(stop)
-		wasLast := drop(cause)
+		news, wasLast := drop(cause)
+		if !news {
+			return // dropped already: its connections return as they would
+		}
 		mu.Lock()
 		by = true
 		if wasLast {

@@ -3,6 +3,7 @@ package segment
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -129,5 +130,28 @@ func TestRunSourcesStopLastSource(t *testing.T) {
 				t.Fatalf("onDrop told %v, want one drop", drops)
 			}
 		})
+	}
+}
+
+// A source dropped for an error of its own whose Stop onDrop then ends (as
+// a caller that keeps dropped sources stopped for later runs does) still
+// ends the run with its error when it was the last.
+func TestRunSourcesStopAfterOwnFailure(t *testing.T) {
+	for range 5 {
+		srv := testserver.New(t, testserver.Size(mib), testserver.Statuses(http.StatusNotFound))
+		stop, cancel := context.WithCancelCause(context.Background())
+		plan, err := NewPlan(mib, nil, 1, 64*kib)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = RunSources(context.Background(), plan, newMemWriter(t, mib), []Source{{Fetcher: newFetcher(t, srv, 1), Connections: 1, Stop: stop}},
+			func(int, error) {
+				cancel(errSentBadBytes)
+				time.Sleep(5 * time.Millisecond) // lets the Stop's drop run first, as it may
+			})
+		var se *StatusError
+		if !errors.As(err, &se) || se.Code != http.StatusNotFound {
+			t.Fatalf("run ended with %v, want the source's 404", err)
+		}
 	}
 }
