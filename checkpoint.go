@@ -55,6 +55,12 @@ func (d *download) withCheckpoints(ctx context.Context, size int64, cp *checkpoi
 						return
 					}
 				}
+				if cp.pieces != nil {
+					if err := cp.pieces.v.Err(); err != nil {
+						cancel(err) // the pieces cannot be verified
+						return
+					}
+				}
 				if err := cp.save(); err != nil {
 					cancel(fmt.Errorf("%w: %w", errSaveFailed, describeFileError(err, cp.path)))
 					return
@@ -89,6 +95,8 @@ type checkpointer struct {
 	path string
 	base manifest.Manifest
 	hash *follower // nil without a checksum to verify
+	// pieces, if set, verifies the pieces; their record is saved.
+	pieces *pieceCheck
 	// served, if set, is saved as the manifest's served_by.
 	served *provenance
 	// durable counts the bytes the last saved manifest claims.
@@ -100,10 +108,12 @@ type checkpointer struct {
 // that is not on disk.
 func (c *checkpointer) save() error {
 	segs := c.plan.Snapshot()
+	m := c.base
+	// Pieces verified by now were read from bytes this sync makes durable.
+	c.pieces.recordPieces(&m, segs)
 	if err := c.part.Sync(); err != nil {
 		return err
 	}
-	m := c.base
 	m.Segments = segs
 	if c.served != nil {
 		m.ServedBy = c.served.snapshot()

@@ -160,6 +160,8 @@ type download struct {
 	// startedOver counts partial downloads found unusable before a pass
 	// (another version on the server, no ranges any more): restarts too.
 	startedOver atomic.Int64
+	// pieces verifies the pass under way by its piece hashes; nil without.
+	pieces *pieceCheck
 }
 
 // files names the three paths of one download.
@@ -363,6 +365,10 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		}
 		prov = newProvenance(earlier)
 	}
+	pieces := d.usablePieces(remote.Size)
+	if pieces != nil {
+		base.PieceLength = pieces.Length
+	}
 	segs := prev.segs
 	if segs == nil && want != nil {
 		// Fill the file from the front, so the hash can follow the download
@@ -379,9 +385,16 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		return Result{}, errors.Join(err, part.Close())
 	}
 	cp := &checkpointer{plan: plan, part: part, path: f.manifest, base: base, served: prov}
+	if pieces != nil {
+		if cp.pieces, err = d.newPieceCheck(*pieces, part, plan, prev, remote, prov); err != nil {
+			return Result{}, errors.Join(err, part.Close())
+		}
+		d.pieces = cp.pieces
+		defer func() { cp.pieces.close(); d.pieces = nil }()
+	}
 	if want != nil {
 		prefix := func() int64 { return contiguousPrefix(plan.Snapshot()) }
-		if cp.hash, err = newFollower(part, *want, prev.m, prefix); err != nil {
+		if cp.hash, err = newFollower(part, *want, prev.m, prefix(), cp.pieces.hashPrefix(prefix)); err != nil {
 			return Result{}, errors.Join(err, part.Close())
 		}
 		// Stops the background hashing on every way out; its error, if any,
@@ -404,23 +417,34 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	}
 	d.underWay.Store(true)
 	fetcher.Budget = d.budget
-	fetcher.OnWrite = attributed(countFetched, prov, remote)
+	onWrite := func(r segment.Remote) func(off, n int64) {
+		return cp.pieces.onWrite(attributed(countFetched, prov, r))
+	}
+	fetcher.OnWrite = onWrite(remote)
 	fetcher.RegionSize = writebackEvery
 	fetcher.OnRegion = part.StartWriteback
 	res := Result{Path: f.out, Size: remote.Size, Resumed: prev.done}
-	runErr := d.withCheckpoints(ctx, remote.Size, cp, plan.Written, func(ctx context.Context) error {
+	fetch := func(ctx context.Context) error {
 		if len(d.mirrors) == 0 {
 			return d.runOne(ctx, fetcher, plan, part)
 		}
-		return d.runMirrors(ctx, remote, fetcher, plan, part, func(r segment.Remote) func(off, n int64) {
-			return attributed(countFetched, prov, r)
-		})
-	})
+		return d.runMirrors(ctx, remote, fetcher, plan, part, onWrite)
+	}
+	if cp.pieces != nil {
+		once := fetch
+		fetch = func(ctx context.Context) error { return cp.pieces.rounds(ctx, once) }
+	}
+	runErr := d.withCheckpoints(ctx, remote.Size, cp, plan.Written, fetch)
 	res.Fetched = fetched.Load()
+	res.Refetched = cp.pieces.refetched()
 	d.cuts.Add(int64(plan.Cuts()))
 	if runErr != nil {
 		if errors.Is(runErr, ErrPartChanged) {
 			return res, errors.Join(partChanged(runErr, f), part.Close())
+		}
+		if errors.Is(runErr, merge.ErrChecksum) && cp.pieces != nil {
+			// Pieces that kept failing: those verified are worth keeping.
+			runErr = fmt.Errorf("%w; nothing was saved as %s, the verified pieces are kept in %s", runErr, f.out, f.part)
 		}
 		if changedRemote(runErr) {
 			// The bytes on disk may belong to another version of the file.
@@ -692,8 +716,12 @@ func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *s
 			// it starts with a few.
 			sources[i] = segment.Source{Fetcher: f, Connections: min(segment.StartConnections, counts[i]), Max: counts[i]}
 		}
+		sources[i].Stop = d.pieces.stop(i) // ends when its pieces get it dropped
 	}
 	return segment.RunSources(ctx, plan, w, sources, func(i int, err error) {
+		if !d.pieces.dropped(i, err) {
+			return // told already
+		}
 		d.cfg.Logf("dropping %s: %v", redact.URL(remotes[i].URL), err)
 		d.emit(Event{Type: "mirror-dropped", Mirror: redact.URL(remotes[i].URL), Error: redact.Text(err.Error())})
 	})
