@@ -694,7 +694,7 @@ func (d *download) runMirrors(ctx context.Context, primary segment.Remote, pf *s
 	if perHost == 0 { // adaptive, no -x: the ceiling alone bounds a host
 		perHost = d.cfg.MaxConnections
 	}
-	counts := assignConnections(remotes, d.mostConnections(), perHost)
+	counts := d.pieces.share(remotes, func(rs []segment.Remote) []int { return assignConnections(rs, d.mostConnections(), perHost) })
 	if used := sumOf(counts); used < d.mostConnections() && !d.adaptive() {
 		d.cfg.Logf("using %d of %d connections: at most %d to one host name with mirrors (-x, --max-per-host)", used, d.cfg.Connections, d.cfg.MaxPerHost)
 	}

@@ -140,6 +140,30 @@ func (pc *pieceCheck) stop(i int) context.Context {
 	return pc.stops[i]
 }
 
+// share is assign(remotes), the connections of each server this round,
+// with the servers dropped in earlier rounds left out, so that their share
+// goes to the others (a server given no connection in the first round, say,
+// fetches the pieces of one dropped there).
+func (pc *pieceCheck) share(remotes []segment.Remote, assign func([]segment.Remote) []int) []int {
+	if pc == nil {
+		return assign(remotes)
+	}
+	pc.mu.Lock()
+	var left []segment.Remote
+	var at []int
+	for i, r := range remotes {
+		if !pc.gone[i] {
+			left, at = append(left, r), append(at, i)
+		}
+	}
+	pc.mu.Unlock()
+	counts := make([]int, len(remotes))
+	for j, n := range assign(left) {
+		counts[at[j]] = n
+	}
+	return counts
+}
+
 // dropped records that runMirrors dropped server i for err, so that later
 // rounds leave it out too, and reports whether the drop is news to tell.
 func (pc *pieceCheck) dropped(i int, err error) bool {

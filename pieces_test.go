@@ -259,6 +259,31 @@ func TestMirrorDroppedAtItsSecondBadPiece(t *testing.T) {
 	}
 }
 
+// The only connection goes to a primary that damages every answer longer
+// than the samples that compared it with its mirror: it is dropped at its
+// second bad piece (the same piece, fetched again from it, there being no
+// other connection), and the mirror, given the connection in the next
+// round, fetches the piece and the file is whole.
+func TestMirrorWithoutConnectionTakesOver(t *testing.T) {
+	bad := newFlipper(t, -1, 0, 100<<10, nil, testserver.Size(pieceFile))
+	good := testserver.New(t, testserver.Size(pieceFile))
+	dir := t.TempDir()
+	rec := &recorder{}
+	cfg := piecesConfig(t, dir, good.Content(), rec, nil, bad.URL, good.URL)
+	cfg.Connections, cfg.MaxPerHost = 1, 1
+	res, err := convoy.Download(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good.Verify(t, filepath.Join(dir, "f.bin"))
+	if d := rec.eventsOf("mirror-dropped"); len(d) != 1 || d[0].Mirror != bad.URL || !strings.Contains(d[0].Error, "pieces 0, 0") {
+		t.Fatalf("mirror-dropped events %+v, want %s dropped for piece 0 twice", d, bad.URL)
+	}
+	if res.Refetched != 2 {
+		t.Errorf("refetched %d pieces, want 2", res.Refetched)
+	}
+}
+
 // A lone server that damages one answer: the piece is fetched again from
 // it, and the file is whole.
 func TestPieceFetchedAgainFromTheOnlyServer(t *testing.T) {
