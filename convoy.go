@@ -162,6 +162,9 @@ type download struct {
 	startedOver atomic.Int64
 	// pieces verifies the pass under way by its piece hashes; nil without.
 	pieces *pieceCheck
+	// usedEarlier counts the connections that fetched bytes in an earlier
+	// round of a pass, whose reports the next round's replace.
+	usedEarlier atomic.Int64
 }
 
 // files names the three paths of one download.
@@ -767,7 +770,8 @@ func (d *download) idle() time.Duration {
 }
 
 // usedConnections counts the connections that fetched bytes: not those
-// that a server refused all along, nor those that found no work.
+// that a server refused all along, nor those that found no work (in the
+// round of a pass that used most).
 func (d *download) usedConnections() int {
 	n := 0
 	for _, c := range d.connections() {
@@ -775,7 +779,7 @@ func (d *download) usedConnections() int {
 			n++
 		}
 	}
-	return n
+	return max(n, int(d.usedEarlier.Load()))
 }
 
 func (d *download) onRetry(err error, wait time.Duration) {

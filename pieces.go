@@ -373,6 +373,7 @@ func (pc *pieceCheck) rounds(ctx context.Context, fetch func(context.Context) er
 			return fmt.Errorf("%w: %d pieces (%s) still do not match their %s hashes after %d rounds of fetching", merge.ErrChecksum, n, pieceList(first), pc.pieces.Algo, round)
 		}
 		pc.d.cfg.Logf("fetching again the pieces that did not match their hashes")
+		pc.d.usedEarlier.Store(int64(pc.d.usedConnections()))
 	}
 }
 

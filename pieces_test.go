@@ -307,21 +307,33 @@ func TestPieceFetchedAgainFromTheOnlyServer(t *testing.T) {
 	onlyOutput(t, dir, "f.bin")
 }
 
-// The last piece is damaged, and found bad once the only connection has
-// fetched everything: the download runs another round for it.
+// The last piece is damaged, and found bad once the connection has
+// fetched everything: the download runs another round for it. The summary
+// still counts the connections of the first round.
 func TestPieceBadAfterTheConnectionsEnded(t *testing.T) {
-	srv := newFlipper(t, 1, 0, pieceFile-1000, nil, testserver.Size(pieceFile))
-	dir := t.TempDir()
-	rec := &recorder{}
-	cfg := piecesConfig(t, dir, srv.Content(), rec, nil, srv.URL)
-	cfg.Connections = 1
-	res, err := convoy.Download(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Verify(t, filepath.Join(dir, "f.bin"))
-	if len(srv.damaged()) != 1 || res.Refetched != 1 {
-		t.Fatalf("damaged %v, refetched %d", srv.damaged(), res.Refetched)
+	for _, conns := range []int{1, 2} {
+		t.Run(fmt.Sprintf("connections=%d", conns), func(t *testing.T) {
+			at := int64(pieceFile - 1000) // the last piece, at the end of the one answer
+			if conns == 2 {
+				at = pieceFile/2 - 1000 // the last piece of the answer for the first half
+			}
+			srv := newFlipper(t, 1, 0, at, nil, testserver.Size(pieceFile))
+			dir := t.TempDir()
+			rec := &recorder{}
+			cfg := piecesConfig(t, dir, srv.Content(), rec, nil, srv.URL)
+			cfg.Connections = conns
+			res, err := convoy.Download(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.Verify(t, filepath.Join(dir, "f.bin"))
+			if len(srv.damaged()) != 1 || res.Refetched != 1 {
+				t.Fatalf("damaged %v, refetched %d", srv.damaged(), res.Refetched)
+			}
+			if res.Connections != conns {
+				t.Errorf("the summary counts %d connections, want %d", res.Connections, conns)
+			}
+		})
 	}
 }
 
