@@ -89,7 +89,13 @@ func (d *download) adoptPart(ctx context.Context, remote segment.Remote, f files
 	}
 	kept := inside - len(bad)
 	d.cfg.Logf("kept %d of %d pieces (%s) of %s, verified against the metalink; fetching the rest", kept, len(p.Sums), units.FormatBytes(done), f.part)
-	return resumed{segs: segs, done: done}, nil
+	verified := make([]byte, (len(good)+7)/8)
+	for i, g := range good {
+		if g {
+			verified[i/8] |= 1 << (i % 8)
+		}
+	}
+	return resumed{segs: segs, done: done, verified: verified}, nil
 }
 
 // badPieces returns the pieces among the first inside of the file at path

@@ -59,6 +59,12 @@ func (d *download) withCheckpoints(ctx context.Context, size int64, cp *checkpoi
 						return
 					}
 				}
+				if cp.pieces != nil {
+					if err := cp.pieces.v.Err(); err != nil {
+						cancel(err) // the pieces cannot be verified
+						return
+					}
+				}
 				if err := cp.save(); err != nil {
 					cancel(fmt.Errorf("%w: %w", errSaveFailed, describeFileError(err, cp.path)))
 					return
@@ -93,6 +99,8 @@ type checkpointer struct {
 	path string
 	base manifest.Manifest
 	hash *follower // nil without a checksum to verify
+	// pieces, if set, verifies the pieces; their record is saved.
+	pieces *pieceCheck
 	// served, if set, is saved as the manifest's served_by.
 	served *provenance
 	// vet, if set, names the servers on trial, whose bytes are not claimed.
@@ -108,13 +116,15 @@ type checkpointer struct {
 // that is not on disk.
 func (c *checkpointer) save() error {
 	segs := c.claimable()
-	if err := c.part.Sync(); err != nil {
-		return err
-	}
 	c.sourcesMu.Lock()
 	m := c.base
 	m.Sources = slices.Clone(m.Sources)
 	c.sourcesMu.Unlock()
+	// Pieces verified by now were read from bytes this sync makes durable.
+	c.pieces.recordPieces(&m, segs)
+	if err := c.part.Sync(); err != nil {
+		return err
+	}
 	m.Segments = segs
 	if c.served != nil {
 		m.ServedBy = c.served.snapshot()

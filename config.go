@@ -212,6 +212,9 @@ type Result struct {
 	// Restarts counts the times the download started over because the file
 	// changed on the server.
 	Restarts int
+	// Refetched counts the pieces fetched again because they did not match
+	// their hashes (a Metalink's piece hashes), or no longer did on disk.
+	Refetched int
 	// Checksum is the file's digest as "ALGO:HEX" when one was verified or
 	// computed ("" for none); Verified tells which.
 	Checksum string

@@ -160,6 +160,11 @@ type download struct {
 	// startedOver counts partial downloads found unusable before a pass
 	// (another version on the server, no ranges any more): restarts too.
 	startedOver atomic.Int64
+	// pieces verifies the pass under way by its piece hashes; nil without.
+	pieces *pieceCheck
+	// usedEarlier counts the connections that fetched bytes in an earlier
+	// round of a pass, whose reports the next round's replace.
+	usedEarlier atomic.Int64
 }
 
 // files names the three paths of one download.
@@ -374,6 +379,10 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		}
 		prov = newProvenance(earlier)
 	}
+	pieces := d.usablePieces(remote.Size)
+	if pieces != nil {
+		base.PieceLength = pieces.Length
+	}
 	segs := prev.segs
 	if segs == nil && want != nil {
 		// Fill the file from the front, so the hash can follow the download
@@ -395,9 +404,16 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		vet = &vetting{trial: map[string]bool{}, prov: prov}
 		cp.vet = vet
 	}
+	if pieces != nil {
+		if cp.pieces, err = d.newPieceCheck(*pieces, part, plan, prev, remote, prov); err != nil {
+			return Result{}, errors.Join(err, part.Close())
+		}
+		d.pieces = cp.pieces
+		defer func() { cp.pieces.close(); d.pieces = nil }()
+	}
 	if want != nil {
 		prefix := func() int64 { return contiguousPrefix(cp.claimable()) }
-		if cp.hash, err = newFollower(part, *want, prev.m, prefix); err != nil {
+		if cp.hash, err = newFollower(part, *want, prev.m, prefix(), cp.pieces.hashPrefix(prefix)); err != nil {
 			return Result{}, errors.Join(err, part.Close())
 		}
 		// Stops the background hashing on every way out; its error, if any,
@@ -420,23 +436,35 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	}
 	d.underWay.Store(true)
 	fetcher.Budget = d.budget
-	fetcher.OnWrite = attributed(countFetched, prov, remote)
+	onWrite := func(r segment.Remote) func(off, n int64) {
+		return cp.pieces.onWrite(countFetched)
+	}
+	fetcher.OnWrite = onWrite(remote)
+	fetcher.Record = prov.recorder(remote)
 	fetcher.RegionSize = writebackEvery
 	fetcher.OnRegion = part.StartWriteback
 	res := Result{Path: f.out, Size: remote.Size, Resumed: prev.done}
-	runErr := d.withCheckpoints(ctx, remote.Size, cp, plan.Written, func(ctx context.Context) error {
+	fetch := func(ctx context.Context) error {
 		if !vetted {
 			return d.runOne(ctx, fetcher, plan, part)
 		}
-		return d.runVetted(ctx, remote, fetcher, plan, part, cp, vet, func(r segment.Remote) func(off, n int64) {
-			return attributed(countFetched, prov, r)
-		})
-	})
+		return d.runVetted(ctx, remote, fetcher, plan, part, cp, vet, onWrite)
+	}
+	if cp.pieces != nil {
+		once := fetch
+		fetch = func(ctx context.Context) error { return cp.pieces.rounds(ctx, once) }
+	}
+	runErr := d.withCheckpoints(ctx, remote.Size, cp, plan.Written, fetch)
 	res.Fetched = fetched.Load()
+	res.Refetched = cp.pieces.refetched()
 	d.cuts.Add(int64(plan.Cuts()))
 	if runErr != nil {
 		if errors.Is(runErr, ErrPartChanged) {
 			return res, errors.Join(partChanged(runErr, f), part.Close())
+		}
+		if errors.Is(runErr, merge.ErrChecksum) && cp.pieces != nil {
+			// Pieces that kept failing: those verified are worth keeping.
+			runErr = fmt.Errorf("%w; nothing was saved as %s, the verified pieces are kept in %s", runErr, f.out, f.part)
 		}
 		if changedRemote(runErr) {
 			// The bytes on disk may belong to another version of the file.
@@ -742,7 +770,8 @@ func (d *download) idle() time.Duration {
 }
 
 // usedConnections counts the connections that fetched bytes: not those
-// that a server refused all along, nor those that found no work.
+// that a server refused all along, nor those that found no work (in the
+// round of a pass that used most).
 func (d *download) usedConnections() int {
 	n := 0
 	for _, c := range d.connections() {
@@ -750,7 +779,7 @@ func (d *download) usedConnections() int {
 			n++
 		}
 	}
-	return n
+	return max(n, int(d.usedEarlier.Load()))
 }
 
 func (d *download) onRetry(err error, wait time.Duration) {

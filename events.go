@@ -16,8 +16,8 @@ import (
 // are left out.
 type Event struct {
 	// Type is "start", "progress", "checkpoint", "retry", "restart",
-	// "mirror-found", "mirror-dropped", "slow-server" or "connections";
-	// the command line adds "done" and "error".
+	// "mirror-found", "mirror-dropped", "slow-server", "connections" or
+	// "piece-bad"; the command line adds "done" and "error".
 	Type string    `json:"event"`
 	Time time.Time `json:"time"`
 	// URL and Output, on every event, tell which download it belongs to,
@@ -51,13 +51,30 @@ type Event struct {
 	Rate float64 `json:"rate,omitempty"`
 	// Wait is the pause before the next try, in seconds, on retry.
 	Wait float64 `json:"wait,omitempty"`
-	// Error says what went wrong, on retry, restart and error.
+	// Error says what went wrong, on retry, restart, piece-bad and error.
 	Error string `json:"error,omitempty"`
+	// Piece, on piece-bad, is the piece that did not match its hash.
+	Piece *BadPiece `json:"piece,omitempty"`
 	// Fetched, Retries, Cuts and Checksum, on done.
 	Fetched  int64  `json:"fetched,omitempty"`
 	Retries  int64  `json:"retries,omitempty"`
 	Cuts     int    `json:"cuts,omitempty"`
 	Checksum string `json:"checksum,omitempty"`
+	// Refetched, on done, counts the pieces fetched again because they did
+	// not match their hashes.
+	Refetched int `json:"refetched,omitempty"`
+}
+
+// BadPiece is a piece that did not match its hash (a Metalink's piece
+// hashes): its index, its bytes [Start, End), the servers that sent them
+// (redacted; none when unknown), and OnDisk when an earlier run had
+// verified it and the part file changed since. It is fetched again.
+type BadPiece struct {
+	Index   int      `json:"index"`
+	Start   int64    `json:"start"`
+	End     int64    `json:"end"`
+	Servers []string `json:"servers,omitempty"`
+	OnDisk  bool     `json:"on_disk,omitempty"`
 }
 
 // emit hands e to Config.OnEvent, one event at a time, with the URL and

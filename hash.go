@@ -148,17 +148,18 @@ const (
 )
 
 // newFollower hashes the part file from byte zero. When the manifest saved
-// a hash state for the same algorithm within the prefix already written, the
-// bytes on disk must hash to it again: an earlier run's state is never
-// trusted for bytes it cannot vouch for now, so a file verified at the end is
-// the file on disk. Until they do, checkpoints keep saving that state.
-func newFollower(part *merge.PartFile, want merge.Checksum, m *manifest.Manifest, prefix func() int64) (*follower, error) {
+// a hash state for the same algorithm within the prefix already written
+// (written bytes from the start), the bytes on disk must hash to it again:
+// an earlier run's state is never trusted for bytes it cannot vouch for
+// now, so a file verified at the end is the file on disk. Until they do,
+// checkpoints keep saving that state.
+func newFollower(part *merge.PartFile, want merge.Checksum, m *manifest.Manifest, written int64, prefix func() int64) (*follower, error) {
 	h, err := merge.NewPrefixHasher(want.Algo, part, 0, nil)
 	if err != nil {
 		return nil, err
 	}
 	f := &follower{h: h, want: want, prefix: prefix, stop: make(chan struct{}), done: make(chan struct{})}
-	if m != nil && m.HashAlgo == want.Algo && m.HashPos > 0 && m.HashPos <= prefix() {
+	if m != nil && m.HashAlgo == want.Algo && m.HashPos > 0 && m.HashPos <= written {
 		if _, err := merge.NewPrefixHasher(want.Algo, nil, m.HashPos, m.HashState); err == nil {
 			f.check = &hashMark{pos: m.HashPos, state: m.HashState}
 			f.marks = []hashMark{*f.check}

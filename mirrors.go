@@ -339,6 +339,14 @@ func (v *vetting) onTrial(u string) {
 	v.mu.Unlock()
 }
 
+// restart begins another round of comparisons: every mirror is compared
+// again.
+func (v *vetting) restart() {
+	v.mu.Lock()
+	v.agreed = nil
+	v.mu.Unlock()
+}
+
 // passed ends mirror r's trial: its bytes count.
 func (v *vetting) passed(r segment.Remote) {
 	v.mu.Lock()
@@ -406,31 +414,30 @@ func (d *download) runVetted(ctx context.Context, primary segment.Remote, pf *se
 	}
 	counts := d.shareConnections(remotes)
 	speeds := newSpeeds(len(remotes))
-	var srcMu sync.Mutex
-	var sources []segment.Remote // by the run's source index
-	run := segment.StartSources(ctx, plan, w, nil, func(i int, err error) {
-		srcMu.Lock()
-		r := sources[i]
-		srcMu.Unlock()
+	v.restart()
+	// Server k is source k of the run: 0 the primary, k the k-th mirror.
+	run := segment.StartSources(ctx, plan, w, nil, func(k int, err error) {
+		if !d.pieces.dropped(k, err) {
+			return // told already
+		}
 		if errors.As(err, new(disagreement)) {
-			d.dropMirror(r.URL, err.Error())
+			d.dropMirror(remotes[k].URL, err.Error())
 			return
 		}
-		d.cfg.Logf("dropping %s: %v", redact.URL(r.URL), redact.Text(err.Error()))
-		d.emit(Event{Type: "mirror-dropped", Mirror: redact.URL(r.URL), Error: redact.Text(err.Error())})
+		d.cfg.Logf("dropping %s: %v", redact.URL(remotes[k].URL), redact.Text(err.Error()))
+		d.emit(Event{Type: "mirror-dropped", Mirror: redact.URL(remotes[k].URL), Error: redact.Text(err.Error())})
 	})
-	// join adds server k (0: the primary), fetched by f, to the run; it
-	// returns the server's index there, or -1 when the run has ended.
-	join := func(k int, r segment.Remote, f *segment.Fetcher) int {
+	// join adds server k, fetched by f, to the run; it reports false when
+	// the run has ended.
+	join := func(k int, r segment.Remote, f *segment.Fetcher) bool {
 		f.OnWrite = speeds.counting(k, f.OnWrite)
-		srcMu.Lock()
-		defer srcMu.Unlock()
-		i := run.Add(d.source(f, counts[k]))
-		if i >= 0 {
-			sources = append(sources, r) // at i: Add numbers sources in order
-			speeds.joined(k, redact.URL(r.URL))
+		src := d.source(f, counts[k])
+		src.Stop = d.pieces.stop(k) // ends when its pieces get it dropped
+		if !run.Add(k, src) {
+			return false
 		}
-		return i
+		speeds.joined(k, redact.URL(r.URL))
+		return true
 	}
 	rctx := run.Context()
 	want := d.primarySamples(rctx, primary)
@@ -447,7 +454,7 @@ func (d *download) runVetted(ctx context.Context, primary segment.Remote, pf *se
 	})
 	for k, u := range d.cfg.Mirrors {
 		if counts[k+1] == 0 {
-			continue
+			continue // none left for it, or dropped in an earlier round
 		}
 		wg.Go(func() {
 			r, why := d.probeMirror(rctx, u, primary)
@@ -467,7 +474,7 @@ func (d *download) runVetted(ctx context.Context, primary segment.Remote, pf *se
 				return
 			}
 			f := d.newFetcher(r)
-			f.OnWrite = onWrite(r)
+			f.OnWrite, f.Record = onWrite(r), v.prov.recorder(r)
 			f.RegionSize, f.OnRegion, f.Budget = pf.RegionSize, pf.OnRegion, pf.Budget
 			if d.cfg.MaxTries == 0 {
 				// A mirror that keeps failing is dropped while others
@@ -475,12 +482,11 @@ func (d *download) runVetted(ctx context.Context, primary segment.Remote, pf *se
 				f.MaxTries = defaultMaxTries
 			}
 			v.onTrial(redact.URL(r.URL))
-			i := join(k+1, r, f)
-			if i < 0 {
+			if !join(k+1, r, f) {
 				return
 			}
 			if why := compareSamples(got, want); why != "" {
-				run.Drop(i, disagreement(why))
+				run.Drop(k+1, disagreement(why))
 				if n := d.takeBack(plan, v, redact.URL(r.URL)); n > 0 {
 					d.cfg.Logf("fetching again the %s that %s sent before its comparison", units.FormatBytes(n), redact.URL(r.URL))
 				}
@@ -493,6 +499,11 @@ func (d *download) runVetted(ctx context.Context, primary segment.Remote, pf *se
 	wg.Wait()
 	run.Close()
 	err := run.Wait()
+	if errors.Is(err, errBadServer) && d.pieces.failed() == nil {
+		// Its pieces got the last server of this round dropped, and others
+		// are left: the next round gives them its connections.
+		err = nil
+	}
 	d.mirrors = v.agreed
 	if err == nil {
 		speeds.report(d)
@@ -525,7 +536,7 @@ func (d *download) shareConnections(remotes []segment.Remote) []int {
 	if perHost == 0 { // adaptive, no -x: the ceiling alone bounds a host
 		perHost = d.cfg.MaxConnections
 	}
-	counts := assignConnections(remotes, d.mostConnections(), perHost)
+	counts := d.pieces.share(remotes, func(rs []segment.Remote) []int { return assignConnections(rs, d.mostConnections(), perHost) })
 	if used := sumOf(counts); used < d.mostConnections() && !d.adaptive() {
 		d.cfg.Logf("using %d of %d connections: at most %d to one host name with mirrors (-x, --max-per-host)", used, d.cfg.Connections, d.cfg.MaxPerHost)
 	}

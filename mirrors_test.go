@@ -100,7 +100,9 @@ func TestMirrorDisagreementsAreDropped(t *testing.T) {
 			if tt.name != "other-bytes" && st.RangeGets > 1 {
 				t.Errorf("the dropped mirror got %d range requests", st.RangeGets)
 			}
-			if tt.name == "other-bytes" && st.BodyBytes > 3*(64<<10)+1 && !n.has("fetching again") {
+			// Bytes it sent past its samples were written, and fetched again,
+			// unless its answers were cut in flight (up to 256 KiB here).
+			if tt.name == "other-bytes" && st.BodyBytes > 3*(64<<10)+1+256<<10 && !n.has("fetching again") {
 				t.Errorf("the dropped mirror sent %d bytes, and no notice says they were fetched again: %q", st.BodyBytes, n.lines)
 			}
 		})

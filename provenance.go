@@ -95,15 +95,13 @@ func (p *provenance) summary() string {
 	return strings.Join(parts, ", ")
 }
 
-// attributed returns onWrite, extended to record in prov (when set) that r
-// sent the bytes written.
-func attributed(onWrite func(off, n int64), prov *provenance, r segment.Remote) func(off, n int64) {
-	if prov == nil {
-		return onWrite
+// recorder returns what records in p (when set) that r sent the bytes
+// written: a Fetcher's Record, called before the plan counts them. Nil
+// without a provenance.
+func (p *provenance) recorder(r segment.Remote) func(off, n int64) {
+	if p == nil {
+		return nil
 	}
 	u := redact.URL(r.URL)
-	return func(off, n int64) {
-		onWrite(off, n)
-		prov.add(u, off, n)
-	}
+	return func(off, n int64) { p.add(u, off, n) }
 }

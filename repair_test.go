@@ -3,6 +3,7 @@ package convoy_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,16 +164,20 @@ func TestRepairContinues(t *testing.T) {
 	}
 }
 
-// TestRepairServerStillWrong: without a whole-file hash, a server that
-// sends a piece other than the Metalink describes makes the repair fail
-// as a checksum mismatch naming the piece, not report success.
+// TestRepairServerStillWrong: a server that sends a piece other than the
+// Metalink describes makes the repair fail as a checksum mismatch naming
+// the piece, before the file gets its name back: the part file stays for
+// another run, and nothing under the file's name claims to be repaired.
 func TestRepairServerStillWrong(t *testing.T) {
 	_, cfg, file := repairSetup(t, false, []int64{4 * repairPiece}, testserver.Corrupt(4*repairPiece+10, 4*repairPiece+11))
 	_, err := convoy.Repair(context.Background(), cfg)
-	if !errors.Is(err, merge.ErrChecksum) || !strings.Contains(err.Error(), "4 (bytes") {
+	if !errors.Is(err, merge.ErrChecksum) || !strings.Contains(err.Error(), "piece 4, bytes") {
 		t.Fatalf("error %v, want a checksum mismatch naming piece 4", err)
 	}
-	if _, err := os.Stat(file); err != nil {
+	if _, err := os.Stat(file); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s is there after a failed repair: %v", file, err)
+	}
+	if _, err := os.Stat(file + convoy.PartSuffix); err != nil {
 		t.Error(err)
 	}
 }
@@ -316,8 +321,9 @@ func TestRepairServerDown(t *testing.T) {
 
 // TestRepairContinuedChecksEveryPiece: after an interrupted repair, the
 // bytes its manifest claims were fetched by a run that never checked
-// them: every piece is checked after the commit, a bad one is named, and
-// the same repair run again mends it.
+// them: the repair that continues it checks every piece before the
+// commit, fetches again the one that fails as well as those missing, and
+// names both.
 func TestRepairContinuedChecksEveryPiece(t *testing.T) {
 	srv, cfg, file := repairSetup(t, true, []int64{3*repairPiece + 1, 7 * repairPiece})
 	if err := os.Rename(file, file+".part"); err != nil {
@@ -333,15 +339,17 @@ func TestRepairContinuedChecksEveryPiece(t *testing.T) {
 	if err := manifest.Save(file+".convoy", m); err != nil {
 		t.Fatal(err)
 	}
-	_, err := convoy.Repair(context.Background(), cfg)
-	if !errors.Is(err, merge.ErrChecksum) || !strings.Contains(err.Error(), "1 piece still does not match") || !strings.Contains(err.Error(), "3 (bytes") {
-		t.Fatalf("error %v, want piece 3 named", err)
-	}
 	res, err := convoy.Repair(context.Background(), cfg)
-	if err != nil || len(res.Bad) != 1 || res.Bad[0].Index != 3 || res.Fetched != repairPiece {
-		t.Fatalf("the second repair: %v, %+v", err, res)
+	if err != nil {
+		t.Fatal(err)
 	}
 	srv.h.Verify(t, file)
+	if len(res.Bad) != 2 || res.Bad[0].Index != 3 || res.Bad[1].Index != 7 || res.Fetched != 2*repairPiece {
+		t.Fatalf("result %+v: want pieces 3 and 7 named and fetched", res)
+	}
+	if out := srv.outside(pieceBytes(3), pieceBytes(7)); len(out) > 0 {
+		t.Errorf("asked for %v, outside the bad pieces", out)
+	}
 }
 
 // TestCheckPiecesSharesTheFile: checks of one file may run at once (a

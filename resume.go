@@ -22,6 +22,9 @@ type resumed struct {
 	m    *manifest.Manifest // nil for a fresh start
 	segs []segment.Segment  // m's segments, trimmed to the part file
 	done int64              // bytes the segments hold
+	// verified marks the pieces found good by hashing them just now (a
+	// part file adopted without its manifest), as merge.VerifierOptions.
+	verified []byte
 }
 
 // resumeState returns the state of an earlier run that still matches the

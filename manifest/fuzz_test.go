@@ -21,6 +21,9 @@ var fuzzSeeds = []string{
 	`{"name":"left-pad","version":"1.3.0"}`,
 	`{"version":1,"kind":"convoy-manifest","url":"u","size":10,"segments":[{"start":0,"end":10,"written":6}],"served_by":[{"url":"http://a/f","start":0,"end":4},{"url":"http://b/f","start":4,"end":6}]}`,
 	`{"version":1,"kind":"convoy-manifest","url":"u","size":10,"segments":[{"start":0,"end":10,"written":6}],"served_by":[{"url":"http://a/f","start":4,"end":6},{"url":"http://b/f","start":0,"end":4}]}`,
+	`{"version":1,"kind":"convoy-manifest","url":"u","size":30,"segments":[{"start":0,"end":10,"written":10},{"start":10,"end":30,"written":5}],"piece_length":8,"pieces_verified":"AQ=="}`,
+	`{"version":1,"kind":"convoy-manifest","url":"u","size":30,"segments":[{"start":0,"end":30,"written":30}],"piece_length":4,"pieces_verified":"/38="}`,
+	`{"version":1,"kind":"convoy-manifest","url":"u","size":30,"segments":[{"start":0,"end":10,"written":10},{"start":10,"end":30,"written":5}],"piece_length":8,"pieces_verified":"Ag=="}`,
 	`null`,
 	``,
 }
@@ -48,6 +51,14 @@ func FuzzDecode(f *testing.F) {
 		}
 		if err := checkServed(m.ServedBy, m.Size); err != nil {
 			t.Fatalf("Decode accepted served_by that fails checkServed: %v", err)
+		}
+		for i := range m.Pieces() {
+			// Each verified piece is written, as counted another way.
+			start := i * m.PieceLength
+			end := min(start+min(m.PieceLength, m.Size-start), m.Size)
+			if m.PieceVerified(i) && ranges.WrittenIn(m.Segments, start, end) != end-start {
+				t.Fatalf("Decode accepted verified piece %d, bytes [%d,%d), not all written", i, start, end)
+			}
 		}
 		if d := m.Done(); d < 0 || d > m.Size {
 			t.Fatalf("Done() = %d outside [0, %d]", d, m.Size)

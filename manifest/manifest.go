@@ -56,6 +56,15 @@ type Manifest struct {
 	// used several; ranges are in file order and do not overlap, and bytes
 	// not listed are unattributed (not yet written, or from a single server).
 	ServedBy []Served `json:"served_by,omitempty"`
+	// PieceLength is the length of the pieces a download with piece hashes
+	// (a Metalink's) checks, 0 without; the last piece may be shorter.
+	// PiecesVerified has bit i%8 of byte i/8 set when piece i, bytes
+	// [i*PieceLength, min((i+1)*PieceLength, Size)), matched its hash; the
+	// segments count every byte of such a piece as written. It holds a bit
+	// for each piece, those past the last clear, or nothing when no piece
+	// is verified. A resume checks the pieces again before trusting them.
+	PieceLength    int64  `json:"piece_length,omitempty"`
+	PiecesVerified []byte `json:"pieces_verified,omitempty"`
 }
 
 // Source is one server of the file and the validators it sent.
@@ -132,6 +141,9 @@ func Decode(data []byte) (*Manifest, error) {
 	if err := checkSources(m.Sources); err != nil {
 		return nil, err
 	}
+	if err := checkPieces(&m); err != nil {
+		return nil, err
+	}
 	return &m, nil
 }
 
@@ -145,6 +157,73 @@ func checkHash(m *Manifest) error {
 		return errors.New("hash state without an algorithm")
 	case m.HashAlgo != "" && len(m.HashState) == 0:
 		return errors.New("hash algorithm without a state")
+	}
+	return nil
+}
+
+// Pieces returns the number of pieces of m's file, 0 without a piece
+// length.
+func (m *Manifest) Pieces() int64 {
+	if m.PieceLength <= 0 || m.Size <= 0 {
+		return 0
+	}
+	n := m.Size / m.PieceLength
+	if m.Size%m.PieceLength != 0 {
+		n++
+	}
+	return n
+}
+
+// PieceVerified reports whether PiecesVerified marks piece i.
+func (m *Manifest) PieceVerified(i int64) bool {
+	return i >= 0 && i/8 < int64(len(m.PiecesVerified)) && m.PiecesVerified[i/8]&(1<<(i%8)) != 0
+}
+
+// checkPieces accepts verified pieces only with a piece length, a bit for
+// each piece and none past the last, and each one's bytes written.
+func checkPieces(m *Manifest) error {
+	switch {
+	case m.PieceLength < 0:
+		return fmt.Errorf("negative piece length %d", m.PieceLength)
+	case len(m.PiecesVerified) == 0:
+		return nil
+	case m.PieceLength == 0:
+		return errors.New("verified pieces without a piece length")
+	}
+	n := m.Pieces()
+	if want := (n + 7) / 8; int64(len(m.PiecesVerified)) != want {
+		return fmt.Errorf("pieces_verified holds %d bytes for %d pieces, want %d", len(m.PiecesVerified), n, want)
+	}
+	if r := n % 8; r != 0 && m.PiecesVerified[len(m.PiecesVerified)-1]>>r != 0 {
+		return fmt.Errorf("pieces_verified marks pieces past the last of %d", n)
+	}
+	// Each run of verified pieces must lie in one run of written bytes;
+	// both are in file order, so one pass over each does.
+	written := ranges.Runs(m.Segments)
+	j := 0
+	for i := int64(0); i < n; {
+		if m.PiecesVerified[i/8] == 0 {
+			i += 8 - i%8
+			continue
+		}
+		if !m.PieceVerified(i) {
+			i++
+			continue
+		}
+		first := i
+		for i < n && m.PieceVerified(i) {
+			i++
+		}
+		start, end := first*m.PieceLength, m.Size
+		if m.Size/m.PieceLength >= i { // i*PieceLength does not overflow
+			end = min(i*m.PieceLength, m.Size)
+		}
+		for j < len(written) && written[j][1] <= start {
+			j++
+		}
+		if j == len(written) || written[j][0] > start || written[j][1] < end {
+			return fmt.Errorf("pieces %d to %d, bytes [%d,%d), are marked verified but not all written", first, i-1, start, end)
+		}
 	}
 	return nil
 }
@@ -180,14 +259,16 @@ func checkServed(served []Served, size int64) error {
 const hashStateBound = 1 << 10
 
 // SizeBound returns an upper bound on the encoded size of m once it holds
-// segments segments and served served ranges in place of its own, and a
-// hash state, whatever their values: the space a Save needs for its
-// temporary copy. Its URLs and validators are taken as they are now; a
-// served range is taken to name the longest of them.
+// segments segments and served served ranges in place of its own, a hash
+// state and verified pieces (of its piece length), whatever their values:
+// the space a Save needs for its temporary copy. Its URLs and validators
+// are taken as they are now; a served range is taken to name the longest
+// of them.
 func SizeBound(m *Manifest, segments, served int) int64 {
 	c := *m
 	c.Version, c.Kind = Version, kind
 	c.Segments, c.ServedBy, c.HashState = nil, nil, nil
+	c.PiecesVerified = bytes.Repeat([]byte{0xff}, int((c.Pieces()+7)/8))
 	longest := longestEncoded(c.URL, c.FinalURL)
 	for _, s := range c.Sources {
 		longest = longestEncoded(longest, s.URL)
@@ -239,6 +320,9 @@ func Encode(m *Manifest) ([]byte, error) {
 		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
 	}
 	if err := checkSources(c.Sources); err != nil {
+		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
+	}
+	if err := checkPieces(&c); err != nil {
 		return nil, fmt.Errorf("refusing to encode an inconsistent manifest: %w", err)
 	}
 	return json.MarshalIndent(&c, "", "  ")

@@ -181,6 +181,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{"size=maxint64/segments=2", huge},
 		{"size=1000/segments=1000", sample(1000, 1000)},
 		{"size=30/served-by-two", servedSample()},
+		{"size=30/pieces", piecesSample()},
+		{"size=30/piece-length-only", func() *Manifest { m := piecesSample(); m.PiecesVerified = nil; return m }()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,6 +204,21 @@ func servedSample() *Manifest {
 	m.Sources = []Source{{URL: "http://a/f", ETag: `"a"`}, {URL: "http://b/f", LastModified: "Mon, 02 Jan 2006 15:04:05 GMT"}}
 	m.ServedBy = []Served{{URL: "http://a/f", Start: 0, End: 8}, {URL: "http://b/f", Start: 8, End: 12}, {URL: "http://a/f", Start: 15, End: 20}}
 	return m
+}
+
+// piecesSample is a manifest of 30 bytes in pieces of 4, [0,16) and
+// [20,25) written, pieces 0, 1, 3 and 5 verified.
+func piecesSample() *Manifest {
+	m := sample(30, 1)
+	m.Segments = []Segment{seg(0, 10, 10), seg(10, 20, 6), seg(20, 30, 5)}
+	m.PieceLength, m.PiecesVerified = 4, []byte{0b00101011}
+	return m
+}
+
+// withPieces is validJSON (30 bytes, [0,15) written) with a piece length
+// and verified pieces, as JSON values.
+func withPieces(length, verified string) string {
+	return strings.Replace(validJSON, `"size": 30`, `"size": 30, "piece_length": `+length+`, "pieces_verified": `+verified, 1)
 }
 
 // withServed is validJSON (30 bytes) with served_by set to the JSON list.
@@ -236,6 +253,11 @@ func TestEncodeRefusesInconsistent(t *testing.T) {
 		{"written>length", 10, []Segment{seg(0, 10, 11)}},
 		{"short", 20, []Segment{seg(0, 10, 0)}},
 		{"negative-size", -1, []Segment{seg(0, 0, 0)}},
+	}
+	m := piecesSample()
+	m.PiecesVerified[0] |= 1 << 4 // piece 4, [16,20), is not written
+	if data, err := Encode(m); err == nil {
+		t.Errorf("Encode accepted a verified piece that is not written:\n%s", data)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,6 +299,11 @@ func TestDecodeValid(t *testing.T) {
 		{"empty-file/[0,0)", withSegments("0", `[{"start":0,"end":0,"written":0}]`), 0, 0},
 		{"optional-fields-absent", `{"version":1,"kind":"convoy-manifest","size":1,"segments":[{"start":0,"end":1,"written":1}]}`, 1, 1},
 		{"size=maxint64", withSegments("9223372036854775807", `[{"start":0,"end":9223372036854775807,"written":0}]`), math.MaxInt64, 0},
+		// Pieces of 8: [0,8) is written, [8,16) is not all written.
+		{"piece-0-verified", withPieces("8", `"AQ=="`), 30, 15},
+		{"piece-length-only", strings.Replace(validJSON, `"size": 30`, `"size": 30, "piece_length": 8`, 1), 30, 15},
+		{"no-piece-verified", withPieces("8", `""`), 30, 15},
+		{"last-piece-verified", `{"version":1,"kind":"convoy-manifest","size":10,"segments":[{"start":0,"end":10,"written":10}],"piece_length":3,"pieces_verified":"CA=="}`, 10, 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -357,6 +384,14 @@ func TestDecodeRejects(t *testing.T) {
 		{"served-out-of-order", withServed(`[{"url":"a","start":10,"end":20},{"url":"b","start":0,"end":10}]`)},
 		{"served-unknown-field", withServed(`[{"url":"a","start":0,"end":10,"mirror":1}]`)},
 		{"served-not-list", withServed(`{"url":"a","start":0,"end":10}`)},
+		{"piece-length-negative", withPieces("-8", `"AQ=="`)},
+		{"pieces-without-length", withPieces("0", `"AQ=="`)},
+		{"pieces-too-many-bytes", withPieces("8", `"AQA="`)},
+		{"pieces-past-the-last", withPieces("8", `"EQ=="`)},
+		{"piece-not-written", withPieces("8", `"Ag=="`)},
+		{"piece-partly-written", withPieces("10", `"Ag=="`)},
+		{"pieces-not-base64", withPieces("8", `"*"`)},
+		{"piece-length-string", withPieces(`"8"`, `"AQ=="`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -885,6 +920,10 @@ func TestSizeBound(t *testing.T) {
 	}, HashAlgo: "sha512", HashPos: math.MaxInt64 - 1, HashState: state,
 		URL: escaped.URL,
 	}
+	withPieces := sample(1<<30, 1) // pieces of 16 KiB: 8 KiB of bits
+	withPieces.PieceLength = 16 << 10
+	withPieces.PiecesVerified = make([]byte, (1<<30)/(16<<10)/8)
+	withPieces.PiecesVerified[0] = 0xff
 	for i := range int64(40) {
 		widest.ServedBy = append(widest.ServedBy, Served{URL: escaped.URL, Start: math.MaxInt64 - 100 + 2*i, End: math.MaxInt64 - 99 + 2*i})
 	}
@@ -898,11 +937,12 @@ func TestSizeBound(t *testing.T) {
 		{"served-by-two", servedSample()},
 		{"escaped-urls", escaped},
 		{"widest-numbers", widest},
+		{"pieces", withPieces},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			actual := int64(len(mustEncode(t, tt.m)))
 			bare := *tt.m
-			bare.Segments, bare.ServedBy, bare.HashState, bare.HashAlgo = nil, nil, nil, ""
+			bare.Segments, bare.ServedBy, bare.HashState, bare.HashAlgo, bare.PiecesVerified = nil, nil, nil, "", nil
 			bound := SizeBound(&bare, len(tt.m.Segments), len(tt.m.ServedBy))
 			if bound < actual {
 				t.Fatalf("bound %d for an encoding of %d bytes", bound, actual)

@@ -75,10 +75,12 @@ type Fetcher struct {
 	// BufferSize is the copy buffer of each connection (0: DefaultBufferSize).
 	BufferSize int
 	// OnWrite, if set, is called after every successful WriteAt, from the
-	// fetching goroutines concurrently, and before the plan counts the
-	// bytes as written: what it records of a byte is there before any
-	// snapshot of the plan claims the byte.
+	// fetching goroutines concurrently, once the plan counts the bytes.
 	OnWrite func(offset, n int64)
+	// Record, if set, is called like OnWrite but before the plan counts
+	// the bytes: what it records of a byte is there before any snapshot
+	// of the plan claims the byte.
+	Record func(offset, n int64)
 	// OnRegion, if set, is called each time one connection has written
 	// RegionSize contiguous bytes (default 8 MiB), with that region, from the
 	// writing goroutine: a finished region is a good unit to start writeback.
@@ -415,9 +417,12 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 					s.release()
 					return written, &WriteError{Offset: at, Err: werr}
 				}
-				f.wrote(c, at, granted) // before the plan counts them: see OnWrite
+				if f.Record != nil {
+					f.Record(at, granted) // before the plan counts them
+				}
 				s.commit(granted)
 				written += granted
+				f.wrote(c, at, granted)
 			}
 			if granted < int64(filled) {
 				if f.OnDiscard != nil {

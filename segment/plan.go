@@ -29,6 +29,10 @@ type Plan struct {
 	changed chan struct{}
 	// cuts counts answers in flight cut short by a split.
 	cuts int
+	// working counts the connections of each source at work on the plan
+	// (see join): a span that avoids a source goes to it only when no
+	// other source has any.
+	working map[int]int
 }
 
 // Span is one connection's share of a Plan. Its end may move down while it is
@@ -47,6 +51,9 @@ type Span struct {
 	rate      float64   // bytes per second of the request in flight, 0 before its first bytes
 	active    bool      // a connection is fetching it
 	source    int       // the server of the connection fetching it
+	// avoid has bit k set when source k (k < 64) sent bad bytes of the
+	// span: while another source works on the plan, k is not handed it.
+	avoid uint64
 }
 
 // NewPlan builds a plan for a file of size bytes from the state of earlier
@@ -96,7 +103,7 @@ func (p *Plan) pending() int {
 // stops reading at the new end. The first kind of split leaves neither half
 // with fewer than minSplit bytes to fetch.
 func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
-	victim, from, most := p.largest(func(s *Span) int64 { return max(s.start+s.reserved, s.requested) })
+	victim, from, most := p.largest(func(s *Span) int64 { return max(s.start+s.reserved, s.requested) }, t)
 	mid := from + most/2
 	if victim != nil && t.Rate > 0 && victim.rate > 0 {
 		// Each part goes at its fetcher's pace, so that both end together:
@@ -117,16 +124,20 @@ func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
 		}
 		p.cuts++
 	}
-	back := &Span{plan: p, start: mid, end: victim.end, active: take, source: t.Source}
+	back := &Span{plan: p, start: mid, end: victim.end, active: take, source: t.Source, avoid: victim.avoid}
 	victim.end = mid
 	i := slices.Index(p.spans, victim)
 	p.spans = slices.Insert(p.spans, i+1, back)
 	return back, true
 }
 
-// largest finds the span with the most bytes between from(span) and its end.
-func (p *Plan) largest(from func(*Span) int64) (victim *Span, at, most int64) {
+// largest finds the span with the most bytes between from(span) and its
+// end, of those t may take.
+func (p *Plan) largest(from func(*Span) int64, t Thief) (victim *Span, at, most int64) {
 	for _, s := range p.spans {
+		if p.shuns(s, t) {
+			continue
+		}
 		f := from(s)
 		if left := s.end - f; left > most {
 			victim, at, most = s, f, left
@@ -181,7 +192,7 @@ func (p *Plan) slowest(t Thief) (victim *Span, cut int64) {
 	for _, s := range p.spans {
 		from := s.start + s.reserved
 		n := s.end - from
-		if n < 2*p.floorFor(s, t) || s.askedAt.IsZero() {
+		if n < 2*p.floorFor(s, t) || s.askedAt.IsZero() || p.shuns(s, t) {
 			continue
 		}
 		var need time.Duration
@@ -232,12 +243,50 @@ func (p *Plan) NextFor(t Thief) (*Span, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.spans {
-		if !s.active && s.reserved < s.end-s.start {
+		if !s.active && s.reserved < s.end-s.start && !p.shuns(s, t) {
 			s.active, s.source = true, t.Source
 			return s, true
 		}
 	}
 	return p.splitLargest(true, t)
+}
+
+// shuns reports whether t is to be kept off s: s avoids t's source, and a
+// source it does not avoid works on the plan. Caller holds mu.
+func (p *Plan) shuns(s *Span, t Thief) bool {
+	if s.avoid == 0 || t.Source < 0 || t.Source >= 64 || s.avoid&(1<<t.Source) == 0 {
+		return false
+	}
+	for src, n := range p.working {
+		if n > 0 && (src >= 64 || s.avoid&(1<<src) == 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// join records that n more connections of source work on the plan, each
+// until it calls leave.
+func (p *Plan) join(source, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.working == nil {
+		p.working = map[int]int{}
+	}
+	p.working[source] += n
+}
+
+// leave records that a connection of source stopped working on the plan;
+// idle connections look again, since spans that avoided their source may
+// now be theirs.
+func (p *Plan) leave(source int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.working[source]--; p.working[source] <= 0 {
+		delete(p.working, source)
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 // recheckEvery is how often an idle connection looks again for an answer
@@ -315,7 +364,19 @@ func (p *Plan) Snapshot() []Segment {
 // how many written bytes were reopened. Idle connections are woken; but a
 // fetch that has already returned (Wait said the plan was done) must be run
 // again by the caller to fetch them.
-func (p *Plan) Reopen(start, end int64) int64 {
+func (p *Plan) Reopen(start, end int64) int64 { return p.ReopenAvoiding(start, end) }
+
+// ReopenAvoiding is Reopen for bytes that the given sources (the indices
+// of RunSources, below 64) sent bad: the reopened bytes are not handed to
+// them while a connection of another source works on the plan, so another
+// server fetches them if one is left. This holds across runs on the plan.
+func (p *Plan) ReopenAvoiding(start, end int64, sources ...int) int64 {
+	var avoid uint64
+	for _, s := range sources {
+		if s >= 0 && s < 64 {
+			avoid |= 1 << s
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var reopened int64
@@ -330,7 +391,7 @@ func (p *Plan) Reopen(start, end int64) int64 {
 		if lo > s.start {
 			out = append(out, &Span{plan: p, start: s.start, end: lo, reserved: lo - s.start, written: lo - s.start})
 		}
-		out = append(out, &Span{plan: p, start: lo, end: hi})
+		out = append(out, &Span{plan: p, start: lo, end: hi, avoid: avoid})
 		// s keeps [hi, s.end): its offsets move, its absolute positions
 		// (and so its owner's request) stay. Emptied, it leaves the plan,
 		// and its owner finds it done.

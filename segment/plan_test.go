@@ -1108,3 +1108,72 @@ func TestNextSharesByRate(t *testing.T) {
 		})
 	}
 }
+
+// Reopened bytes that source 0 sent bad go to no connection of source 0,
+// not even by a split, while source 1 works on the plan; the halves split
+// off them avoid it too. Once source 1 has left, source 0 takes them.
+func TestReopenAvoiding(t *testing.T) {
+	p, err := NewPlan(100, []Segment{seg(0, 100, 100)}, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.join(0, 2)
+	p.join(1, 1)
+	p.join(2, 1)
+	if got := p.ReopenAvoiding(20, 60, 0); got != 40 {
+		t.Fatalf("ReopenAvoiding = %d, want 40", got)
+	}
+	checkPlan(t, p)
+	if s, ok := p.NextFor(Thief{Source: 0}); ok {
+		a, b := spanRange(s)
+		t.Fatalf("source 0 was handed [%d,%d)", a, b)
+	}
+	one, ok := p.NextFor(Thief{Source: 1})
+	if a, b := spanRange(one); !ok || a != 20 || b != 60 {
+		t.Fatalf("source 1 was handed [%d,%d), %v; want [20,60)", a, b, ok)
+	}
+	if s, ok := p.NextFor(Thief{Source: 0}); ok {
+		a, b := spanRange(s)
+		t.Fatalf("source 0 split off [%d,%d) of a span that avoids it", a, b)
+	}
+	two, ok := p.NextFor(Thief{Source: 2})
+	if !ok {
+		t.Fatal("source 2 could not split the span of source 1")
+	}
+	two.finish() // source 2's connection failed: its half waits for another
+	if s, ok := p.NextFor(Thief{Source: 0}); ok {
+		a, b := spanRange(s)
+		t.Fatalf("source 0 was handed [%d,%d), split off a span that avoids it", a, b)
+	}
+	changed := p.changed
+	p.leave(1)
+	p.leave(2)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("leave did not wake idle connections")
+	}
+	if _, ok := p.NextFor(Thief{Source: 0}); !ok {
+		t.Fatal("source 0, alone, was not handed the bytes that avoid it")
+	}
+	checkPlan(t, p)
+}
+
+// Bytes that avoid a source go to it when no other source works on the
+// plan at all (a lone server), and Reopen avoids nobody.
+func TestReopenAvoidingLoneSource(t *testing.T) {
+	p, err := NewPlan(100, []Segment{seg(0, 100, 100)}, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.join(0, 4)
+	p.ReopenAvoiding(0, 10, 0)
+	if _, ok := p.NextFor(Thief{Source: 0}); !ok {
+		t.Fatal("the lone source was not handed the bytes it sent bad")
+	}
+	p.join(1, 1)
+	p.Reopen(50, 60)
+	if _, ok := p.NextFor(Thief{Source: 0}); !ok {
+		t.Fatal("bytes reopened without a source to avoid were kept from source 0")
+	}
+}

@@ -23,6 +23,20 @@ type Source struct {
 	// the throughput does not miss them, and drops when the server refuses
 	// some (see growth). Fetcher.OnConnections is told each change.
 	Max int
+	// Stop, if set, drops the source once it ends, as Sources.Drop does,
+	// with context.Cause(Stop): onDrop is told, its requests in flight are
+	// cancelled, its connections return, and the bytes they wrote stay
+	// written. A source stopped before the run starts fetches nothing.
+	Stop context.Context
+}
+
+// slots is how many connections src runs: Connections, or Max when the
+// count adapts.
+func (src Source) slots() int {
+	if src.Max > 0 {
+		return src.Max
+	}
+	return max(src.Connections, 0)
 }
 
 // RunSources is Run over several servers of the same file sharing one plan.
@@ -30,8 +44,9 @@ type Source struct {
 // broken answer, another version of the file, tries exhausted) is dropped:
 // onDrop is told, its connections stop, and the other sources take over its
 // ranges. A source that refuses connections with 503 or 429 while others
-// work keeps fewer of them, as Run says. A failure of the writer, the end of
-// ctx, or the loss of the last source ends the run with that error.
+// work keeps fewer of them, as Run says. A source whose Stop ends is dropped
+// too. A failure of the writer, the end of ctx, or the loss of the last
+// source ends the run with that error.
 func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error)) error {
 	r := StartSources(ctx, plan, w, sources, onDrop)
 	r.Close()
@@ -71,6 +86,11 @@ type Sources struct {
 	nextID   int     // the id of the next connection
 	pools    []*pool // of adaptive sources, sampled every `every`
 	every    time.Duration
+	failed   error // why the run ended: its last source dropped from outside
+	// unwatch stops watching the sources' Stop, waiting for a drop under
+	// way; watching counts the drops under way.
+	unwatch  []func() bool
+	watching sync.WaitGroup
 }
 
 // running is the state of one source of a Sources.
@@ -78,6 +98,7 @@ type running struct {
 	cancel  context.CancelCauseFunc // ends the source's connections
 	conns   sync.WaitGroup
 	dropped bool
+	outside bool // dropped by Drop, not for an error of its own
 }
 
 // StartSources starts the connections of sources on plan and returns the
@@ -111,35 +132,84 @@ func StartSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Sour
 			r.every = src.Fetcher.growEvery
 		}
 	}
-	for _, src := range sources {
-		r.Add(src)
+	// Every connection counts as working on the plan before any asks for
+	// work, so that no span meant for another source goes to the first.
+	r.mu.Lock()
+	for i, src := range sources {
+		r.plan.join(i, src.slots())
 	}
+	for i, src := range sources {
+		r.add(i, src, true)
+	}
+	r.mu.Unlock()
 	r.sampler.Go(r.sample)
 	return r
 }
 
-// Add starts the connections of one more source and returns its index (the
-// one onDrop and Drop use), or -1 when the run is closed or has ended.
-func (r *Sources) Add(src Source) int {
+// Add starts the connections of one more source, numbered i (for onDrop,
+// Drop and the plan's Thief.Source), a number no source of the run has.
+// It reports false when the run is closed or has ended.
+func (r *Sources) Add(i int, src Source) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.isClosed || r.ctx.Err() != nil {
-		return -1
+	if r.isClosed || r.ctx.Err() != nil || r.at(i) != nil {
+		return false
 	}
-	i := len(r.sources)
+	r.add(i, src, false)
+	return true
+}
+
+// at is source i, nil when there is none. Caller holds mu.
+func (r *Sources) at(i int) *running {
+	if i < 0 || i >= len(r.sources) {
+		return nil
+	}
+	return r.sources[i]
+}
+
+// add is Add; joined says the plan already counts the source's
+// connections. Caller holds mu.
+func (r *Sources) add(i int, src Source, joined bool) {
 	sctx, scancel := context.WithCancelCause(r.ctx)
 	rs := &running{cancel: scancel}
-	r.sources = append(r.sources, rs)
+	for len(r.sources) <= i {
+		r.sources = append(r.sources, nil)
+	}
+	r.sources[i] = rs
 	r.alive++
+	n := src.slots()
+	if !joined {
+		r.plan.join(i, n)
+	}
+	if src.Stop != nil {
+		if src.Stop.Err() != nil {
+			for range n {
+				r.plan.leave(i)
+			}
+			r.mu.Unlock()
+			r.drop(i, context.Cause(src.Stop))
+			r.mu.Lock()
+			return
+		}
+		r.watching.Add(1)
+		stop := context.AfterFunc(src.Stop, func() {
+			defer r.watching.Done()
+			r.Drop(i, context.Cause(src.Stop))
+		})
+		r.unwatch = append(r.unwatch, func() bool {
+			if stop() {
+				r.watching.Done() // it never ran
+			}
+			return true
+		})
+	}
 	f := src.Fetcher
-	n := max(src.Connections, 0)
 	var pl *pool
 	if src.Max > 0 {
 		start := src.Connections
 		if start <= 0 {
 			start = StartConnections
 		}
-		n = src.Max
 		pl = newPool(n, start, time.Now(), growHold*r.every, f.tellConnections)
 		r.pools = append(r.pools, pl)
 	}
@@ -153,32 +223,51 @@ func (r *Sources) Add(src Source) int {
 		rs.conns.Add(1)
 		r.g.Go(func() error {
 			defer rs.conns.Done()
+			defer r.plan.leave(i)
 			defer f.report(c, nil, 0)
 			defer lim.stopped(k)
 			err := f.connection(sctx, r.plan, r.w, c, i, r)
-			if err != nil && r.ctx.Err() == nil && sctx.Err() != nil {
-				return nil // dropped from outside: not the run's error
+			var we *WriteError
+			if err != nil && r.ctx.Err() == nil && r.droppedOutside(i) && !errors.As(err, &we) {
+				return nil // not the run's error
 			}
 			return err
 		})
 	}
-	return i
 }
 
 // Drop stops source i's connections, answers in flight included, and
 // returns once none of them will write again; the plan keeps every byte
-// they wrote. onDrop is told, with err.
+// they wrote. onDrop is told, with err. When no source is left and none
+// may come, the run ends with err.
 func (r *Sources) Drop(i int, err error) {
 	r.mu.Lock()
-	if i < 0 || i >= len(r.sources) {
-		r.mu.Unlock()
+	rs := r.at(i)
+	r.mu.Unlock()
+	if rs == nil {
 		return
 	}
-	rs := r.sources[i]
-	r.mu.Unlock()
-	r.drop(i, err)
+	news, last := r.dropNews(i, err)
+	if news {
+		r.mu.Lock()
+		rs.outside = true
+		if last {
+			r.failed = err
+		}
+		r.mu.Unlock()
+		if last {
+			r.cancel(err)
+		}
+	}
 	rs.cancel(err)
 	rs.conns.Wait()
+}
+
+// droppedOutside reports whether source i was dropped by Drop.
+func (r *Sources) droppedOutside(i int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sources[i].outside
 }
 
 // Context is the run's context: it ends when the run fails, and once Wait
@@ -201,6 +290,18 @@ func (r *Sources) Close() {
 // after Close.
 func (r *Sources) Wait() error {
 	err := r.g.Wait()
+	r.mu.Lock()
+	unwatch := r.unwatch
+	r.mu.Unlock()
+	for _, u := range unwatch {
+		u()
+	}
+	r.watching.Wait() // no onDrop after Wait
+	r.mu.Lock()
+	if r.failed != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = r.failed
+	}
+	r.mu.Unlock()
 	if r.unabort != nil {
 		r.unabort()
 	}
@@ -213,11 +314,18 @@ func (r *Sources) Wait() error {
 // drop marks source i dropped and tells onDrop; it reports whether the
 // run is to end: no source is left and none may come.
 func (r *Sources) drop(i int, err error) (last bool) {
+	_, last = r.dropNews(i, err)
+	return last
+}
+
+// dropNews is drop, and reports too whether the source was not dropped
+// already.
+func (r *Sources) dropNews(i int, err error) (news, last bool) {
 	r.mu.Lock()
 	rs := r.sources[i]
-	if rs.dropped {
+	if rs == nil || rs.dropped {
 		r.mu.Unlock()
-		return false
+		return false, false
 	}
 	rs.dropped = true
 	r.alive--
@@ -227,14 +335,14 @@ func (r *Sources) drop(i int, err error) (last bool) {
 	if r.onDrop != nil {
 		r.onDrop(i, err)
 	}
-	return last
+	return true, last
 }
 
 // isDropped reports whether source i was dropped.
 func (r *Sources) isDropped(i int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.sources[i].dropped
+	return r.sources[i] == nil || r.sources[i].dropped
 }
 
 // idle waits, for a connection without work, until there may be some: it

@@ -25,8 +25,8 @@ func TestSourcesAddJoinsARun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	run := StartSources(ctx, plan, w, []Source{{Fetcher: newFetcher(t, slow, 2), Connections: 2}}, nil)
-	if i := run.Add(Source{Fetcher: newFetcher(t, fast, 2), Connections: 2}); i != 1 {
-		t.Fatalf("Add = %d, want 1", i)
+	if !run.Add(1, Source{Fetcher: newFetcher(t, fast, 2), Connections: 2}) {
+		t.Fatal("Add failed")
 	}
 	run.Close()
 	if err := run.Wait(); err != nil {
@@ -36,8 +36,8 @@ func TestSourcesAddJoinsARun(t *testing.T) {
 	if got := fast.Stats().BodyBytes; got < size/2 {
 		t.Errorf("the added source sent %d bytes of %d", got, size)
 	}
-	if i := run.Add(Source{Fetcher: newFetcher(t, fast, 1), Connections: 1}); i != -1 {
-		t.Errorf("Add after Close = %d, want -1", i)
+	if run.Add(2, Source{Fetcher: newFetcher(t, fast, 1), Connections: 1}) {
+		t.Error("Add after Close succeeded")
 	}
 }
 
@@ -66,7 +66,7 @@ func TestSourcesDropStopsASource(t *testing.T) {
 	if during := after - before; during > 512*kib {
 		t.Errorf("the dropped server sent %d bytes while Drop waited for its connections", during)
 	}
-	if run.Add(Source{Fetcher: newFetcher(t, good, 2), Connections: 2}) != 1 {
+	if !run.Add(1, Source{Fetcher: newFetcher(t, good, 2), Connections: 2}) {
 		t.Fatal("Add failed")
 	}
 	run.Close()

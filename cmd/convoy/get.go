@@ -330,7 +330,7 @@ func runOne(ctx context.Context, cfg convoy.Config, out *reporter, v view, event
 		rate = float64(res.Fetched) / s
 	}
 	events.write(convoy.Event{Type: "done", URL: redact.URL(cfg.URL), Output: res.Path, Size: res.Size, Done: res.Size,
-		Elapsed: res.Elapsed.Seconds(), Rate: rate, Fetched: res.Fetched, Retries: res.Retries, Cuts: res.Cuts, Checksum: res.Checksum})
+		Elapsed: res.Elapsed.Seconds(), Rate: rate, Fetched: res.Fetched, Retries: res.Retries, Cuts: res.Cuts, Checksum: res.Checksum, Refetched: res.Refetched})
 	out.summary(res)
 	return res, nil
 }

@@ -337,6 +337,9 @@ func (r *reporter) summary(res convoy.Result) {
 	if res.Restarts > 0 {
 		extra = append(extra, count(res.Restarts, "restart", "restarts"))
 	}
+	if res.Refetched > 0 {
+		extra = append(extra, count(res.Refetched, "piece", "pieces")+" refetched")
+	}
 	if res.Verified {
 		algo, _, _ := strings.Cut(res.Checksum, ":")
 		extra = append(extra, algo+" verified")

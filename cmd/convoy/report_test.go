@@ -8,7 +8,8 @@ import (
 	convoy "github.com/convoy-dl/convoy"
 )
 
-// The summary counts connections, retries, cuts and restarts in the number each needs.
+// The summary counts connections, retries, cuts, restarts and pieces
+// refetched in the number each needs.
 func TestSummaryCounts(t *testing.T) {
 	tests := []struct {
 		res  convoy.Result
@@ -19,6 +20,8 @@ func TestSummaryCounts(t *testing.T) {
 			"(16 connections, 1 retry, 1.0 KiB fetched twice, 1 answer cut short, 1 restart)"},
 		{convoy.Result{Connections: 16, Retries: 3, Cuts: 2, Restarts: 2},
 			"(16 connections, 3 retries, 0 B fetched twice, 2 answers cut short, 2 restarts)"},
+		{convoy.Result{Connections: 2, Refetched: 1}, "(2 connections, 0 retries, 0 B fetched twice, 1 piece refetched)"},
+		{convoy.Result{Connections: 2, Refetched: 3}, "(2 connections, 0 retries, 0 B fetched twice, 3 pieces refetched)"},
 	}
 	for _, tt := range tests {
 		var b strings.Builder

@@ -2,7 +2,10 @@
 // manifest share, and the rule every list of them obeys.
 package ranges
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+)
 
 // Segment is the state of one byte range [Start, End): the prefix
 // [Start, Start+Written) is on disk, the rest is not.
@@ -39,4 +42,35 @@ func CheckCover(segs []Segment, size int64) error {
 		return fmt.Errorf("segments end at %d, size is %d", at, size)
 	}
 	return nil
+}
+
+// WrittenIn counts the written bytes of segs that lie in [start, end); segs
+// are in file order without overlap, as CheckCover accepts.
+func WrittenIn(segs []Segment, start, end int64) int64 {
+	i := sort.Search(len(segs), func(k int) bool { return segs[k].End > start })
+	var n int64
+	for ; i < len(segs) && segs[i].Start < end; i++ {
+		s := segs[i]
+		if lo, hi := max(start, s.Start), min(end, s.Start+s.Written); hi > lo {
+			n += hi - lo
+		}
+	}
+	return n
+}
+
+// Runs returns the maximal runs [start, end) of written bytes of segs, in
+// order; segs are in file order without overlap, as CheckCover accepts.
+func Runs(segs []Segment) [][2]int64 {
+	var out [][2]int64
+	for _, s := range segs {
+		if s.Written <= 0 {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1][1] == s.Start {
+			out[n-1][1] = s.Start + s.Written
+			continue
+		}
+		out = append(out, [2]int64{s.Start, s.Start + s.Written})
+	}
+	return out
 }

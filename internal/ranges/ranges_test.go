@@ -79,3 +79,39 @@ func TestRemaining(t *testing.T) {
 		}
 	}
 }
+
+func TestWrittenIn(t *testing.T) {
+	segs := []Segment{{0, 10, 10}, {10, 20, 3}, {20, 30, 0}, {30, 40, 10}}
+	for _, tt := range []struct {
+		start, end, want int64
+	}{
+		{0, 40, 23},
+		{0, 10, 10},
+		{5, 15, 8},
+		{12, 13, 1},
+		{13, 30, 0},
+		{10, 13, 3},
+		{25, 35, 5},
+		{39, 40, 1},
+		{40, 50, 0},
+		{7, 7, 0},
+	} {
+		if got := WrittenIn(segs, tt.start, tt.end); got != tt.want {
+			t.Errorf("WrittenIn(%d, %d) = %d, want %d", tt.start, tt.end, got, tt.want)
+		}
+	}
+}
+
+func TestRuns(t *testing.T) {
+	segs := []Segment{{0, 10, 10}, {10, 20, 3}, {20, 30, 0}, {30, 40, 10}, {40, 50, 10}, {50, 60, 2}}
+	want := [][2]int64{{0, 13}, {30, 52}}
+	got := Runs(segs)
+	if len(got) != len(want) {
+		t.Fatalf("Runs = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Runs = %v, want %v", got, want)
+		}
+	}
+}
