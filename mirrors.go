@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -184,14 +185,47 @@ func (d *download) samples(ctx context.Context, r segment.Remote, places []int64
 	f := d.newFetcher(r)
 	out := make([][]byte, len(places))
 	errs := make([]error, len(places))
+	sample := func(i int) {
+		off := places[i]
+		out[i], errs[i] = f.SampleWithin(ctx, off, min(r.Size-off, sampleSize), sampleLeast, sampleWindow)
+	}
 	var wg sync.WaitGroup
-	for i, off := range places {
-		wg.Go(func() {
-			out[i], errs[i] = f.SampleWithin(ctx, off, min(r.Size-off, sampleSize), sampleLeast, sampleWindow)
-		})
+	for i := range places {
+		wg.Go(func() { sample(i) })
 	}
 	wg.Wait()
+	// A server that takes fewer connections than there are places refuses
+	// some: those are asked again one at a time, after the wait it asks.
+	for i := range places {
+		for try := 0; try < sampleRefusals && refused(errs[i]) && ctx.Err() == nil; try++ {
+			wait := sampleBackoff
+			if se := (*segment.StatusError)(nil); errors.As(errs[i], &se) && se.RetryAfter > 0 {
+				wait = min(se.RetryAfter, sampleWaitMost)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+				sample(i)
+			}
+		}
+	}
 	return out, errors.Join(errs...)
+}
+
+// A sample refused with 503 or 429 is asked again up to sampleRefusals
+// times, after the server's Retry-After (at most sampleWaitMost) or
+// sampleBackoff.
+const (
+	sampleRefusals = 3
+	sampleBackoff  = 200 * time.Millisecond
+	sampleWaitMost = 5 * time.Second
+)
+
+// refused reports whether err is a server's refusal of one more
+// connection: 503 or 429.
+func refused(err error) bool {
+	var se *segment.StatusError
+	return errors.As(err, &se) && (se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests)
 }
 
 // assignConnections shares total connections among sources round robin,
