@@ -27,6 +27,9 @@ const (
 	// perMeasure is how many complete samples are averaged into one
 	// measurement of the throughput.
 	perMeasure = 2
+	// rampBy is how many connections the first ramp adds for each one it
+	// has, once a step showed that each added one brings its worth.
+	rampBy = 3
 )
 
 // Reasons for a change of the connection count.
@@ -61,11 +64,11 @@ const (
 // is told of refusals and of accepted probes. It reads no clock and starts
 // no goroutine; it is not safe for concurrent use.
 //
-// Hill climbing: from the start count it measures, adds connections
-// (doubling the count while each added one brings nearly a connection's
-// worth, until the first plateau or refusal; one at a time after it, or
-// when less), and on a plateau goes back to where
-// the gain stopped. When steady it tries, now and then, one connection
+// Hill climbing: from the start count it measures, adds half as many
+// again, then, while each added one brings nearly a connection's worth,
+// four times the count (the first ramp: one sample decides each of its
+// steps), until the first plateau or refusal; one at a time after it, or
+// when less. On a plateau it goes back to where the gain stopped. When steady it tries, now and then, one connection
 // fewer (kept while the throughput does not drop, given back otherwise)
 // and then one more. Each judgement takes the average of perMeasure
 // complete samples; after every change the next sample is skipped (the new
@@ -130,15 +133,25 @@ func (g *growth) sample(now time.Time, rate float64, complete bool) (change, boo
 		return change{}, false
 	}
 	g.acc += rate
-	if g.accN++; g.accN < perMeasure || now.Sub(g.last) < g.hold {
+	need, hold := perMeasure, g.hold
+	if !g.found && (g.phase == measuring || g.phase == growing) {
+		// The first ramp only ever adds connections (a plateau is held
+		// as long as any change): one sample after the skipped one says
+		// enough, and every second of it is a second below the top.
+		need, hold = 1, 0
+	}
+	if g.accN++; g.accN < need || now.Sub(g.last) < hold {
 		return change{}, false
 	}
 	rate = g.acc / float64(g.accN)
 	g.acc, g.accN = 0, 0
 	switch g.phase {
 	case measuring:
+		// The first step adds half as many again: enough to see whether
+		// connections bring their worth, few enough that a server the
+		// start count already fills gets a handful more, not double.
 		g.refCount, g.refRate = g.count, rate
-		return g.grow(now, g.count)
+		return g.grow(now, max(1, (g.count+1)/2))
 	case growing:
 		return g.grew(now, rate)
 	case shrinking:
@@ -184,10 +197,13 @@ func (g *growth) grew(now time.Time, rate float64) (change, bool) {
 		if g.found {
 			return g.grow(now, 1)
 		}
-		return g.grow(now, g.count)
+		return g.grow(now, rampBy*g.count)
 	case worth >= usefulGain && added == 1:
 		g.refCount, g.refRate = g.count, rate
 		return g.grow(now, 1)
+	}
+	if now.Sub(g.last) < g.hold {
+		return change{}, false // a step back waits as long as any change
 	}
 	// A plateau: keep the connections whose worth the gain covers.
 	keep := g.refCount + min(max(int(worth+0.5), 0), added-1)

@@ -79,11 +79,20 @@ func capped(c float64) func(int) float64 {
 }
 
 // checkSpacing fails t if two changes decided from samples (not refusals
-// or probes) came less than hold apart.
+// or probes) came less than hold apart; the steps of the first ramp, which
+// only add connections, may come every second sample.
 func checkSpacing(t *testing.T, tr trace, hold time.Duration) {
 	t.Helper()
+	ramp := true
 	for i := 1; i < len(tr.changes); i++ {
 		r := tr.changes[i].Reason
+		if ramp && r == ReasonGrew {
+			if d := tr.at[i].Sub(tr.at[i-1]); d < 2*sampleEvery {
+				t.Errorf("ramp step %d (%+v) came %v after the one before", i, tr.changes[i], d)
+			}
+			continue
+		}
+		ramp = false
 		if r == ReasonRefused || r == ReasonAccepted {
 			continue
 		}
@@ -109,10 +118,10 @@ func TestGrowthLinearGrowsToTheCeiling(t *testing.T) {
 					break
 				}
 			}
-			// Doubling from 4 reaches 32 in three steps, each held for
-			// four samples, after the two of the first measurement.
-			if reached < 0 || reached > 14 {
-				t.Fatalf("counts %v: the ceiling %d not reached within 14 samples", tr.counts, ceiling)
+			// From 4: 6 at the first sample, 24 two samples later, and
+			// the ceiling two after that.
+			if reached < 0 || reached > 5 {
+				t.Fatalf("counts %v: the ceiling %d not reached within 5 samples", tr.counts, ceiling)
 			}
 			for i, n := range tr.counts[reached:] {
 				if n < ceiling-1 {
@@ -250,12 +259,10 @@ func TestGrowthIncompleteSamplesDecideNothing(t *testing.T) {
 			t.Fatalf("sample %d: changed %+v on an incomplete sample", i, c)
 		}
 	}
-	// Complete ones after them measure first, then grow.
-	for i := range perMeasure {
-		now = now.Add(sampleEvery)
-		if _, ok := g.sample(now, 4, true); ok != (i == perMeasure-1) {
-			t.Fatalf("complete sample %d: changed %v", i, ok)
-		}
+	// The first complete one after them measures, and the ramp grows.
+	now = now.Add(sampleEvery)
+	if c, ok := g.sample(now, 4, true); !ok || c.Count != 6 {
+		t.Fatalf("the first complete sample: %+v %v, want growth to 6", c, ok)
 	}
 }
 
@@ -263,17 +270,15 @@ func TestGrowthIncompleteSamplesDecideNothing(t *testing.T) {
 // hold time: the new connections are still starting.
 func TestGrowthSkipsTheSampleAfterAChange(t *testing.T) {
 	g := newGrowth(4, 32, 0)
-	g.sample(t0, 4, true)
-	if c, ok := g.sample(at(time.Second), 4, true); !ok || c.Count != 8 {
-		t.Fatalf("first measurement: %+v %v, want growth to 8", c, ok)
+	if c, ok := g.sample(at(time.Second), 4, true); !ok || c.Count != 6 {
+		t.Fatalf("first measurement: %+v %v, want growth to 6", c, ok)
 	}
-	// Half the connections still starting: were it counted, a plateau.
+	// The new connections still starting: were it counted, a plateau.
 	if c, ok := g.sample(at(2*time.Second), 4, true); ok {
 		t.Fatalf("the sample right after a change decided %+v", c)
 	}
-	g.sample(at(3*time.Second), 8, true)
-	if c, ok := g.sample(at(4*time.Second), 8, true); !ok || c.Count != 16 {
-		t.Fatalf("second measurement: %+v %v, want growth to 16", c, ok)
+	if c, ok := g.sample(at(3*time.Second), 6, true); !ok || c.Count != 24 {
+		t.Fatalf("second measurement: %+v %v, want growth to 24", c, ok)
 	}
 }
 
