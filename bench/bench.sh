@@ -678,6 +678,13 @@ s4() {
     echo "- ${T_LABEL[i]}: ${K_EXTRA[s4/$i]%; }"
   done
   echo
+  for i in "${idx[@]}"; do
+    [[ ${T_LABEL[i]} == convoy* ]] || continue
+    awk -v l="${T_LABEL[i]}" -v w="$(maxof "${K_KILL[s4/$i/1]:-} ${K_KILL[s4/$i/2]:-} ${K_KILL[s4/$i/3]:-}")" 'BEGIN {
+      printf "Target for %s: at most 4 MiB sent twice at each kill. Measured: ", l
+      if (w == "") {printf "no run succeeded: **not met**.\n\n"; exit}
+      printf "the worst kill of all runs %.1f MiB (%.0f bytes): **%s**.\n\n", w / 1048576, w, (w <= 4194304 ? "met" : "not met") }'
+  done
   notes_block s4 "${idx[@]}"
 }
 
@@ -748,6 +755,13 @@ s7() {
   echo
   echo "Proxy: bench/faultproxy, seed $seed, one fresh proxy per run; runs bounded to $limit s (a tool that times out is not run again)."
   echo
+  for i in "${idx[@]}"; do
+    [[ ${T_LABEL[i]} == convoy* ]] || continue
+    awk -v l="${T_LABEL[i]}" -v w="$(maxof "$(for s in ${K_SENT[s7/$i/true]:-}; do echo $((s - size)); done)")" 'BEGIN {
+      printf "Target for %s: at most 1 MiB sent twice in each run with resets. Measured: ", l
+      if (w == "") {printf "no run succeeded: **not met**.\n\n"; exit}
+      printf "the worst run %.2f MiB (%.0f bytes): **%s**.\n\n", w / 1048576, w, (w <= 1048576 ? "met" : "not met") }'
+  done
   local any
   any=$(for i in "${idx[@]}"; do for mode in false true; do
     if [ -n "${K_SAYS[s7/$i/$mode]:-}" ]; then
