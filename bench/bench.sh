@@ -24,6 +24,16 @@
 #                              1 MiB/s per connection, at most 4 at once (503
 #                              beyond, 127.0.0.15), 12 connections asked; ideal
 #                              256 MiB / (4 x 1 MiB/s) = 64 s; counts the 503s
+# Convoy choosing its connection count (no -n), issue 13; each counts the
+# connections open at once (nginx's log) and convoy's own count (--json events):
+#   bench/bench.sh s9 [RUNS]   256 MiB at 1 MiB/s per connection behind a 32 MiB/s
+#                              link (namespace, tbf); ideal 8 s; target 1.10 x
+#                              ideal, at most 40 connections
+#   bench/bench.sh s10 [RUNS]  256 MiB at 5 MiB/s per connection behind a 20 MiB/s
+#                              link; ideal 12.8 s; target 1.05 x, at most 6 at once
+#   bench/bench.sh s13 [RUNS]  a slow mirror (40 KiB/s in all, tc htb) first, a fast
+#                              one second, 256 MiB, against the fast one alone;
+#                              target: fast alone + 2 s
 #
 # RUNS (default 3) is per tool; the tools take turns (A B C A B C ...).
 # Environment: BENCH_WORK (work folder, default /tmp/convoy-bench), BENCH_PORT
@@ -31,9 +41,14 @@
 # run may take, default 120), BENCH_SEED (fault proxy seed, default 1),
 # BENCH_FUZZ_WAIT (seconds to wait for running fuzzers to end, default 2400).
 #
+# S9, S10 and S13 run nginx and the tools in a network namespace of their own,
+# convoy-bench-PORT, whose loopback tc shapes (the same four port numbers,
+# on the namespace's own 127.0.0.1). Everything else runs on the host's loopback.
+#
 # Installs what is missing from Debian (nginx-light, curl, aria2, axel, lftp,
-# time), builds convoy from this tree and the fault proxy from bench/faultproxy,
-# talks to 127.0.0.0/8 only, and stops every process it started by its PID on exit.
+# time, iproute2), builds convoy from this tree and the fault proxy from
+# bench/faultproxy, talks to 127.0.0.0/8 only, and stops every process it
+# started by its PID on exit, and the namespace with its nginx.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -51,6 +66,11 @@ refcopy="$work/bin/refcopy"
 out_dir="$work/out"
 out_name=dl.bin
 MiB=1048576
+ns_name="convoy-bench-$port" # S9, S10, S13: the network namespace, with the same ports inside
+port_ns1=$port               # 1 MiB/s per connection (S9)
+port_ns5=$((port + 1))       # 5 MiB/s per connection (S10)
+port_nsslow=$((port + 2))    # S13's slow mirror, 40 KiB/s in all
+port_nsfast=$((port + 3))    # unthrottled: S13's fast mirror, the link checks
 
 # The tools, one line each:  scenarios | kind | label | command
 #   kind   get: the output is checked by SHA-256 after every run
@@ -60,7 +80,9 @@ MiB=1048576
 #          bench: S3 only, run once, not timed (convoy bench's ranking)
 #   command placeholders: {CONVOY} the convoy binary, {URL}, {URLS} (the mirrors'
 #          URLs, space-separated; S3 and S3b), {OUT} = {DIR}/{NAME},
-#          {FILE} the served file on disk, {REFCOPY} bench/refcopy's binary. It runs as `bash -c "exec COMMAND"`.
+#          {FILE} the served file on disk, {REFCOPY} bench/refcopy's binary,
+#          {NS} `ip netns exec` the bench's namespace, {SLOW} and {FAST} S13's
+#          mirrors. It runs as `bash -c "exec COMMAND"`.
 TOOLS='
 s1 s2 s7 | get   | convoy -n 16                    | {CONVOY} get -n 16 -o {OUT} {URL}
 s1       | ref   | curl -o                         | curl -s -o {OUT} {URL}
@@ -87,6 +109,16 @@ s3b      | get   | convoy -n 12 -x 4, 4 URLs       | {CONVOY} get -q -n 12 -x 4 
 s5       | get   | convoy -n 12                    | {CONVOY} get -n 12 -o {OUT} {URLS}
 s5       | get   | aria2c -x12 -s12 -k1M           | aria2c -q -x12 -s12 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URLS}
 s5       | get   | axel -n 12                      | axel -q -n 12 -o {OUT} {URLS}
+s9 s10   | get   | convoy (auto)                   | {NS} {CONVOY} get --json -o {OUT} {URL}
+s9 s10   | get   | aria2c -x16 -s16                | {NS} aria2c -q -x16 -s16 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URL}
+s9       | get   | axel -n 32                      | {NS} axel -q -n 32 -o {OUT} {URL}
+s10      | get   | axel -n 16                      | {NS} axel -q -n 16 -o {OUT} {URL}
+s13      | get   | convoy (auto), fast alone       | {NS} {CONVOY} get --json -o {OUT} {FAST}
+s13      | get   | convoy (auto), slow first       | {NS} {CONVOY} get --json -o {OUT} {SLOW} {FAST}
+s13      | get   | aria2c -x16 -s16, fast alone    | {NS} aria2c -q -x16 -s16 -k1M -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {FAST}
+s13      | get   | aria2c -x16 -s16, slow first    | {NS} aria2c -q -x16 -s16 -k1M -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {SLOW} {FAST}
+s13      | get   | axel -n 16, fast alone          | {NS} axel -q -n 16 -o {OUT} {FAST}
+s13      | get   | axel -n 16, slow first          | {NS} axel -q -n 16 -o {OUT} {SLOW} {FAST}
 '
 # (lftp 4.9 wants pget's -o after the URL.)
 
@@ -135,6 +167,9 @@ render() {
   local c=$1
   c=${c//'{CONVOY}'/$convoy}
   c=${c//'{REFCOPY}'/$refcopy}
+  c=${c//'{NS}'/ip netns exec $ns_name}
+  c=${c//'{SLOW}'/http://127.0.0.1:$port_nsslow/256m.bin}
+  c=${c//'{FAST}'/http://127.0.0.1:$port_nsfast/256m.bin}
   c=${c//'{URLS}'/$2}
   c=${c//'{URL}'/$2}
   c=${c//'{OUT}'/$out_dir/$out_name}
@@ -160,6 +195,7 @@ cleanup() {
     kill "$nginx_pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
   fi
+  ns_down
 }
 
 need() {
@@ -170,6 +206,7 @@ need() {
   command -v axel >/dev/null || missing+=(axel)
   command -v lftp >/dev/null || missing+=(lftp)
   [ -x /usr/bin/time ] || missing+=(time)
+  command -v tc >/dev/null || missing+=(iproute2)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "bench: installing ${missing[*]}" >&2
     apt-get update -qq
@@ -211,6 +248,11 @@ setup() {
       exit 1
     fi
   done
+  if ip netns list 2>/dev/null | grep -qx "$ns_name\( .*\)\{0,1\}"; then
+    echo "bench: the network namespace $ns_name exists (another run, or one that was killed:" >&2
+    echo "bench: ip netns pids $ns_name; ip netns del $ns_name); or set BENCH_PORT" >&2
+    exit 1
+  fi
   for p in 11 12 13 14 15; do
     if (exec 3<>"/dev/tcp/127.0.0.$p/$port_fast") 2>/dev/null; then
       echo "bench: 127.0.0.$p:$port_fast is in use; set BENCH_PORT" >&2
@@ -875,6 +917,332 @@ s5() {
   echo
 }
 
+# ---------------------------------------------------------------- issue 13: no -n
+
+# The network namespace of S9, S10 and S13: a loopback of its own that tc shapes, and
+# an nginx of its own (bench/nginx-ns.conf.in), started by the first scenario that
+# needs them; cleanup ends them (ns_down).
+ns_up='' ns_nginx_pid=''
+ns_x() { ip netns exec "$ns_name" "$@"; }
+ns_start() {
+  [ -z "$ns_up" ] || return 0
+  ip netns add "$ns_name"
+  ns_up=1
+  ns_x ip link set lo up
+  sed -e "s|@WORK@|$work|g" -e "s|@PORT_NS1@|$port_ns1|" -e "s|@PORT_NS5@|$port_ns5|" \
+    -e "s|@PORT_NSSLOW@|$port_nsslow|" -e "s|@PORT_NSFAST@|$port_nsfast|" \
+    "$here/nginx-ns.conf.in" >"$work/nginx-ns.conf"
+  rm -f "$work/nginx-ns.pid"
+  ns_x nginx -c "$work/nginx-ns.conf"
+  for _ in $(seq 1 50); do
+    [ -s "$work/nginx-ns.pid" ] && break
+    sleep 0.1
+  done
+  ns_nginx_pid=$(cat "$work/nginx-ns.pid" 2>/dev/null || true)
+  for _ in $(seq 1 50); do
+    ns_x curl -sf -o /dev/null -r 0-0 "http://127.0.0.1:$port_nsfast/256m.bin" && return 0
+    sleep 0.1
+  done
+  echo "bench: nginx did not start in the namespace $ns_name" >&2
+  exit 1
+}
+ns_down() {
+  [ -n "$ns_up" ] || return 0
+  local p
+  if [ -n "$ns_nginx_pid" ]; then
+    kill "$ns_nginx_pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$ns_nginx_pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  # Whatever still runs in the namespace is this script's (a tool that outlived its timeout).
+  for p in $(ip netns pids "$ns_name" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+  ip netns del "$ns_name" 2>/dev/null || true
+  ns_up=''
+}
+
+# ns_link RATE: the namespace's loopback capped at RATE (tc's units: 32mibps is 32 MiB/s)
+# by a token bucket. 256 KiB of burst and 50 ms of queue hold one curl within 1 % of the
+# rate, and 8 or 40 at once too (the scenarios check it with curl_rate).
+ns_link() {
+  ns_x tc qdisc del dev lo root 2>/dev/null || true
+  ns_x ip link set lo mtu 65536
+  ns_x tc qdisc add dev lo root tbf rate "$1" burst 256kb latency 50ms
+}
+
+# ns_slow: S13's shaping: all that the slow mirror's port sends shares one htb class of
+# 40 KiB/s, whatever the number of connections; the rest goes through a class of
+# 100 gbit/s. The MTU is 1500 here: with loopback's 64 KiB packets, which take 1.6 s
+# each at 40 KiB/s, two connections at once time out, send again and get far less than
+# the cap between them. Calling it again empties the slow class's queue (up to 200
+# packets, about 7 s), which a run leaves full: S13 does before each run.
+ns_slow() {
+  ns_x tc qdisc del dev lo root 2>/dev/null || true
+  ns_x ip link set lo mtu 1500
+  ns_x tc qdisc add dev lo root handle 1: htb default 10
+  ns_x tc class add dev lo parent 1: classid 1:10 htb rate 100gbit quantum 200000
+  ns_x tc class add dev lo parent 1: classid 1:20 htb rate 40kibps ceil 40kibps burst 4k cburst 4k quantum 1514
+  ns_x tc qdisc add dev lo parent 1:20 handle 20: pfifo limit 200
+  ns_x tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport "$port_nsslow" 0xffff flowid 1:20
+}
+
+# curl_rate URL SECONDS [N]: bytes per second that N curls at once (default 1) in the
+# namespace got from URL in all, each for SECONDS at most (or until it had the file):
+# the sum of their bytes over the longest one's time.
+curl_rate() {
+  local i f="$work/logs/curl-rate"
+  local -a pids=()
+  rm -f "$f".*
+  for i in $(seq 1 "${3:-1}"); do
+    ns_x curl -s -o /dev/null --max-time "$2" -w '%{size_download} %{time_total}\n' "$1" >"$f.$i" &
+    pids+=("$!")
+    bg_pids+=("$!")
+  done
+  for i in "${pids[@]}"; do
+    wait "$i" || true # 28: --max-time ran out, as meant
+    forget "$i"
+  done
+  cat "$f".* | awk '{b += $1; if ($2 > t) t = $2} END {printf "%.0f\n", (t > 0 ? b / t : 0)}'
+  rm -f "$f".*
+}
+
+# conn_stats LOG...: "AT_ONCE IN_ALL": the most connections open at once, and the
+# connections in all, in nginx's access LOGs. A connection spans from the start of its
+# first answer ($msec - $request_time) to the end of its last; ends before starts at
+# the same millisecond.
+conn_stats() {
+  awk '{
+      c = FILENAME " " $(NF - 2); e = $(NF - 1) + 0; s = e - $NF
+      if (!(c in lo) || s < lo[c]) lo[c] = s
+      if (!(c in hi) || e > hi[c]) hi[c] = e
+    }
+    END {for (c in lo) printf "%.3f 1\n%.3f -1\n", lo[c], hi[c]}' "$@" |
+    sort -k1,1n -k2,2n | awk '{n += $2; if (n > m) m = n; if ($2 > 0) all++} END {printf "%d %d\n", m, all}'
+}
+
+# json_conns FILE [HOSTS]: "MOST CHANGES" from convoy's --json events in FILE: the
+# largest connection count (of one server: the start event's, and each connections
+# event's), and the changes as "COUNT REASON at SECONDS s", comma-separated, each
+# prefixed with its server when HOSTS is set.
+json_conns() {
+  awk -v hosts="${2:-}" '
+    function field(s, k,   r) {
+      if (!match(s, "\"" k "\":(\"[^\"]*\"|[^,}]*)")) return ""
+      r = substr(s, RSTART + length(k) + 3, RLENGTH - length(k) - 3)
+      gsub(/"/, "", r)
+      return r
+    }
+    /^\{"event":"start"/ {n = field($0, "connections") + 0; if (n > m) m = n; start = n}
+    /^\{"event":"connections"/ {
+      n = field($0, "connections") + 0
+      if (n > m) m = n
+      h = field($0, "host")
+      ne++
+      eh[ne] = h; en[ne] = n; er[ne] = field($0, "reason"); et[ne] = field($0, "elapsed") + 0
+    }
+    END {
+      t = (start ? "starts with " start : "")
+      for (i = 1; i <= ne; i++)
+        t = t (t == "" ? "" : ", ") (hosts != "" ? eh[i] " " : "") sprintf("%d %s at %.1f s", en[i], er[i], et[i])
+      printf "%d %s\n", m, t
+    }' "$1" 2>/dev/null || echo 0
+}
+
+# Per run of S9, S10 and S13, failed runs included: the connections open at once and in all
+# (conn_stats of all the run's logs; /L of log L alone), the answers of 503, the body
+# bytes of log L (/L), and from convoy's --json events its largest count and changes.
+declare -A K_ATONCE K_INALL K_503 K_JMAX K_TRACE K_LOGSENT
+# conn_runs SC RUNS URL FILE LOG...: every row of SC in turn, RUNS times, against URL
+# (S13's commands name their URLs). Before each run it calls $pre_run KEY, if set (a
+# failure skips the run), and after it $post_run.
+conn_runs() {
+  local sc=$1 runs=$2 url=$3 file=$4 size i r k l li s n c a j t
+  shift 4
+  local -a idx logs=("$@")
+  size=$(stat -c %s "$work/www/$file")
+  mapfile -t idx < <(rows "$sc")
+  for r in $(seq 1 "$runs"); do
+    for i in "${idx[@]}"; do
+      k="$sc/$i"
+      [ -z "${K_SKIP[$k]:-}" ] || continue
+      if [ -n "${pre_run:-}" ] && ! "$pre_run" "$k"; then continue; fi
+      for l in "${logs[@]}"; do : >"$l"; done
+      timed "$i" "$url" "$file" "${logs[0]}" "$sc-$i-run$r"
+      s=0 n=0 li=0
+      for l in "${logs[@]}"; do
+        li=$((li + 1))
+        c=$(sent "$l")
+        s=$((s + c))
+        K_LOGSENT[$k/$li]+="$c "
+        read -r c a < <(conn_stats "$l")
+        K_ATONCE[$k/$li]+="$c "
+        n=$((n + $(awk '$2 == 503' "$l" | wc -l)))
+      done
+      read -r c a < <(conn_stats "${logs[@]}")
+      read -r j t < <(json_conns "$work/logs/tool.out" "${trace_hosts:-}")
+      R_SENT=$s
+      K_ATONCE[$k]+="$c " K_INALL[$k]+="$a " K_503[$k]+="$n "
+      [ "${j:-0}" = 0 ] || K_JMAX[$k]+="$j "
+      [ -z "$t" ] || K_TRACE[$k]+="run $r: $t; "
+      record "$k" "$r"
+      own_account "$k" "$r" "$((R_SENT - size))"
+      progress "$sc" "$r/$runs" "${T_LABEL[i]} ($c at once, $n answers of 503)"
+      [ -z "${post_run:-}" ] || "$post_run"
+    done
+  done
+  return 0
+}
+
+# mmm LIST: "median (min–max)" of LIST, whole numbers, or –.
+mmm() {
+  local st
+  st=$(stats "$1")
+  if [ -z "$st" ]; then echo "–"; return; fi
+  awk -v s="$st" 'BEGIN {split(s, a, " "); printf "%.0f (%.0f–%.0f)\n", a[1], a[2], a[3]}'
+}
+or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "–"; fi; }
+
+# conn_table SC SIZE REF REFNAME: the table of SC as conn_runs ran it, the ratio to REF s.
+conn_table() {
+  local sc=$1 size=$2 ref=$3 i k s
+  echo "| tool | runs ok | wall s, median (min–max) | MiB/s | ratio to $4 | CPU s (user+sys) | peak RSS MiB | connections open at once, median (min–max) | connections in all, median (min–max) | convoy's own largest count (--json), max | 503 answers, median (min–max) | server sent, bytes over the file size, median |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  for i in $(rows "$sc"); do
+    k="$sc/$i"
+    s=$(imedian "${K_SENT[$k]:-}")
+    [ -z "$s" ] || s="+$((s - size))"
+    echo "| ${T_LABEL[i]} | $(row_cells "$k" "$size" "$ref") | $(mmm "${K_ATONCE[$k]:-}") | $(mmm "${K_INALL[$k]:-}") | $(or_dash "$(maxof "${K_JMAX[$k]:-}")") | $(mmm "${K_503[$k]:-}") | $(or_dash "$s") |"
+  done
+  echo
+  conn_notes "$sc"
+}
+
+# conn_notes SC: how the connections were counted; convoy's changes of its count, its
+# own summaries and the failed runs of SC.
+conn_notes() {
+  local sc=$1 i any
+  local -a idx
+  mapfile -t idx < <(rows "$sc")
+  echo "Connections open at once and in all: from nginx's access log (\$connection; a connection spans from the start of its first answer to the end of its last), failed runs included, as are the 503 answers. convoy's own count: the largest \`connections\` of its --json start and connections events (per server)."
+  echo
+  any=$(for i in "${idx[@]}"; do
+    if [ -n "${K_TRACE[$sc/$i]:-}" ]; then echo "- ${T_LABEL[i]}: ${K_TRACE[$sc/$i]%; }"; fi
+  done)
+  [ -z "$any" ] || printf "convoy's connection count in each run (its --json events: the count, why, when):\n\n%s\n\n" "$any"
+  accounts_block "$sc" "${idx[@]}"
+  notes_block "$sc" "${idx[@]}"
+}
+
+# row_of SC LABEL: the row of tool LABEL in SC.
+row_of() {
+  local i
+  for i in $(rows "$1"); do
+    [ "${T_LABEL[i]}" = "$2" ] && { echo "$i"; return; }
+  done
+}
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+
+# target_auto SC IDEAL FACTOR [MOST]: the target line of convoy (auto) in SC: its median
+# wall at most FACTOR x IDEAL s, and at most MOST connections open at once (the most of
+# any run, in nginx's log and by its own count).
+target_auto() {
+  local k
+  k="$1/$(row_of "$1" 'convoy (auto)')"
+  awk -v w="$(median "${K_WALL[$k]:-}")" -v ideal="$2" -v f="$3" -v most="${4:-}" \
+    -v o="$(maxof "${K_ATONCE[$k]:-}")" -v j="$(maxof "${K_JMAX[$k]:-}")" 'BEGIN {
+      printf "Target for convoy (auto): at most %.2f × ideal = %.3f s", f, f * ideal
+      if (most != "") printf ", and at most %d connections open at once", most
+      if (w == "") {printf "; no run succeeded: **not met**.\n\n"; exit}
+      ok = (w <= f * ideal)
+      printf ". Measured: median %.3f s = %.2f × ideal", w, w / ideal
+      if (most != "") {
+        printf "; at most %s open at once in the access log, %s by its own count", (o == "" ? "?" : o), (j == "" ? "?" : j)
+        ok = ok && o != "" && o <= most && (j == "" || j <= most)
+      }
+      printf ": **%s**.\n\n", (ok ? "met" : "not met")
+    }'
+}
+
+# S9: no -n against a server that gives each connection 1 MiB/s behind a 32 MiB/s link:
+# it takes 32 connections to fill the link.
+s9() {
+  local runs=$1 size ideal rate
+  ns_start
+  ns_link 32mibps
+  rate=$(curl_rate "http://127.0.0.1:$port_nsfast/256m.bin" 3)
+  size=$(stat -c %s "$work/www/256m.bin")
+  ideal=$(awk -v s="$size" 'BEGIN {printf "%.3f", s / (32 * 1048576)}')
+  conn_runs s9 "$runs" "http://127.0.0.1:$port_ns1/256m.bin" 256m.bin "$work/logs/ns-1m.log"
+  echo "### S9: no -n, slow connections: 256 MiB at 1 MiB/s per connection (limit_rate 1m, sendfile_max_chunk 64k) behind a 32 MiB/s link (tc tbf on the loopback of the namespace $ns_name)"
+  echo
+  conn_table s9 "$size" "$ideal" "ideal ($ideal s)"
+  echo "Ideal: 256 MiB / 32 MiB/s = $ideal s; it takes 32 connections. Link check: one curl from an unthrottled server in the namespace got $(mib "$rate") MiB/s over 3 s. aria2c stops at 16 connections (its most)."
+  echo
+  target_auto s9 "$ideal" 1.10 40
+}
+
+# S10: no -n where the link, not the connections, is the limit: 5 MiB/s per
+# connection behind 20 MiB/s; 4 connections fill it.
+s10() {
+  local runs=$1 size ideal rate
+  ns_start
+  ns_link 20mibps
+  rate=$(curl_rate "http://127.0.0.1:$port_nsfast/256m.bin" 3)
+  size=$(stat -c %s "$work/www/256m.bin")
+  ideal=$(awk -v s="$size" 'BEGIN {printf "%.3f", s / (20 * 1048576)}')
+  conn_runs s10 "$runs" "http://127.0.0.1:$port_ns5/256m.bin" 256m.bin "$work/logs/ns-5m.log"
+  echo "### S10: no -n, link-capped: 256 MiB at 5 MiB/s per connection (limit_rate 5m, sendfile_max_chunk 64k) behind a 20 MiB/s link (tc tbf on the loopback of the namespace $ns_name)"
+  echo
+  conn_table s10 "$size" "$ideal" "ideal ($ideal s)"
+  echo "Ideal: 256 MiB / 20 MiB/s = $ideal s; 4 connections fill the link. Link check: one curl from an unthrottled server in the namespace got $(mib "$rate") MiB/s over 3 s."
+  echo
+  target_auto s10 "$ideal" 1.05 6
+}
+
+# S13: a slow mirror first on the command line (40 KiB/s in all, whatever the number of
+# connections), a fast one second, against the fast one alone, each tool in turn.
+s13_pre() { ns_slow; } # each run meets an empty queue at the slow mirror
+s13() {
+  local runs=$1 size slow fast i k f w over pre_run=s13_pre trace_hosts=1
+  ns_start
+  ns_slow
+  slow=$(curl_rate "http://127.0.0.1:$port_nsslow/256m.bin" 6 2)
+  fast=$(curl_rate "http://127.0.0.1:$port_nsfast/256m.bin" 30)
+  ns_slow
+  size=$(stat -c %s "$work/www/256m.bin")
+  conn_runs s13 "$runs" '' 256m.bin "$work/logs/ns-slow.log" "$work/logs/ns-fast.log"
+  echo "### S13: a slow mirror first: 256 MiB from a mirror that sends 40 KiB/s in all (tc htb on the port of the namespace $ns_name) given first, and an unthrottled one second, against the unthrottled one alone"
+  echo
+  echo "| tool | runs ok | wall s, median (min–max) | over the same tool's fast alone, s | CPU s (user+sys) | peak RSS MiB | sent by the slow mirror, bytes, median | by the fast, bytes, median | open at once to the slow / the fast, median | convoy's own largest count for one server (--json), max |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  for i in $(rows s13); do
+    k="s13/$i"
+    w=$(stats "${K_WALL[$k]:-}")
+    f=$(median "${K_WALL[s13/$(row_of s13 "${T_LABEL[i]%, *}, fast alone")]:-}")
+    over="–"
+    if [[ ${T_LABEL[i]} == *"slow first" ]] && [ -n "$w" ] && [ -n "$f" ]; then
+      over=$(awk -v w="$w" -v f="$f" 'BEGIN {split(w, a, " "); printf "%+.3f", a[1] - f}')
+    fi
+    awk -v w="$w" -v l="${T_LABEL[i]}" -v ok="${K_OK[$k]:-0}" -v n="${K_RUNS[$k]:-0}" -v over="$over" \
+      -v c="$(median "${K_CPU[$k]:-}")" -v r="$(maxof "${K_RSS[$k]:-}")" \
+      -v s1="$(or_dash "$(imedian "${K_LOGSENT[$k/1]:-}")")" -v s2="$(or_dash "$(imedian "${K_LOGSENT[$k/2]:-}")")" \
+      -v o1="$(or_dash "$(median "${K_ATONCE[$k/1]:-}")")" -v o2="$(or_dash "$(median "${K_ATONCE[$k/2]:-}")")" \
+      -v j="$(or_dash "$(maxof "${K_JMAX[$k]:-}")")" 'BEGIN {
+        split(w, a, " ")
+        printf "| %s | %d/%d | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n", l, ok, n,
+          (w == "" ? "–" : sprintf("%.3f (%.3f–%.3f)", a[1], a[2], a[3])), over,
+          (c == "" ? "–" : sprintf("%.2f", c)), (r == "" ? "–" : sprintf("%.1f", r / 1024)), s1, s2, o1, o2, j }'
+  done
+  echo
+  echo "Slow mirror check: two curls at once got $(awk -v b="$slow" 'BEGIN {printf "%.1f", b / 1024}') KiB/s from it in all over 6 s; one curl got $(mib "$fast") MiB/s from the fast one. Before every run the slow mirror's queue is emptied. Runs are bounded to $limit s; a tool that times out is not run again."
+  echo
+  conn_notes s13 | sed -e "s/127\.0\.0\.1:$port_nsslow /slow: /g" -e "s/127\.0\.0\.1:$port_nsfast /fast: /g"
+  w=$(median "${K_WALL[s13/$(row_of s13 'convoy (auto), slow first')]:-}")
+  f=$(median "${K_WALL[s13/$(row_of s13 'convoy (auto), fast alone')]:-}")
+  awk -v w="$w" -v f="$f" 'BEGIN {
+    printf "Target for convoy (auto): slow first at most its fast alone + 2 s"
+    if (w == "" || f == "") {printf "; a run did not succeed: **not met**.\n\n"; exit}
+    printf " = %.3f s. Measured: median %.3f s, %+.3f s over fast alone: **%s**.\n\n", f + 2, w, w - f, (w <= f + 2 ? "met" : "not met") }'
+}
+
 # micro: the Go micro-benchmarks of the hot paths (make bench-go), 3 counts each.
 micro() {
   echo "### Go micro-benchmarks of the hot paths"
@@ -900,6 +1268,7 @@ versions() {
   echo "- axel: \`$(axel --version 2>&1 | head -1)\`"
   echo "- lftp: \`$(lftp --version | head -1 | cut -d'|' -f1-2 | tr -s ' ')\`"
   echo "- nginx: \`$(nginx -v 2>&1)\`"
+  echo "- tc: \`$(tc -V 2>&1 | head -1)\` (S9, S10, S13)"
   echo "- fault proxy: bench/faultproxy (stdlib Go, built with the same toolchain)"
   echo "- $(go version), GNU time $(dpkg-query -W -f='${Version}' time 2>/dev/null || echo '?')"
 }
@@ -927,6 +1296,7 @@ header() { # RUNS COMMAND
   echo "- Server sent: the sum of \`\$body_bytes_sent\` in nginx's access log for that run (median over runs)."
   echo "- After every run the output's SHA-256 is compared with the served file's; any mismatch fails the harness."
   echo "- Only runs that exited 0 with the right SHA-256 count in the numbers; the others are listed under their table."
+  echo "- S9, S10 and S13: nginx (a second one, bench/nginx-ns.conf.in) and the tools run in the network namespace $ns_name (\`{NS}\` in the commands: \`ip netns exec $ns_name\`), whose loopback tc shapes: a tbf for S9 and S10's link, an htb class for S13's slow mirror. Connections open at once (S9, S10, S13): from nginx's access log."
   echo
   echo "## Commands"
   echo
@@ -954,7 +1324,7 @@ load_tools
 cmd=${1:-}
 runs=${2:-3}
 case "$cmd" in
-  s1 | s2 | s3 | s4 | s5 | s7 | s8)
+  s1 | s2 | s3 | s4 | s5 | s7 | s8 | s9 | s10 | s13)
     setup
     "$cmd" "$runs"
     finish
@@ -971,7 +1341,7 @@ case "$cmd" in
     tmp="$work/RESULTS.md"
     t_start=$SECONDS
     header "$runs" "$repro" >"$tmp"
-    for s in s1 s2 s3 s4 s5 s7 s8 micro; do
+    for s in s1 s2 s3 s4 s5 s7 s8 s9 s10 s13 micro; do
       "$s" "$runs" >"$work/$s.md" # not in a pipe: the results must stay in this shell
       tee -a "$tmp" <"$work/$s.md"
     done
@@ -983,7 +1353,7 @@ case "$cmd" in
     echo "bench: wrote $here/RESULTS.md" >&2
     ;;
   *)
-    sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
