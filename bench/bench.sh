@@ -31,15 +31,27 @@
 #                              ideal, at most 40 connections
 #   bench/bench.sh s10 [RUNS]  256 MiB at 5 MiB/s per connection behind a 20 MiB/s
 #                              link; ideal 12.8 s; target 1.05 x, at most 6 at once
+#   bench/bench.sh s11 [RUNS]  S1's 1 GiB unthrottled: no -n against -n 4, 8, 16;
+#                              target 1.05 x the best fixed -n
+#   bench/bench.sh s12 [RUNS]  256 MiB at 2 MiB/s per connection from a server that
+#                              takes 6 at once (503 beyond, 127.0.0.16); ideal
+#                              21.3 s; target 1.05 x, at most 12 answers of 503
 #   bench/bench.sh s13 [RUNS]  a slow mirror (40 KiB/s in all, tc htb) first, a fast
 #                              one second, 256 MiB, against the fast one alone;
 #                              target: fast alone + 2 s
+#   bench/bench.sh s14 [RUNS]  peak RSS for a sparse 1 GiB file (RUNS runs) and a
+#                              sparse 64 GiB one (BENCH_BIG_RUNS, default 1), -n 16
+#                              and no -n; target 20 MiB. The 64 GiB output is really
+#                              written: it needs 66 GiB free under BENCH_WORK (the
+#                              run is skipped otherwise) and is deleted after each run
 #
 # RUNS (default 3) is per tool; the tools take turns (A B C A B C ...).
 # Environment: BENCH_WORK (work folder, default /tmp/convoy-bench), BENCH_PORT
 # (first of four loopback ports, default 18080), BENCH_TIMEOUT (seconds one
 # run may take, default 120), BENCH_SEED (fault proxy seed, default 1),
-# BENCH_FUZZ_WAIT (seconds to wait for running fuzzers to end, default 2400).
+# BENCH_FUZZ_WAIT (seconds to wait for running fuzzers to end, default 2400),
+# BENCH_BIG_RUNS (S14's 64 GiB runs per tool, default 1), BENCH_BIG_TIMEOUT
+# (seconds one 64 GiB run may take, default 900).
 #
 # S9, S10 and S13 run nginx and the tools in a network namespace of their own,
 # convoy-bench-PORT, whose loopback tc shapes (the same four port numbers,
@@ -71,6 +83,8 @@ port_ns1=$port               # 1 MiB/s per connection (S9)
 port_ns5=$((port + 1))       # 5 MiB/s per connection (S10)
 port_nsslow=$((port + 2))    # S13's slow mirror, 40 KiB/s in all
 port_nsfast=$((port + 3))    # unthrottled: S13's fast mirror, the link checks
+big_runs=${BENCH_BIG_RUNS:-1}
+big_limit=${BENCH_BIG_TIMEOUT:-900}
 
 # The tools, one line each:  scenarios | kind | label | command
 #   kind   get: the output is checked by SHA-256 after every run
@@ -78,16 +92,17 @@ port_nsfast=$((port + 3))    # unthrottled: S13's fast mirror, the link checks
 #          limit: writes no file (an upper bound, not a tool)
 #          again: S4 only, the command for restarts when it differs from get
 #          bench: S3 only, run once, not timed (convoy bench's ranking)
+#          big: S14's 64 GiB file, checked by its size and sampled MiB (see check_sampled)
 #   command placeholders: {CONVOY} the convoy binary, {URL}, {URLS} (the mirrors'
 #          URLs, space-separated; S3 and S3b), {OUT} = {DIR}/{NAME},
 #          {FILE} the served file on disk, {REFCOPY} bench/refcopy's binary,
 #          {NS} `ip netns exec` the bench's namespace, {SLOW} and {FAST} S13's
 #          mirrors. It runs as `bash -c "exec COMMAND"`.
 TOOLS='
-s1 s2 s7 | get   | convoy -n 16                    | {CONVOY} get -n 16 -o {OUT} {URL}
+s1 s2 s7 s11 s14 | get | convoy -n 16              | {CONVOY} get -n 16 -o {OUT} {URL}
 s1       | ref   | curl -o                         | curl -s -o {OUT} {URL}
-s1 s2 s7 | get   | aria2c -x16 -s16                | aria2c -q -x16 -s16 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URL}
-s1 s2 s7 | get   | axel -n 16                      | axel -q -n 16 -o {OUT} {URL}
+s1 s2 s7 s11 s12 s14 | get | aria2c -x16 -s16      | aria2c -q -x16 -s16 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URL}
+s1 s2 s7 s11 s12 s14 | get | axel -n 16            | axel -q -n 16 -o {OUT} {URL}
 s1 s2 s7 | get   | lftp pget -n 16                 | lftp -c "pget -n 16 {URL} -o {OUT}"
 s1       | limit | curl -o /dev/null               | curl -s -o /dev/null {URL}
 s1       | limit | dd bs=16k of the served file    | dd if={FILE} of=/dev/null bs=16k
@@ -113,6 +128,12 @@ s9 s10   | get   | convoy (auto)                   | {NS} {CONVOY} get --json -o
 s9 s10   | get   | aria2c -x16 -s16                | {NS} aria2c -q -x16 -s16 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URL}
 s9       | get   | axel -n 32                      | {NS} axel -q -n 32 -o {OUT} {URL}
 s10      | get   | axel -n 16                      | {NS} axel -q -n 16 -o {OUT} {URL}
+s11 s12 s14 | get | convoy (auto)                  | {CONVOY} get --json -o {OUT} {URL}
+s11      | get   | convoy -n 4                     | {CONVOY} get -n 4 -o {OUT} {URL}
+s11      | get   | convoy -n 8                     | {CONVOY} get -n 8 -o {OUT} {URL}
+s14      | get   | convoy -n 32                    | {CONVOY} get -n 32 -o {OUT} {URL}
+s14big   | big   | convoy -n 16                    | {CONVOY} get -n 16 -o {OUT} {URL}
+s14big   | big   | convoy (auto)                   | {CONVOY} get --json -o {OUT} {URL}
 s13      | get   | convoy (auto), fast alone       | {NS} {CONVOY} get --json -o {OUT} {FAST}
 s13      | get   | convoy (auto), slow first       | {NS} {CONVOY} get --json -o {OUT} {SLOW} {FAST}
 s13      | get   | aria2c -x16 -s16, fast alone    | {NS} aria2c -q -x16 -s16 -k1M -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {FAST}
@@ -253,7 +274,7 @@ setup() {
     echo "bench: ip netns pids $ns_name; ip netns del $ns_name); or set BENCH_PORT" >&2
     exit 1
   fi
-  for p in 11 12 13 14 15; do
+  for p in 11 12 13 14 15 16; do
     if (exec 3<>"/dev/tcp/127.0.0.$p/$port_fast") 2>/dev/null; then
       echo "bench: 127.0.0.$p:$port_fast is in use; set BENCH_PORT" >&2
       exit 1
@@ -325,9 +346,11 @@ fresh() {
 
 corrupt=() # runs whose file did not match: any makes the harness fail
 
-# check KIND FILE TAG: sets R_STATUS to CORRUPT when the output is not FILE byte for byte.
+# check KIND FILE TAG: sets R_STATUS to CORRUPT when the output is not FILE byte for byte
+# (kind big: when check_sampled finds a difference).
 check() {
   [ "$1" = limit ] && return
+  [ "$1" = big ] && { check_sampled "$2" "$3"; return; }
   local got want
   want=$(want_sum "$2")
   got=$(sha256sum "$out_dir/$out_name" 2>/dev/null | cut -d' ' -f1 || true)
@@ -1046,7 +1069,7 @@ json_conns() {
     }' "$1" 2>/dev/null || echo 0
 }
 
-# Per run of S9, S10 and S13, failed runs included: the connections open at once and in all
+# Per run of S9-S14, failed runs included: the connections open at once and in all
 # (conn_stats of all the run's logs; /L of log L alone), the answers of 503, the body
 # bytes of log L (/L), and from convoy's --json events its largest count and changes.
 declare -A K_ATONCE K_INALL K_503 K_JMAX K_TRACE K_LOGSENT
@@ -1197,6 +1220,46 @@ s10() {
   target_auto s10 "$ideal" 1.05 6
 }
 
+# S11: no -n on S1's unthrottled loopback, against convoy's fixed counts in the same run.
+s11() {
+  local runs=$1 size i w best='' bestname=''
+  conn_runs s11 "$runs" "http://127.0.0.1:$port_fast/1g.bin" 1g.bin "$work/logs/fast.log"
+  size=$(stat -c %s "$work/www/1g.bin")
+  for i in $(rows s11); do
+    [[ ${T_LABEL[i]} == "convoy -n "* ]] || continue
+    w=$(median "${K_WALL[s11/$i]:-}")
+    [ -n "$w" ] || continue
+    if [ -z "$best" ] || awk -v a="$w" -v b="$best" 'BEGIN {exit !(a < b)}'; then best=$w bestname=${T_LABEL[i]}; fi
+  done
+  echo "### S11: no -n on S1's setup: 1 GiB from nginx on loopback, unthrottled, to disk, against convoy -n 4, 8 and 16"
+  echo
+  conn_table s11 "$size" "${best:-0}" "the best fixed -n (${bestname:-none}, ${best:-?} s)"
+  if [ -z "$best" ]; then
+    echo "Target for convoy (auto): at most 1.05 × the best fixed -n; no fixed -n run succeeded: **not met**."
+  else
+    echo "Best fixed -n: the least median wall of convoy -n 4, -n 8 and -n 16 in this run, $bestname."
+    echo
+    target_auto s11 "$best" 1.05 | sed 's/× ideal/× the best fixed -n/g'
+  fi
+  echo
+}
+
+# S12: no -n against a lone server that takes 6 connections at once (S5's mechanism).
+s12() {
+  local runs=$1 size ideal k m
+  conn_runs s12 "$runs" "http://127.0.0.16:$port_fast/256m.bin" 256m.bin "$work/logs/m6.log"
+  size=$(stat -c %s "$work/www/256m.bin")
+  ideal=$(awk -v s="$size" 'BEGIN {printf "%.3f", s / (6 * 2 * 1048576)}')
+  echo "### S12: no -n, a lone server that caps connections: 256 MiB at 2 MiB/s per connection (limit_rate 2m, sendfile_max_chunk 64k), at most 6 at once (limit_conn 6, 503 beyond, 127.0.0.16)"
+  echo
+  conn_table s12 "$size" "$ideal" "ideal ($ideal s)"
+  echo "Ideal: 256 MiB / (6 × 2 MiB/s) = $ideal s. aria2c and axel ask for 16."
+  echo
+  k="s12/$(row_of s12 'convoy (auto)')"
+  m=$(maxof "${K_503[$k]:-}")
+  target_auto s12 "$ideal" 1.05 | sed "s/\\. Measured:/, and at most 12 answers of 503 in every run. Measured: at most ${m:-?} answers of 503;/; s/: \\*\\*met\\*\\*/: **$(awk -v m="${m:-99}" 'BEGIN {print (m <= 12 ? "met" : "not met")}')**/"
+}
+
 # S13: a slow mirror first on the command line (40 KiB/s in all, whatever the number of
 # connections), a fast one second, against the fast one alone, each tool in turn.
 s13_pre() { ns_slow; } # each run meets an empty queue at the slow mirror
@@ -1241,6 +1304,102 @@ s13() {
     printf "Target for convoy (auto): slow first at most its fast alone + 2 s"
     if (w == "" || f == "") {printf "; a run did not succeed: **not met**.\n\n"; exit}
     printf " = %.3f s. Measured: median %.3f s, %+.3f s over fast alone: **%s**.\n\n", f + 2, w, w - f, (w <= f + 2 ? "met" : "not met") }'
+}
+
+# S14: convoy's peak RSS for a sparse 1 GiB file and a sparse 64 GiB one. The sparse
+# files hold a random MiB every STEP MiB and at their end, zeros between.
+big_step=1024
+sparse() { # NAME MIB STEP: makes www/NAME unless it is there
+  local f="$work/www/$1" o
+  [ "$(stat -c %s "$f" 2>/dev/null || echo 0)" = $(($2 * MiB)) ] && return 0
+  rm -f "$f"
+  truncate -s "$2M" "$f"
+  for o in $(seq 0 "$3" $(($2 - 1))) $(($2 - 1)); do
+    dd if=/dev/urandom of="$f" bs=1M count=1 seek="$o" conv=notrunc status=none
+  done
+}
+
+# check_sampled FILE TAG: S14's 64 GiB file is too big to hash after every run: the
+# output must have FILE's size, and be FILE's in every MiB at a multiple of half of
+# big_step (the random MiB, and a hole between each two) and in the last MiB. Sets
+# R_STATUS to CORRUPT otherwise (and deletes the output: no room to keep it).
+check_sampled() {
+  local src="$work/www/$1" out="$out_dir/$out_name" o n bad=''
+  n=$(($(stat -c %s "$src") / MiB))
+  if [ "$(stat -c %s "$out" 2>/dev/null || echo none)" != "$(stat -c %s "$src")" ]; then
+    bad="size $(stat -c %s "$out" 2>/dev/null || echo none), want $(stat -c %s "$src")"
+  else
+    for o in $(seq 0 $((big_step / 2)) $((n - 1))) $((n - 1)); do
+      cmp -s -n "$MiB" -i "$((o * MiB)):$((o * MiB))" "$src" "$out" || { bad="MiB $o differs"; break; }
+    done
+  fi
+  if [ -n "$bad" ]; then
+    R_STATUS=CORRUPT
+    corrupt+=("$2: $bad (sampled check; output deleted)")
+    rm -f "$out"
+    echo "bench: CORRUPT output: $2" >&2
+  fi
+}
+
+s14_room() { # KEY: false, with a note, when the output folder has no room for 64 + 2 GiB
+  local free
+  free=$(df --output=avail -B1 "$out_dir" | tail -n 1)
+  if [ "$free" -lt $(((65536 + 2048) * MiB)) ]; then
+    K_NOTE[$1]+="not run: $((free / MiB / 1024)) GiB free under $out_dir, 66 GiB needed; "
+    K_SKIP[$1]=1
+    return 1
+  fi
+}
+s14_rm() { rm -rf "${out_dir:?}"/* "$out_dir"/.[!.]* 2>/dev/null || true; }
+
+s14() {
+  local runs=$1 i k sc file r j
+  sparse sparse-1g.bin 1024 64
+  sparse sparse-64g.bin 65536 "$big_step"
+  (cd "$work/www" && sha256sum sparse-1g.bin >>"$work/sums")
+  conn_runs s14 "$runs" "http://127.0.0.1:$port_fast/sparse-1g.bin" sparse-1g.bin "$work/logs/fast.log"
+  local limit=$big_limit pre_run=s14_room post_run=s14_rm
+  conn_runs s14big "$big_runs" "http://127.0.0.1:$port_fast/sparse-64g.bin" sparse-64g.bin "$work/logs/fast.log"
+  pre_run='' post_run=''
+  echo "### S14: peak RSS for a sparse 1 GiB file ($runs runs) and a sparse 64 GiB file ($big_runs run(s), convoy only), from nginx on loopback, unthrottled, to disk"
+  echo
+  echo "| tool | file | runs ok | wall s, median (min–max) | MiB/s | CPU s (user+sys) | peak RSS MiB, max (median) | convoy's own largest count (--json), max | at most 20 MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for sc in s14 s14big; do
+    [ "$sc" = s14 ] && file="1 GiB" || file="64 GiB"
+    for i in $(rows "$sc"); do
+      k="$sc/$i"
+      r=$(maxof "${K_RSS[$k]:-}")
+      j=$(or_dash "$(maxof "${K_JMAX[$k]:-}")")
+      awk -v w="$(stats "${K_WALL[$k]:-}")" -v l="${T_LABEL[i]}" -v f="$file" -v ok="${K_OK[$k]:-0}" \
+        -v n="${K_RUNS[$k]:-0}" -v c="$(median "${K_CPU[$k]:-}")" -v r="$r" -v rm="$(median "${K_RSS[$k]:-}")" \
+        -v j="$j" -v size="$(stat -c %s "$work/www/sparse-$([ "$sc" = s14 ] && echo 1g || echo 64g).bin")" 'BEGIN {
+          split(w, a, " ")
+          printf "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n", l, f, ok, n,
+            (w == "" ? "–" : sprintf("%.3f (%.3f–%.3f)", a[1], a[2], a[3])),
+            (w == "" ? "–" : sprintf("%.1f", size / 1048576 / a[1])), (c == "" ? "–" : sprintf("%.2f", c)),
+            (r == "" ? "–" : sprintf("%.1f (%.1f)", r / 1024, rm / 1024)), j,
+            (l !~ /^convoy/ ? "" : r == "" ? "–" : (r <= 20480 ? "yes" : "no") (l == "convoy -n 16" || l == "convoy (auto)" ? "" : " (not a target row)")) }'
+    done
+  done
+  echo
+  echo "The served files are sparse (a random MiB every 64 MiB, every GiB in the 64 GiB one, and at the end; zeros between); the outputs are written in full, and the 64 GiB one is deleted right after its run. 1 GiB outputs: SHA-256 checked; 64 GiB outputs: size, and every MiB at a multiple of 512 MiB and the last compared (check_sampled). The 64 GiB runs are bounded to $big_limit s (BENCH_BIG_TIMEOUT). aria2c and axel run on the 1 GiB file only. convoy -n 32: the most connections convoy opens without -n (--max-connections 32)."
+  echo
+  conn_notes s14
+  conn_notes s14big | sed -n '3,$p' # the counting note once
+  awk -v l="$(for sc in s14 s14big; do for i in $(rows "$sc"); do
+      [[ ${T_LABEL[i]} == 'convoy -n 16' || ${T_LABEL[i]} == 'convoy (auto)' ]] || continue
+      echo "${T_LABEL[i]}, $([ "$sc" = s14 ] && echo '1 GiB' || echo '64 GiB'): $(or_dash "$(maxof "${K_RSS[$sc/$i]:-}")")"
+    done; done | paste -sd';')" 'BEGIN {
+      n = split(l, a, ";"); ok = 1; any = 0
+      for (i = 1; i <= n; i++) { split(a[i], b, ": "); if (b[2] == "–") ok = 0; else { any = 1; if (b[2] + 0 > 20480) ok = 0 }
+        s = s (i > 1 ? "; " : "") b[1] " " (b[2] == "–" ? "–" : sprintf("%.1f MiB", b[2] / 1024)) }
+      printf "Target for convoy -n 16 and convoy (auto): peak RSS at most 20 MiB in every run. Measured (max over runs): %s: **%s**.\n\n", s, (ok && any ? "met" : "not met") }'
+  k="s14big/$(row_of s14big 'convoy (auto)')"
+  j=$(maxof "${K_JMAX[$k]:-} ${K_JMAX[s14/$(row_of s14 'convoy (auto)')]:-}")
+  r=$(maxof "${K_RSS[s14/$(row_of s14 'convoy -n 32')]:-}")
+  echo "Without -n convoy opened at most ${j:-?} connections here; its ceiling is 32 (--max-connections). $([ "${j:-0}" -ge 32 ] && echo "So its RSS above is at the ceiling." || echo "So its RSS above is not at the ceiling's: at 32 connections (convoy -n 32, 1 GiB) the peak RSS was $(or_dash "$(awk -v r="$r" 'BEGIN {if (r != "") printf "%.1f MiB", r / 1024}')")$(awk -v r="${r:-0}" 'BEGIN {if (r > 20480) printf ", over 20 MiB"}').")"
+  echo
 }
 
 # micro: the Go micro-benchmarks of the hot paths (make bench-go), 3 counts each.
@@ -1296,7 +1455,7 @@ header() { # RUNS COMMAND
   echo "- Server sent: the sum of \`\$body_bytes_sent\` in nginx's access log for that run (median over runs)."
   echo "- After every run the output's SHA-256 is compared with the served file's; any mismatch fails the harness."
   echo "- Only runs that exited 0 with the right SHA-256 count in the numbers; the others are listed under their table."
-  echo "- S9, S10 and S13: nginx (a second one, bench/nginx-ns.conf.in) and the tools run in the network namespace $ns_name (\`{NS}\` in the commands: \`ip netns exec $ns_name\`), whose loopback tc shapes: a tbf for S9 and S10's link, an htb class for S13's slow mirror. Connections open at once (S9, S10, S13): from nginx's access log."
+  echo "- S9, S10 and S13: nginx (a second one, bench/nginx-ns.conf.in) and the tools run in the network namespace $ns_name (\`{NS}\` in the commands: \`ip netns exec $ns_name\`), whose loopback tc shapes: a tbf for S9 and S10's link, an htb class for S13's slow mirror. Connections open at once (S9-S14): from nginx's access log."
   echo
   echo "## Commands"
   echo
@@ -1324,7 +1483,7 @@ load_tools
 cmd=${1:-}
 runs=${2:-3}
 case "$cmd" in
-  s1 | s2 | s3 | s4 | s5 | s7 | s8 | s9 | s10 | s13)
+  s1 | s2 | s3 | s4 | s5 | s7 | s8 | s9 | s10 | s11 | s12 | s13 | s14)
     setup
     "$cmd" "$runs"
     finish
@@ -1341,7 +1500,7 @@ case "$cmd" in
     tmp="$work/RESULTS.md"
     t_start=$SECONDS
     header "$runs" "$repro" >"$tmp"
-    for s in s1 s2 s3 s4 s5 s7 s8 s9 s10 s13 micro; do
+    for s in s1 s2 s3 s4 s5 s7 s8 s9 s10 s11 s12 s13 s14 micro; do
       "$s" "$runs" >"$work/$s.md" # not in a pipe: the results must stay in this shell
       tee -a "$tmp" <"$work/$s.md"
     done
@@ -1353,7 +1512,7 @@ case "$cmd" in
     echo "bench: wrote $here/RESULTS.md" >&2
     ;;
   *)
-    sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,63p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
