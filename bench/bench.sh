@@ -944,12 +944,17 @@ s5() {
 
 # The network namespace of S9, S10 and S13: a loopback of its own that tc shapes, and
 # an nginx of its own (bench/nginx-ns.conf.in), started by the first scenario that
-# needs them; cleanup ends them (ns_down).
-ns_up='' ns_nginx_pid=''
+# needs them; cleanup ends them (ns_down). ns_start fails, saying why, where no
+# namespace can be made (not root): the scenario then says it did not run.
+ns_up='' ns_nginx_pid='' ns_why=''
 ns_x() { ip netns exec "$ns_name" "$@"; }
 ns_start() {
   [ -z "$ns_up" ] || return 0
-  ip netns add "$ns_name"
+  if ! ns_why=$(ip netns add "$ns_name" 2>&1); then
+    ns_why="ip netns add: ${ns_why:-failed} (it needs root)"
+    echo "bench: $ns_why" >&2
+    return 1
+  fi
   ns_up=1
   ns_x ip link set lo up
   sed -e "s|@WORK@|$work|g" -e "s|@PORT_NS1@|$port_ns1|" -e "s|@PORT_NS5@|$port_ns5|" \
@@ -1188,7 +1193,7 @@ target_auto() {
 # it takes 32 connections to fill the link.
 s9() {
   local runs=$1 size ideal rate
-  ns_start
+  ns_start || { printf '### S9: not run\n\nNo network namespace: %s.\n\n' "$ns_why"; return 0; }
   ns_link 32mibps
   rate=$(curl_rate "http://127.0.0.1:$port_nsfast/256m.bin" 3)
   size=$(stat -c %s "$work/www/256m.bin")
@@ -1206,7 +1211,7 @@ s9() {
 # connection behind 20 MiB/s; 4 connections fill it.
 s10() {
   local runs=$1 size ideal rate
-  ns_start
+  ns_start || { printf '### S10: not run\n\nNo network namespace: %s.\n\n' "$ns_why"; return 0; }
   ns_link 20mibps
   rate=$(curl_rate "http://127.0.0.1:$port_nsfast/256m.bin" 3)
   size=$(stat -c %s "$work/www/256m.bin")
@@ -1265,7 +1270,7 @@ s12() {
 s13_pre() { ns_slow; } # each run meets an empty queue at the slow mirror
 s13() {
   local runs=$1 size slow fast i k f w over pre_run=s13_pre trace_hosts=1
-  ns_start
+  ns_start || { printf '### S13: not run\n\nNo network namespace: %s.\n\n' "$ns_why"; return 0; }
   ns_slow
   slow=$(curl_rate "http://127.0.0.1:$port_nsslow/256m.bin" 6 2)
   fast=$(curl_rate "http://127.0.0.1:$port_nsfast/256m.bin" 30)
