@@ -41,9 +41,10 @@
 #                              target: fast alone + 2 s
 #   bench/bench.sh s14 [RUNS]  peak RSS for a sparse 1 GiB file (RUNS runs) and a
 #                              sparse 64 GiB one (BENCH_BIG_RUNS, default 1), -n 16
-#                              and no -n; target 20 MiB. The 64 GiB output is really
-#                              written: it needs 66 GiB free under BENCH_WORK (the
-#                              run is skipped otherwise) and is deleted after each run
+#                              and no -n; target 20 MiB. convoy reserves and writes
+#                              the whole 64 GiB output: it needs 66 GiB free under
+#                              BENCH_WORK (else the run is skipped, with a note) and
+#                              is deleted right after each run
 #
 # RUNS (default 3) is per tool; the tools take turns (A B C A B C ...).
 # Environment: BENCH_WORK (work folder, default /tmp/convoy-bench), BENCH_PORT
@@ -51,7 +52,8 @@
 # run may take, default 120), BENCH_SEED (fault proxy seed, default 1),
 # BENCH_FUZZ_WAIT (seconds to wait for running fuzzers to end, default 2400),
 # BENCH_BIG_RUNS (S14's 64 GiB runs per tool, default 1), BENCH_BIG_TIMEOUT
-# (seconds one 64 GiB run may take, default 900).
+# (seconds one such run may take, default 900), BENCH_BIG_GIB (the size of S14's
+# big file in GiB, default 64; less where the disk has no room for 64).
 #
 # S9, S10 and S13 run nginx and the tools in a network namespace of their own,
 # convoy-bench-PORT, whose loopback tc shapes (the same four port numbers,
@@ -85,6 +87,7 @@ port_nsslow=$((port + 2))    # S13's slow mirror, 40 KiB/s in all
 port_nsfast=$((port + 3))    # unthrottled: S13's fast mirror, the link checks
 big_runs=${BENCH_BIG_RUNS:-1}
 big_limit=${BENCH_BIG_TIMEOUT:-900}
+big_gib=${BENCH_BIG_GIB:-64}
 
 # The tools, one line each:  scenarios | kind | label | command
 #   kind   get: the output is checked by SHA-256 after every run
@@ -92,7 +95,7 @@ big_limit=${BENCH_BIG_TIMEOUT:-900}
 #          limit: writes no file (an upper bound, not a tool)
 #          again: S4 only, the command for restarts when it differs from get
 #          bench: S3 only, run once, not timed (convoy bench's ranking)
-#          big: S14's 64 GiB file, checked by its size and sampled MiB (see check_sampled)
+#          big: S14's big file, checked by its size and sampled MiB (see check_sampled)
 #   command placeholders: {CONVOY} the convoy binary, {URL}, {URLS} (the mirrors'
 #          URLs, space-separated; S3 and S3b), {OUT} = {DIR}/{NAME},
 #          {FILE} the served file on disk, {REFCOPY} bench/refcopy's binary,
@@ -1311,8 +1314,8 @@ s13() {
     printf " = %.3f s. Measured: median %.3f s, %+.3f s over fast alone: **%s**.\n\n", f + 2, w, w - f, (w <= f + 2 ? "met" : "not met") }'
 }
 
-# S14: convoy's peak RSS for a sparse 1 GiB file and a sparse 64 GiB one. The sparse
-# files hold a random MiB every STEP MiB and at their end, zeros between.
+# S14: convoy's peak RSS for a sparse 1 GiB file and a sparse 64 GiB one (big_gib). The
+# sparse files hold a random MiB every STEP MiB and at their end, zeros between.
 big_step=1024
 sparse() { # NAME MIB STEP: makes www/NAME unless it is there
   local f="$work/www/$1" o
@@ -1324,7 +1327,7 @@ sparse() { # NAME MIB STEP: makes www/NAME unless it is there
   done
 }
 
-# check_sampled FILE TAG: S14's 64 GiB file is too big to hash after every run: the
+# check_sampled FILE TAG: S14's big file is too big to hash after every run: the
 # output must have FILE's size, and be FILE's in every MiB at a multiple of half of
 # big_step (the random MiB, and a hole between each two) and in the last MiB. Sets
 # R_STATUS to CORRUPT otherwise (and deletes the output: no room to keep it).
@@ -1346,11 +1349,11 @@ check_sampled() {
   fi
 }
 
-s14_room() { # KEY: false, with a note, when the output folder has no room for 64 + 2 GiB
+s14_room() { # KEY: false, with a note, when the output folder has no room for the big file + 2 GiB
   local free
   free=$(df --output=avail -B1 "$out_dir" | tail -n 1)
-  if [ "$free" -lt $(((65536 + 2048) * MiB)) ]; then
-    K_NOTE[$1]+="not run: $((free / MiB / 1024)) GiB free under $out_dir, 66 GiB needed; "
+  if [ "$free" -lt $(((big_gib + 2) * 1024 * MiB)) ]; then
+    K_NOTE[$1]+="not run: $(awk -v f="$free" 'BEGIN {printf "%.1f", f / 2^30}') GiB free under $out_dir, $((big_gib + 2)) GiB needed; "
     K_SKIP[$1]=1
     return 1
   fi
@@ -1360,25 +1363,25 @@ s14_rm() { rm -rf "${out_dir:?}"/* "$out_dir"/.[!.]* 2>/dev/null || true; }
 s14() {
   local runs=$1 i k sc file r j
   sparse sparse-1g.bin 1024 64
-  sparse sparse-64g.bin 65536 "$big_step"
+  sparse "sparse-${big_gib}g.bin" $((big_gib * 1024)) "$big_step"
   (cd "$work/www" && sha256sum sparse-1g.bin >>"$work/sums")
   conn_runs s14 "$runs" "http://127.0.0.1:$port_fast/sparse-1g.bin" sparse-1g.bin "$work/logs/fast.log"
   local limit=$big_limit pre_run=s14_room post_run=s14_rm
-  conn_runs s14big "$big_runs" "http://127.0.0.1:$port_fast/sparse-64g.bin" sparse-64g.bin "$work/logs/fast.log"
+  conn_runs s14big "$big_runs" "http://127.0.0.1:$port_fast/sparse-${big_gib}g.bin" "sparse-${big_gib}g.bin" "$work/logs/fast.log"
   pre_run='' post_run=''
-  echo "### S14: peak RSS for a sparse 1 GiB file ($runs runs) and a sparse 64 GiB file ($big_runs run(s), convoy only), from nginx on loopback, unthrottled, to disk"
+  echo "### S14: peak RSS for a sparse 1 GiB file ($runs runs) and a sparse $big_gib GiB file ($big_runs run(s), convoy only), from nginx on loopback, unthrottled, to disk"
   echo
   echo "| tool | file | runs ok | wall s, median (min–max) | MiB/s | CPU s (user+sys) | peak RSS MiB, max (median) | convoy's own largest count (--json), max | at most 20 MiB |"
   echo "|---|---|---|---|---|---|---|---|---|"
   for sc in s14 s14big; do
-    [ "$sc" = s14 ] && file="1 GiB" || file="64 GiB"
+    [ "$sc" = s14 ] && file="1 GiB" || file="$big_gib GiB"
     for i in $(rows "$sc"); do
       k="$sc/$i"
       r=$(maxof "${K_RSS[$k]:-}")
       j=$(or_dash "$(maxof "${K_JMAX[$k]:-}")")
       awk -v w="$(stats "${K_WALL[$k]:-}")" -v l="${T_LABEL[i]}" -v f="$file" -v ok="${K_OK[$k]:-0}" \
         -v n="${K_RUNS[$k]:-0}" -v c="$(median "${K_CPU[$k]:-}")" -v r="$r" -v rm="$(median "${K_RSS[$k]:-}")" \
-        -v j="$j" -v size="$(stat -c %s "$work/www/sparse-$([ "$sc" = s14 ] && echo 1g || echo 64g).bin")" 'BEGIN {
+        -v j="$j" -v size="$(stat -c %s "$work/www/sparse-$([ "$sc" = s14 ] && echo 1 || echo "$big_gib")g.bin")" 'BEGIN {
           split(w, a, " ")
           printf "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n", l, f, ok, n,
             (w == "" ? "–" : sprintf("%.3f (%.3f–%.3f)", a[1], a[2], a[3])),
@@ -1388,13 +1391,13 @@ s14() {
     done
   done
   echo
-  echo "The served files are sparse (a random MiB every 64 MiB, every GiB in the 64 GiB one, and at the end; zeros between); the outputs are written in full, and the 64 GiB one is deleted right after its run. 1 GiB outputs: SHA-256 checked; 64 GiB outputs: size, and every MiB at a multiple of 512 MiB and the last compared (check_sampled). The 64 GiB runs are bounded to $big_limit s (BENCH_BIG_TIMEOUT). aria2c and axel run on the 1 GiB file only. convoy -n 32: the most connections convoy opens without -n (--max-connections 32)."
+  echo "The served files are sparse (a random MiB every 64 MiB, every GiB in the $big_gib GiB one, and at the end; zeros between); the outputs are written in full (convoy reserves the whole file first), and the $big_gib GiB one is deleted right after its run. 1 GiB outputs: SHA-256 checked; $big_gib GiB outputs: size, and every MiB at a multiple of 512 MiB and the last compared (check_sampled). The $big_gib GiB runs are bounded to $big_limit s (BENCH_BIG_TIMEOUT). aria2c and axel run on the 1 GiB file only. convoy -n 32: the most connections convoy opens without -n (--max-connections 32)."
   echo
   conn_notes s14
   conn_notes s14big | sed -n '3,$p' # the counting note once
   awk -v l="$(for sc in s14 s14big; do for i in $(rows "$sc"); do
       [[ ${T_LABEL[i]} == 'convoy -n 16' || ${T_LABEL[i]} == 'convoy (auto)' ]] || continue
-      echo "${T_LABEL[i]}, $([ "$sc" = s14 ] && echo '1 GiB' || echo '64 GiB'): $(or_dash "$(maxof "${K_RSS[$sc/$i]:-}")")"
+      echo "${T_LABEL[i]}, $([ "$sc" = s14 ] && echo '1 GiB' || echo "$big_gib GiB"): $(or_dash "$(maxof "${K_RSS[$sc/$i]:-}")")"
     done; done | paste -sd';')" 'BEGIN {
       n = split(l, a, ";"); ok = 1; any = 0
       for (i = 1; i <= n; i++) { split(a[i], b, ": "); if (b[2] == "–") ok = 0; else { any = 1; if (b[2] + 0 > 20480) ok = 0 }
@@ -1517,7 +1520,7 @@ case "$cmd" in
     echo "bench: wrote $here/RESULTS.md" >&2
     ;;
   *)
-    sed -n '2,63p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,65p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
