@@ -1502,7 +1502,7 @@ case "$cmd" in
   all)
     setup
     repro="bench/bench.sh all $runs"
-    for v in BENCH_WORK BENCH_PORT BENCH_TIMEOUT BENCH_SEED BENCH_FUZZ_WAIT; do
+    for v in BENCH_WORK BENCH_PORT BENCH_TIMEOUT BENCH_SEED BENCH_FUZZ_WAIT BENCH_BIG_RUNS BENCH_BIG_TIMEOUT BENCH_BIG_GIB; do
       [ -n "${!v:-}" ] && repro="$v=${!v} $repro"
     done
     tmp="$work/RESULTS.md"
