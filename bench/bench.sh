@@ -96,6 +96,10 @@ big_gib=${BENCH_BIG_GIB:-64}
 #          again: S4 only, the command for restarts when it differs from get
 #          bench: S3 only, run once, not timed (convoy bench's ranking)
 #          big: S14's big file, checked by its size and sampled MiB (see check_sampled)
+#          trace: S9-S14, run once after the timed runs, not timed: the get row of the
+#                 same label with --json, for convoy's own account of its connection
+#                 count (--json makes convoy hash the file, which costs time: 2-3 x on
+#                 S11's loopback, so the timed rows go without it)
 #   command placeholders: {CONVOY} the convoy binary, {URL}, {URLS} (the mirrors'
 #          URLs, space-separated; S3 and S3b), {OUT} = {DIR}/{NAME},
 #          {FILE} the served file on disk, {REFCOPY} bench/refcopy's binary,
@@ -127,18 +131,21 @@ s3b      | get   | convoy -n 12 -x 4, 4 URLs       | {CONVOY} get -q -n 12 -x 4 
 s5       | get   | convoy -n 12                    | {CONVOY} get -n 12 -o {OUT} {URLS}
 s5       | get   | aria2c -x12 -s12 -k1M           | aria2c -q -x12 -s12 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URLS}
 s5       | get   | axel -n 12                      | axel -q -n 12 -o {OUT} {URLS}
-s9 s10   | get   | convoy (auto)                   | {NS} {CONVOY} get --json -o {OUT} {URL}
+s9 s10   | get   | convoy (auto)                   | {NS} {CONVOY} get -o {OUT} {URL}
+s9 s10   | trace | convoy (auto)                   | {NS} {CONVOY} get --json -o {OUT} {URL}
 s9 s10   | get   | aria2c -x16 -s16                | {NS} aria2c -q -x16 -s16 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URL}
 s9       | get   | axel -n 32                      | {NS} axel -q -n 32 -o {OUT} {URL}
 s10      | get   | axel -n 16                      | {NS} axel -q -n 16 -o {OUT} {URL}
-s11 s12 s14 | get | convoy (auto)                  | {CONVOY} get --json -o {OUT} {URL}
+s11 s12 s14 | get | convoy (auto)                  | {CONVOY} get -o {OUT} {URL}
+s11 s12 s14 | trace | convoy (auto)                | {CONVOY} get --json -o {OUT} {URL}
 s11      | get   | convoy -n 4                     | {CONVOY} get -n 4 -o {OUT} {URL}
 s11      | get   | convoy -n 8                     | {CONVOY} get -n 8 -o {OUT} {URL}
 s14      | get   | convoy -n 32                    | {CONVOY} get -n 32 -o {OUT} {URL}
 s14big   | big   | convoy -n 16                    | {CONVOY} get -n 16 -o {OUT} {URL}
-s14big   | big   | convoy (auto)                   | {CONVOY} get --json -o {OUT} {URL}
-s13      | get   | convoy (auto), fast alone       | {NS} {CONVOY} get --json -o {OUT} {FAST}
-s13      | get   | convoy (auto), slow first       | {NS} {CONVOY} get --json -o {OUT} {SLOW} {FAST}
+s14big   | big   | convoy (auto)                   | {CONVOY} get -o {OUT} {URL}
+s13      | get   | convoy (auto), fast alone       | {NS} {CONVOY} get -o {OUT} {FAST}
+s13      | get   | convoy (auto), slow first       | {NS} {CONVOY} get -o {OUT} {SLOW} {FAST}
+s13      | trace | convoy (auto), slow first       | {NS} {CONVOY} get --json -o {OUT} {SLOW} {FAST}
 s13      | get   | aria2c -x16 -s16, fast alone    | {NS} aria2c -q -x16 -s16 -k1M -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {FAST}
 s13      | get   | aria2c -x16 -s16, slow first    | {NS} aria2c -q -x16 -s16 -k1M -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {SLOW} {FAST}
 s13      | get   | axel -n 16, fast alone          | {NS} axel -q -n 16 -o {OUT} {FAST}
@@ -165,11 +172,11 @@ load_tools() {
   done <<<"$TOOLS"
 }
 
-# rows SC: the table rows of scenario SC, in table order (restart lines left out).
+# rows SC: the table rows of scenario SC, in table order (restart and trace lines left out).
 rows() {
   local i
   for i in "${!T_SC[@]}"; do
-    [[ ${T_SC[i]} == *" $1 "* && ${T_KIND[i]} != again && ${T_KIND[i]} != bench ]] && echo "$i"
+    [[ ${T_SC[i]} == *" $1 "* && ${T_KIND[i]} != again && ${T_KIND[i]} != bench && ${T_KIND[i]} != trace ]] && echo "$i"
   done
   return 0
 }
@@ -1079,11 +1086,11 @@ json_conns() {
 
 # Per run of S9-S14, failed runs included: the connections open at once and in all
 # (conn_stats of all the run's logs; /L of log L alone), the answers of 503, the body
-# bytes of log L (/L), and from convoy's --json events its largest count and changes.
+# bytes of log L (/L); from the trace run, convoy's largest count and changes.
 declare -A K_ATONCE K_INALL K_503 K_JMAX K_TRACE K_LOGSENT
 # conn_runs SC RUNS URL FILE LOG...: every row of SC in turn, RUNS times, against URL
-# (S13's commands name their URLs). Before each run it calls $pre_run KEY, if set (a
-# failure skips the run), and after it $post_run.
+# (S13's commands name their URLs), then each trace row of SC once. Before each run it
+# calls $pre_run KEY, if set (a failure skips the run), and after it $post_run.
 conn_runs() {
   local sc=$1 runs=$2 url=$3 file=$4 size i r k l li s n c a j t
   shift 4
@@ -1108,16 +1115,32 @@ conn_runs() {
         n=$((n + $(awk '$2 == 503' "$l" | wc -l)))
       done
       read -r c a < <(conn_stats "${logs[@]}")
-      read -r j t < <(json_conns "$work/logs/tool.out" "${trace_hosts:-}")
       R_SENT=$s
       K_ATONCE[$k]+="$c " K_INALL[$k]+="$a " K_503[$k]+="$n "
-      [ "${j:-0}" = 0 ] || K_JMAX[$k]+="$j "
-      [ -z "$t" ] || K_TRACE[$k]+="run $r: $t; "
       record "$k" "$r"
       own_account "$k" "$r" "$((R_SENT - size))"
       progress "$sc" "$r/$runs" "${T_LABEL[i]} ($c at once, $n answers of 503)"
       [ -z "${post_run:-}" ] || "$post_run"
     done
+  done
+  local ti
+  for ti in "${!T_SC[@]}"; do
+    [[ ${T_SC[ti]} == *" $sc "* && ${T_KIND[ti]} == trace ]] || continue
+    k="$sc/$(row_of "$sc" "${T_LABEL[ti]}")"
+    [ -z "${K_SKIP[$k]:-}" ] || continue
+    if [ -n "${pre_run:-}" ] && ! "$pre_run" "$k"; then continue; fi
+    for l in "${logs[@]}"; do : >"$l"; done
+    timed "$ti" "$url" "$file" "${logs[0]}" "$sc-$ti-trace"
+    read -r c a < <(conn_stats "${logs[@]}")
+    read -r j t < <(json_conns "$work/logs/tool.out" "${trace_hosts:-}")
+    [ "${j:-0}" = 0 ] || K_JMAX[$k]+="$j "
+    if [ "$R_STATUS" = ok ]; then
+      K_TRACE[$k]+="${t:-no events}; the run took $R_WALL s, $c connections open at once"
+    else
+      K_TRACE[$k]+="$R_STATUS${t:+; $t}"
+    fi
+    progress "$sc" trace "${T_LABEL[ti]} --json ($c at once)"
+    [ -z "${post_run:-}" ] || "$post_run"
   done
   return 0
 }
@@ -1134,7 +1157,7 @@ or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "–"; fi; }
 # conn_table SC SIZE REF REFNAME: the table of SC as conn_runs ran it, the ratio to REF s.
 conn_table() {
   local sc=$1 size=$2 ref=$3 i k s
-  echo "| tool | runs ok | wall s, median (min–max) | MiB/s | ratio to $4 | CPU s (user+sys) | peak RSS MiB | connections open at once, median (min–max) | connections in all, median (min–max) | convoy's own largest count (--json), max | 503 answers, median (min–max) | server sent, bytes over the file size, median |"
+  echo "| tool | runs ok | wall s, median (min–max) | MiB/s | ratio to $4 | CPU s (user+sys) | peak RSS MiB | connections open at once, median (min–max) | connections in all, median (min–max) | convoy's own largest count (--json, trace run) | 503 answers, median (min–max) | server sent, bytes over the file size, median |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   for i in $(rows "$sc"); do
     k="$sc/$i"
@@ -1152,12 +1175,12 @@ conn_notes() {
   local sc=$1 i any
   local -a idx
   mapfile -t idx < <(rows "$sc")
-  echo "Connections open at once and in all: from nginx's access log (\$connection; a connection spans from the start of its first answer to the end of its last), failed runs included, as are the 503 answers. convoy's own count: the largest \`connections\` of its --json start and connections events (per server)."
+  echo "Connections open at once and in all: from nginx's access log (\$connection; a connection spans from the start of its first answer to the end of its last), failed runs included, as are the 503 answers. convoy's own count: the largest \`connections\` of its --json start and connections events (per server), in one more run with --json after the timed ones (trace run, not in the table's times: --json makes convoy hash the file)."
   echo
   any=$(for i in "${idx[@]}"; do
-    if [ -n "${K_TRACE[$sc/$i]:-}" ]; then echo "- ${T_LABEL[i]}: ${K_TRACE[$sc/$i]%; }"; fi
+    if [ -n "${K_TRACE[$sc/$i]:-}" ]; then echo "- ${T_LABEL[i]}: ${K_TRACE[$sc/$i]}"; fi
   done)
-  [ -z "$any" ] || printf "convoy's connection count in each run (its --json events: the count, why, when):\n\n%s\n\n" "$any"
+  [ -z "$any" ] || printf "convoy's connection count in the trace run (its --json events: the count, why, when):\n\n%s\n\n" "$any"
   accounts_block "$sc" "${idx[@]}"
   notes_block "$sc" "${idx[@]}"
 }
@@ -1185,7 +1208,7 @@ target_auto() {
       ok = (w <= f * ideal)
       printf ". Measured: median %.3f s = %.2f × ideal", w, w / ideal
       if (most != "") {
-        printf "; at most %s open at once in the access log, %s by its own count", (o == "" ? "?" : o), (j == "" ? "?" : j)
+        printf "; at most %s open at once in the access log, %s by its own count in the trace run", (o == "" ? "?" : o), (j == "" ? "?" : j)
         ok = ok && o != "" && o <= most && (j == "" || j <= most)
       }
       printf ": **%s**.\n\n", (ok ? "met" : "not met")
@@ -1282,7 +1305,7 @@ s13() {
   conn_runs s13 "$runs" '' 256m.bin "$work/logs/ns-slow.log" "$work/logs/ns-fast.log"
   echo "### S13: a slow mirror first: 256 MiB from a mirror that sends 40 KiB/s in all (tc htb on the port of the namespace $ns_name) given first, and an unthrottled one second, against the unthrottled one alone"
   echo
-  echo "| tool | runs ok | wall s, median (min–max) | over the same tool's fast alone, s | CPU s (user+sys) | peak RSS MiB | sent by the slow mirror, bytes, median | by the fast, bytes, median | open at once to the slow / the fast, median | convoy's own largest count for one server (--json), max |"
+  echo "| tool | runs ok | wall s, median (min–max) | over the same tool's fast alone, s | CPU s (user+sys) | peak RSS MiB | sent by the slow mirror, bytes, median | by the fast, bytes, median | open at once to the slow / the fast, median | convoy's own largest count for one server (--json, trace run) |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   for i in $(rows s13); do
     k="s13/$i"
@@ -1371,14 +1394,14 @@ s14() {
   pre_run='' post_run=''
   echo "### S14: peak RSS for a sparse 1 GiB file ($runs runs) and a sparse $big_gib GiB file ($big_runs run(s), convoy only), from nginx on loopback, unthrottled, to disk"
   echo
-  echo "| tool | file | runs ok | wall s, median (min–max) | MiB/s | CPU s (user+sys) | peak RSS MiB, max (median) | convoy's own largest count (--json), max | at most 20 MiB |"
+  echo "| tool | file | runs ok | wall s, median (min–max) | MiB/s | CPU s (user+sys) | peak RSS MiB, max (median) | open at once, max | at most 20 MiB |"
   echo "|---|---|---|---|---|---|---|---|---|"
   for sc in s14 s14big; do
     [ "$sc" = s14 ] && file="1 GiB" || file="$big_gib GiB"
     for i in $(rows "$sc"); do
       k="$sc/$i"
       r=$(maxof "${K_RSS[$k]:-}")
-      j=$(or_dash "$(maxof "${K_JMAX[$k]:-}")")
+      j=$(or_dash "$(maxof "${K_ATONCE[$k]:-}")")
       awk -v w="$(stats "${K_WALL[$k]:-}")" -v l="${T_LABEL[i]}" -v f="$file" -v ok="${K_OK[$k]:-0}" \
         -v n="${K_RUNS[$k]:-0}" -v c="$(median "${K_CPU[$k]:-}")" -v r="$r" -v rm="$(median "${K_RSS[$k]:-}")" \
         -v j="$j" -v size="$(stat -c %s "$work/www/sparse-$([ "$sc" = s14 ] && echo 1 || echo "$big_gib")g.bin")" 'BEGIN {
@@ -1393,7 +1416,11 @@ s14() {
   echo
   echo "The served files are sparse (a random MiB every 64 MiB, every GiB in the $big_gib GiB one, and at the end; zeros between); the outputs are written in full (convoy reserves the whole file first), and the $big_gib GiB one is deleted right after its run. 1 GiB outputs: SHA-256 checked; $big_gib GiB outputs: size, and every MiB at a multiple of 512 MiB and the last compared (check_sampled). The $big_gib GiB runs are bounded to $big_limit s (BENCH_BIG_TIMEOUT). aria2c and axel run on the 1 GiB file only. convoy -n 32: the most connections convoy opens without -n (--max-connections 32)."
   echo
+  echo "On the 1 GiB file:"
+  echo
   conn_notes s14
+  echo "On the $big_gib GiB file:"
+  echo
   conn_notes s14big | sed -n '3,$p' # the counting note once
   awk -v l="$(for sc in s14 s14big; do for i in $(rows "$sc"); do
       [[ ${T_LABEL[i]} == 'convoy -n 16' || ${T_LABEL[i]} == 'convoy (auto)' ]] || continue
@@ -1404,9 +1431,9 @@ s14() {
         s = s (i > 1 ? "; " : "") b[1] " " (b[2] == "–" ? "–" : sprintf("%.1f MiB", b[2] / 1024)) }
       printf "Target for convoy -n 16 and convoy (auto): peak RSS at most 20 MiB in every run. Measured (max over runs): %s: **%s**.\n\n", s, (ok && any ? "met" : "not met") }'
   k="s14big/$(row_of s14big 'convoy (auto)')"
-  j=$(maxof "${K_JMAX[$k]:-} ${K_JMAX[s14/$(row_of s14 'convoy (auto)')]:-}")
+  j=$(maxof "${K_ATONCE[$k]:-} ${K_ATONCE[s14/$(row_of s14 'convoy (auto)')]:-} ${K_JMAX[s14/$(row_of s14 'convoy (auto)')]:-}")
   r=$(maxof "${K_RSS[s14/$(row_of s14 'convoy -n 32')]:-}")
-  echo "Without -n convoy opened at most ${j:-?} connections here; its ceiling is 32 (--max-connections). $([ "${j:-0}" -ge 32 ] && echo "So its RSS above is at the ceiling." || echo "So its RSS above is not at the ceiling's: at 32 connections (convoy -n 32, 1 GiB) the peak RSS was $(or_dash "$(awk -v r="$r" 'BEGIN {if (r != "") printf "%.1f MiB", r / 1024}')")$(awk -v r="${r:-0}" 'BEGIN {if (r > 20480) printf ", over 20 MiB"}').")"
+  echo "Without -n convoy had at most ${j:-?} connections open at once here (access log; its own count in the trace run); its ceiling is 32 (--max-connections). $([ "${j:-0}" -ge 32 ] && echo "So its RSS above is at the ceiling." || echo "So its RSS above is not at the ceiling's: at 32 connections (convoy -n 32, 1 GiB) the peak RSS was $(or_dash "$(awk -v r="$r" 'BEGIN {if (r != "") printf "%.1f MiB", r / 1024}')")$(awk -v r="${r:-0}" 'BEGIN {if (r > 20480) printf ", over 20 MiB"}').")"
   echo
 }
 
@@ -1471,7 +1498,7 @@ header() { # RUNS COMMAND
   echo "|---|---|---|"
   local i
   for i in "${!T_SC[@]}"; do
-    echo "| $(trim "${T_SC[i]}")$([ "${T_KIND[i]}" = again ] && echo ' (restarts)') | ${T_LABEL[i]} | \`$(trim "${T_CMD[i]}")\` |"
+    echo "| $(trim "${T_SC[i]}")$([ "${T_KIND[i]}" = again ] && echo ' (restarts)')$([ "${T_KIND[i]}" = trace ] && echo ' (trace run, once)') | ${T_LABEL[i]} | \`$(trim "${T_CMD[i]}")\` |"
   done
   echo
   echo "## Results"
