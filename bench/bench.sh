@@ -27,16 +27,45 @@
 #                              1 MiB/s per connection, at most 4 at once (503
 #                              beyond, 127.0.0.15), 12 connections asked; ideal
 #                              256 MiB / (4 x 1 MiB/s) = 64 s; counts the 503s
+# Convoy choosing its connection count (no -n), issue 13; each counts the
+# connections open at once (nginx's log) and convoy's own count (--json events):
+#   bench/bench.sh s9 [RUNS]   256 MiB at 1 MiB/s per connection behind a 32 MiB/s
+#                              link (namespace, tbf); ideal 8 s; target 1.10 x
+#                              ideal, at most 40 connections
+#   bench/bench.sh s10 [RUNS]  256 MiB at 5 MiB/s per connection behind a 20 MiB/s
+#                              link; ideal 12.8 s; target 1.05 x, at most 6 at once
+#   bench/bench.sh s11 [RUNS]  S1's 1 GiB unthrottled: no -n against -n 4, 8, 16;
+#                              target 1.05 x the best fixed -n
+#   bench/bench.sh s12 [RUNS]  256 MiB at 2 MiB/s per connection from a server that
+#                              takes 6 at once (503 beyond, 127.0.0.16); ideal
+#                              21.3 s; target 1.05 x, at most 12 answers of 503
+#   bench/bench.sh s13 [RUNS]  a slow mirror (40 KiB/s in all, tc htb) first, a fast
+#                              one second, 256 MiB, against the fast one alone;
+#                              target: fast alone + 2 s
+#   bench/bench.sh s14 [RUNS]  peak RSS for a sparse 1 GiB file (RUNS runs) and a
+#                              sparse 64 GiB one (BENCH_BIG_RUNS, default 1), -n 16
+#                              and no -n; target 20 MiB. convoy reserves and writes
+#                              the whole 64 GiB output: it needs 66 GiB free under
+#                              BENCH_WORK (else the run is skipped, with a note) and
+#                              is deleted right after each run
 #
 # RUNS (default 3) is per tool; the tools take turns (A B C A B C ...).
 # Environment: BENCH_WORK (work folder, default /tmp/convoy-bench), BENCH_PORT
 # (first of four loopback ports, default 18080), BENCH_TIMEOUT (seconds one
 # run may take, default 120), BENCH_SEED (fault proxy seed, default 1),
-# BENCH_FUZZ_WAIT (seconds to wait for running fuzzers to end, default 2400).
+# BENCH_FUZZ_WAIT (seconds to wait for running fuzzers to end, default 2400),
+# BENCH_BIG_RUNS (S14's 64 GiB runs per tool, default 1), BENCH_BIG_TIMEOUT
+# (seconds one such run may take, default 900), BENCH_BIG_GIB (the size of S14's
+# big file in GiB, default 64; less where the disk has no room for 64).
+#
+# S9, S10 and S13 run nginx and the tools in a network namespace of their own,
+# convoy-bench-PORT, whose loopback tc shapes (the same four port numbers,
+# on the namespace's own 127.0.0.1). Everything else runs on the host's loopback.
 #
 # Installs what is missing from Debian (nginx-light, curl, aria2, axel, lftp,
-# time), builds convoy from this tree and the fault proxy from bench/faultproxy,
-# talks to 127.0.0.0/8 only, and stops every process it started by its PID on exit.
+# time, iproute2), builds convoy from this tree and the fault proxy from
+# bench/faultproxy, talks to 127.0.0.0/8 only, and stops every process it
+# started by its PID on exit, and the namespace with its nginx.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -54,6 +83,14 @@ refcopy="$work/bin/refcopy"
 out_dir="$work/out"
 out_name=dl.bin
 MiB=1048576
+ns_name="convoy-bench-$port" # S9, S10, S13: the network namespace, with the same ports inside
+port_ns1=$port               # 1 MiB/s per connection (S9)
+port_ns5=$((port + 1))       # 5 MiB/s per connection (S10)
+port_nsslow=$((port + 2))    # S13's slow mirror, 40 KiB/s in all
+port_nsfast=$((port + 3))    # unthrottled: S13's fast mirror, the link checks
+big_runs=${BENCH_BIG_RUNS:-1}
+big_limit=${BENCH_BIG_TIMEOUT:-900}
+big_gib=${BENCH_BIG_GIB:-64}
 
 # The tools, one line each:  scenarios | kind | label | command
 #   kind   get: the output is checked by SHA-256 after every run
@@ -61,15 +98,22 @@ MiB=1048576
 #          limit: writes no file (an upper bound, not a tool)
 #          again: S4 only, the command for restarts when it differs from get
 #          bench: S3 only, run once, not timed (convoy bench's ranking)
+#          big: S14's big file, checked by its size and sampled MiB (see check_sampled)
+#          trace: S9-S14, run once after the timed runs, not timed: the get row of the
+#                 same label with --json, for convoy's own account of its connection
+#                 count (--json makes convoy hash the file, which costs time: 2-3 x on
+#                 S11's loopback, so the timed rows go without it)
 #   command placeholders: {CONVOY} the convoy binary, {URL}, {URLS} (the mirrors'
 #          URLs, space-separated; S3 and S3b), {OUT} = {DIR}/{NAME},
 #          {FILE} the served file on disk, {REFCOPY} bench/refcopy's binary,
-#          {META4} a Metalink naming S3's three mirrors (S3m only). It runs as `bash -c "exec COMMAND"`.
+#          {META4} a Metalink naming S3's three mirrors (S3m only),
+#          {NS} `ip netns exec` the bench's namespace, {SLOW} and {FAST} S13's
+#          mirrors. It runs as `bash -c "exec COMMAND"`.
 TOOLS='
-s1 s2 s7 | get   | convoy -n 16                    | {CONVOY} get -n 16 -o {OUT} {URL}
+s1 s2 s7 s11 s14 | get | convoy -n 16              | {CONVOY} get -n 16 -o {OUT} {URL}
 s1       | ref   | curl -o                         | curl -s -o {OUT} {URL}
-s1 s2 s7 | get   | aria2c -x16 -s16                | aria2c -q -x16 -s16 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URL}
-s1 s2 s7 | get   | axel -n 16                      | axel -q -n 16 -o {OUT} {URL}
+s1 s2 s7 s11 s12 s14 | get | aria2c -x16 -s16      | aria2c -q -x16 -s16 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URL}
+s1 s2 s7 s11 s12 s14 | get | axel -n 16            | axel -q -n 16 -o {OUT} {URL}
 s1 s2 s7 | get   | lftp pget -n 16                 | lftp -c "pget -n 16 {URL} -o {OUT}"
 s1       | limit | curl -o /dev/null               | curl -s -o /dev/null {URL}
 s1       | limit | dd bs=16k of the served file    | dd if={FILE} of=/dev/null bs=16k
@@ -94,6 +138,25 @@ s3m      | get   | aria2c -x4 -s12 -k1M -M f.meta4 | aria2c -q -x4 -s12 -k1M -j1
 s5       | get   | convoy -n 12                    | {CONVOY} get -n 12 -o {OUT} {URLS}
 s5       | get   | aria2c -x12 -s12 -k1M           | aria2c -q -x12 -s12 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URLS}
 s5       | get   | axel -n 12                      | axel -q -n 12 -o {OUT} {URLS}
+s9 s10   | get   | convoy (auto)                   | {NS} {CONVOY} get -o {OUT} {URL}
+s9 s10   | trace | convoy (auto)                   | {NS} {CONVOY} get --json -o {OUT} {URL}
+s9 s10   | get   | aria2c -x16 -s16                | {NS} aria2c -q -x16 -s16 -k1M --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {URL}
+s9       | get   | axel -n 32                      | {NS} axel -q -n 32 -o {OUT} {URL}
+s10      | get   | axel -n 16                      | {NS} axel -q -n 16 -o {OUT} {URL}
+s11 s12 s14 | get | convoy (auto)                  | {CONVOY} get -o {OUT} {URL}
+s11 s12 s14 | trace | convoy (auto)                | {CONVOY} get --json -o {OUT} {URL}
+s11      | get   | convoy -n 4                     | {CONVOY} get -n 4 -o {OUT} {URL}
+s11      | get   | convoy -n 8                     | {CONVOY} get -n 8 -o {OUT} {URL}
+s14      | get   | convoy -n 32                    | {CONVOY} get -n 32 -o {OUT} {URL}
+s14big   | big   | convoy -n 16                    | {CONVOY} get -n 16 -o {OUT} {URL}
+s14big   | big   | convoy (auto)                   | {CONVOY} get -o {OUT} {URL}
+s13      | get   | convoy (auto), fast alone       | {NS} {CONVOY} get -o {OUT} {FAST}
+s13      | get   | convoy (auto), slow first       | {NS} {CONVOY} get -o {OUT} {SLOW} {FAST}
+s13      | trace | convoy (auto), slow first       | {NS} {CONVOY} get --json -o {OUT} {SLOW} {FAST}
+s13      | get   | aria2c -x16 -s16, fast alone    | {NS} aria2c -q -x16 -s16 -k1M -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {FAST}
+s13      | get   | aria2c -x16 -s16, slow first    | {NS} aria2c -q -x16 -s16 -k1M -j1 --allow-overwrite=true --file-allocation=none -d {DIR} -o {NAME} {SLOW} {FAST}
+s13      | get   | axel -n 16, fast alone          | {NS} axel -q -n 16 -o {OUT} {FAST}
+s13      | get   | axel -n 16, slow first          | {NS} axel -q -n 16 -o {OUT} {SLOW} {FAST}
 '
 # (lftp 4.9 wants pget's -o after the URL.)
 
@@ -116,11 +179,11 @@ load_tools() {
   done <<<"$TOOLS"
 }
 
-# rows SC: the table rows of scenario SC, in table order (restart lines left out).
+# rows SC: the table rows of scenario SC, in table order (restart and trace lines left out).
 rows() {
   local i
   for i in "${!T_SC[@]}"; do
-    [[ ${T_SC[i]} == *" $1 "* && ${T_KIND[i]} != again && ${T_KIND[i]} != bench ]] && echo "$i"
+    [[ ${T_SC[i]} == *" $1 "* && ${T_KIND[i]} != again && ${T_KIND[i]} != bench && ${T_KIND[i]} != trace ]] && echo "$i"
   done
   return 0
 }
@@ -142,6 +205,9 @@ render() {
   local c=$1
   c=${c//'{CONVOY}'/$convoy}
   c=${c//'{REFCOPY}'/$refcopy}
+  c=${c//'{NS}'/ip netns exec $ns_name}
+  c=${c//'{SLOW}'/http://127.0.0.1:$port_nsslow/256m.bin}
+  c=${c//'{FAST}'/http://127.0.0.1:$port_nsfast/256m.bin}
   c=${c//'{URLS}'/$2}
   c=${c//'{URL}'/$2}
   c=${c//'{OUT}'/$out_dir/$out_name}
@@ -168,6 +234,7 @@ cleanup() {
     kill "$nginx_pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
   fi
+  ns_down
 }
 
 need() {
@@ -178,6 +245,7 @@ need() {
   command -v axel >/dev/null || missing+=(axel)
   command -v lftp >/dev/null || missing+=(lftp)
   [ -x /usr/bin/time ] || missing+=(time)
+  command -v tc >/dev/null || missing+=(iproute2)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "bench: installing ${missing[*]}" >&2
     apt-get update -qq
@@ -219,7 +287,12 @@ setup() {
       exit 1
     fi
   done
-  for p in 11 12 13 14 15; do
+  if ip netns list 2>/dev/null | grep -qx "$ns_name\( .*\)\{0,1\}"; then
+    echo "bench: the network namespace $ns_name exists (another run, or one that was killed:" >&2
+    echo "bench: ip netns pids $ns_name; ip netns del $ns_name); or set BENCH_PORT" >&2
+    exit 1
+  fi
+  for p in 11 12 13 14 15 16; do
     if (exec 3<>"/dev/tcp/127.0.0.$p/$port_fast") 2>/dev/null; then
       echo "bench: 127.0.0.$p:$port_fast is in use; set BENCH_PORT" >&2
       exit 1
@@ -291,9 +364,11 @@ fresh() {
 
 corrupt=() # runs whose file did not match: any makes the harness fail
 
-# check KIND FILE TAG: sets R_STATUS to CORRUPT when the output is not FILE byte for byte.
+# check KIND FILE TAG: sets R_STATUS to CORRUPT when the output is not FILE byte for byte
+# (kind big: when check_sampled finds a difference).
 check() {
   [ "$1" = limit ] && return
+  [ "$1" = big ] && { check_sampled "$2" "$3"; return; }
   local got want
   want=$(want_sum "$2")
   got=$(sha256sum "$out_dir/$out_name" 2>/dev/null | cut -d' ' -f1 || true)
@@ -686,6 +761,13 @@ s4() {
     echo "- ${T_LABEL[i]}: ${K_EXTRA[s4/$i]%; }"
   done
   echo
+  for i in "${idx[@]}"; do
+    [[ ${T_LABEL[i]} == convoy* ]] || continue
+    awk -v l="${T_LABEL[i]}" -v w="$(maxof "${K_KILL[s4/$i/1]:-} ${K_KILL[s4/$i/2]:-} ${K_KILL[s4/$i/3]:-}")" 'BEGIN {
+      printf "Target for %s: at most 4 MiB sent twice at each kill. Measured: ", l
+      if (w == "") {printf "no run succeeded: **not met**.\n\n"; exit}
+      printf "the worst kill of all runs %.1f MiB (%.0f bytes): **%s**.\n\n", w / 1048576, w, (w <= 4194304 ? "met" : "not met") }'
+  done
   notes_block s4 "${idx[@]}"
 }
 
@@ -756,6 +838,13 @@ s7() {
   echo
   echo "Proxy: bench/faultproxy, seed $seed, one fresh proxy per run; runs bounded to $limit s (a tool that times out is not run again)."
   echo
+  for i in "${idx[@]}"; do
+    [[ ${T_LABEL[i]} == convoy* ]] || continue
+    awk -v l="${T_LABEL[i]}" -v w="$(maxof "$(for s in ${K_SENT[s7/$i/true]:-}; do echo $((s - size)); done)")" 'BEGIN {
+      printf "Target for %s: at most 1 MiB sent twice in each run with resets. Measured: ", l
+      if (w == "") {printf "no run succeeded: **not met**.\n\n"; exit}
+      printf "the worst run %.2f MiB (%.0f bytes): **%s**.\n\n", w / 1048576, w, (w <= 1048576 ? "met" : "not met") }'
+  done
   local any
   any=$(for i in "${idx[@]}"; do for mode in false true; do
     if [ -n "${K_SAYS[s7/$i/$mode]:-}" ]; then
@@ -994,6 +1083,493 @@ repair() {
   echo
 }
 
+# ---------------------------------------------------------------- issue 13: no -n
+
+# The network namespace of S9, S10 and S13: a loopback of its own that tc shapes, and
+# an nginx of its own (bench/nginx-ns.conf.in), started by the first scenario that
+# needs them; cleanup ends them (ns_down). ns_start fails, saying why, where no
+# namespace can be made (not root): the scenario then says it did not run.
+ns_up='' ns_nginx_pid='' ns_why=''
+ns_x() { ip netns exec "$ns_name" "$@"; }
+ns_start() {
+  [ -z "$ns_up" ] || return 0
+  if ! ns_why=$(ip netns add "$ns_name" 2>&1); then
+    ns_why="ip netns add: ${ns_why:-failed} (it needs root)"
+    echo "bench: $ns_why" >&2
+    return 1
+  fi
+  ns_up=1
+  ns_x ip link set lo up
+  sed -e "s|@WORK@|$work|g" -e "s|@PORT_NS1@|$port_ns1|" -e "s|@PORT_NS5@|$port_ns5|" \
+    -e "s|@PORT_NSSLOW@|$port_nsslow|" -e "s|@PORT_NSFAST@|$port_nsfast|" \
+    "$here/nginx-ns.conf.in" >"$work/nginx-ns.conf"
+  rm -f "$work/nginx-ns.pid"
+  ns_x nginx -c "$work/nginx-ns.conf"
+  for _ in $(seq 1 50); do
+    [ -s "$work/nginx-ns.pid" ] && break
+    sleep 0.1
+  done
+  ns_nginx_pid=$(cat "$work/nginx-ns.pid" 2>/dev/null || true)
+  for _ in $(seq 1 50); do
+    ns_x curl -sf -o /dev/null -r 0-0 "http://127.0.0.1:$port_nsfast/256m.bin" && return 0
+    sleep 0.1
+  done
+  echo "bench: nginx did not start in the namespace $ns_name" >&2
+  exit 1
+}
+ns_down() {
+  [ -n "$ns_up" ] || return 0
+  local p
+  if [ -n "$ns_nginx_pid" ]; then
+    kill "$ns_nginx_pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$ns_nginx_pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  # Whatever still runs in the namespace is this script's (a tool that outlived its timeout).
+  for p in $(ip netns pids "$ns_name" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+  ip netns del "$ns_name" 2>/dev/null || true
+  ns_up=''
+}
+
+# ns_link RATE: the namespace's loopback capped at RATE (tc's units: 32mibps is 32 MiB/s)
+# by a token bucket. 256 KiB of burst and 50 ms of queue hold one curl within 1 % of the
+# rate, and 8 or 40 at once too (the scenarios check it with curl_rate).
+ns_link() {
+  ns_x tc qdisc del dev lo root 2>/dev/null || true
+  ns_x ip link set lo mtu 65536
+  ns_x tc qdisc add dev lo root tbf rate "$1" burst 256kb latency 50ms
+}
+
+# ns_slow: S13's shaping: all that the slow mirror's port sends shares one htb class of
+# 40 KiB/s, whatever the number of connections; the rest goes through a class of
+# 100 gbit/s. The MTU is 1500 here: with loopback's 64 KiB packets, which take 1.6 s
+# each at 40 KiB/s, two connections at once time out, send again and get far less than
+# the cap between them. Calling it again empties the slow class's queue (up to 200
+# packets, about 7 s), which a run leaves full: S13 does before each run.
+ns_slow() {
+  ns_x tc qdisc del dev lo root 2>/dev/null || true
+  ns_x ip link set lo mtu 1500
+  ns_x tc qdisc add dev lo root handle 1: htb default 10
+  ns_x tc class add dev lo parent 1: classid 1:10 htb rate 100gbit quantum 200000
+  ns_x tc class add dev lo parent 1: classid 1:20 htb rate 40kibps ceil 40kibps burst 4k cburst 4k quantum 1514
+  ns_x tc qdisc add dev lo parent 1:20 handle 20: pfifo limit 200
+  ns_x tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport "$port_nsslow" 0xffff flowid 1:20
+}
+
+# curl_rate URL SECONDS [N]: bytes per second that N curls at once (default 1) in the
+# namespace got from URL in all, each for SECONDS at most (or until it had the file):
+# the sum of their bytes over the longest one's time.
+curl_rate() {
+  local i f="$work/logs/curl-rate"
+  local -a pids=()
+  rm -f "$f".*
+  for i in $(seq 1 "${3:-1}"); do
+    ns_x curl -s -o /dev/null --max-time "$2" -w '%{size_download} %{time_total}\n' "$1" >"$f.$i" &
+    pids+=("$!")
+    bg_pids+=("$!")
+  done
+  for i in "${pids[@]}"; do
+    wait "$i" || true # 28: --max-time ran out, as meant
+    forget "$i"
+  done
+  cat "$f".* | awk '{b += $1; if ($2 > t) t = $2} END {printf "%.0f\n", (t > 0 ? b / t : 0)}'
+  rm -f "$f".*
+}
+
+# conn_stats LOG...: "AT_ONCE IN_ALL": the most connections open at once, and the
+# connections in all, in nginx's access LOGs. A connection spans from the start of its
+# first answer ($msec - $request_time) to the end of its last; ends before starts at
+# the same millisecond.
+conn_stats() {
+  awk '{
+      c = FILENAME " " $(NF - 2); e = $(NF - 1) + 0; s = e - $NF
+      if (!(c in lo) || s < lo[c]) lo[c] = s
+      if (!(c in hi) || e > hi[c]) hi[c] = e
+    }
+    END {for (c in lo) printf "%.3f 1\n%.3f -1\n", lo[c], hi[c]}' "$@" |
+    sort -k1,1n -k2,2n | awk '{n += $2; if (n > m) m = n; if ($2 > 0) all++} END {printf "%d %d\n", m, all}'
+}
+
+# json_conns FILE [HOSTS]: "MOST CHANGES" from convoy's --json events in FILE: the
+# largest connection count (of one server: the start event's, and each connections
+# event's), and the changes as "COUNT REASON at SECONDS s", comma-separated, each
+# prefixed with its server when HOSTS is set.
+json_conns() {
+  awk -v hosts="${2:-}" '
+    function field(s, k,   r) {
+      if (!match(s, "\"" k "\":(\"[^\"]*\"|[^,}]*)")) return ""
+      r = substr(s, RSTART + length(k) + 3, RLENGTH - length(k) - 3)
+      gsub(/"/, "", r)
+      return r
+    }
+    /^\{"event":"start"/ {n = field($0, "connections") + 0; if (n > m) m = n; start = n}
+    /^\{"event":"connections"/ {
+      n = field($0, "connections") + 0
+      if (n > m) m = n
+      h = field($0, "host")
+      ne++
+      eh[ne] = h; en[ne] = n; er[ne] = field($0, "reason"); et[ne] = field($0, "elapsed") + 0
+    }
+    END {
+      t = (start ? "starts with " start : "")
+      for (i = 1; i <= ne; i++)
+        t = t (t == "" ? "" : ", ") (hosts != "" ? eh[i] " " : "") sprintf("%d %s at %.1f s", en[i], er[i], et[i])
+      printf "%d %s\n", m, t
+    }' "$1" 2>/dev/null || echo 0
+}
+
+# Per run of S9-S14, failed runs included: the connections open at once and in all
+# (conn_stats of all the run's logs; /L of log L alone), the answers of 503, the body
+# bytes of log L (/L); from the trace run, convoy's largest count and changes.
+declare -A K_ATONCE K_INALL K_503 K_JMAX K_TRACE K_LOGSENT
+# conn_runs SC RUNS URL FILE LOG...: every row of SC in turn, RUNS times, against URL
+# (S13's commands name their URLs), then each trace row of SC once. Before each run it
+# calls $pre_run KEY, if set (a failure skips the run), and after it $post_run.
+conn_runs() {
+  local sc=$1 runs=$2 url=$3 file=$4 size i r k l li s n c a j t
+  shift 4
+  local -a idx logs=("$@")
+  size=$(stat -c %s "$work/www/$file")
+  mapfile -t idx < <(rows "$sc")
+  for r in $(seq 1 "$runs"); do
+    for i in "${idx[@]}"; do
+      k="$sc/$i"
+      [ -z "${K_SKIP[$k]:-}" ] || continue
+      if [ -n "${pre_run:-}" ] && ! "$pre_run" "$k"; then continue; fi
+      for l in "${logs[@]}"; do : >"$l"; done
+      timed "$i" "$url" "$file" "${logs[0]}" "$sc-$i-run$r"
+      s=0 n=0 li=0
+      for l in "${logs[@]}"; do
+        li=$((li + 1))
+        c=$(sent "$l")
+        s=$((s + c))
+        K_LOGSENT[$k/$li]+="$c "
+        read -r c a < <(conn_stats "$l")
+        K_ATONCE[$k/$li]+="$c "
+        n=$((n + $(awk '$2 == 503' "$l" | wc -l)))
+      done
+      read -r c a < <(conn_stats "${logs[@]}")
+      R_SENT=$s
+      K_ATONCE[$k]+="$c " K_INALL[$k]+="$a " K_503[$k]+="$n "
+      record "$k" "$r"
+      own_account "$k" "$r" "$((R_SENT - size))"
+      progress "$sc" "$r/$runs" "${T_LABEL[i]} ($c at once, $n answers of 503)"
+      [ -z "${post_run:-}" ] || "$post_run"
+    done
+  done
+  local ti
+  for ti in "${!T_SC[@]}"; do
+    [[ ${T_SC[ti]} == *" $sc "* && ${T_KIND[ti]} == trace ]] || continue
+    k="$sc/$(row_of "$sc" "${T_LABEL[ti]}")"
+    [ -z "${K_SKIP[$k]:-}" ] || continue
+    if [ -n "${pre_run:-}" ] && ! "$pre_run" "$k"; then continue; fi
+    for l in "${logs[@]}"; do : >"$l"; done
+    timed "$ti" "$url" "$file" "${logs[0]}" "$sc-$ti-trace"
+    read -r c a < <(conn_stats "${logs[@]}")
+    read -r j t < <(json_conns "$work/logs/tool.out" "${trace_hosts:-}")
+    [ "${j:-0}" = 0 ] || K_JMAX[$k]+="$j "
+    if [ "$R_STATUS" = ok ]; then
+      K_TRACE[$k]+="${t:-no events}; the run took $R_WALL s, $c connections open at once"
+    else
+      K_TRACE[$k]+="$R_STATUS${t:+; $t}"
+    fi
+    progress "$sc" trace "${T_LABEL[ti]} --json ($c at once)"
+    [ -z "${post_run:-}" ] || "$post_run"
+  done
+  return 0
+}
+
+# mmm LIST: "median (min–max)" of LIST, whole numbers, or –.
+mmm() {
+  local st
+  st=$(stats "$1")
+  if [ -z "$st" ]; then echo "–"; return; fi
+  awk -v s="$st" 'BEGIN {split(s, a, " "); printf "%.0f (%.0f–%.0f)\n", a[1], a[2], a[3]}'
+}
+or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "–"; fi; }
+
+# conn_table SC SIZE REF REFNAME: the table of SC as conn_runs ran it, the ratio to REF s.
+conn_table() {
+  local sc=$1 size=$2 ref=$3 i k s
+  echo "| tool | runs ok | wall s, median (min–max) | MiB/s | ratio to $4 | CPU s (user+sys) | peak RSS MiB | connections open at once, median (min–max) | connections in all, median (min–max) | convoy's own largest count (--json, trace run) | 503 answers, median (min–max) | server sent, bytes over the file size, median |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  for i in $(rows "$sc"); do
+    k="$sc/$i"
+    s=$(imedian "${K_SENT[$k]:-}")
+    [ -z "$s" ] || s="+$((s - size))"
+    echo "| ${T_LABEL[i]} | $(row_cells "$k" "$size" "$ref") | $(mmm "${K_ATONCE[$k]:-}") | $(mmm "${K_INALL[$k]:-}") | $(or_dash "$(maxof "${K_JMAX[$k]:-}")") | $(mmm "${K_503[$k]:-}") | $(or_dash "$s") |"
+  done
+  echo
+  conn_notes "$sc"
+}
+
+# conn_notes SC: how the connections were counted; convoy's changes of its count, its
+# own summaries and the failed runs of SC.
+conn_notes() {
+  local sc=$1 i any
+  local -a idx
+  mapfile -t idx < <(rows "$sc")
+  echo "Connections open at once and in all: from nginx's access log (\$connection; a connection spans from the start of its first answer to the end of its last), failed runs included, as are the 503 answers. convoy's own count: the largest \`connections\` of its --json start and connections events (per server), in one more run with --json after the timed ones (trace run, not in the table's times: --json makes convoy hash the file)."
+  echo
+  any=$(for i in "${idx[@]}"; do
+    if [ -n "${K_TRACE[$sc/$i]:-}" ]; then echo "- ${T_LABEL[i]}: ${K_TRACE[$sc/$i]}"; fi
+  done)
+  [ -z "$any" ] || printf "convoy's connection count in the trace run (its --json events: the count, why, when):\n\n%s\n\n" "$any"
+  accounts_block "$sc" "${idx[@]}"
+  notes_block "$sc" "${idx[@]}"
+}
+
+# row_of SC LABEL: the row of tool LABEL in SC.
+row_of() {
+  local i
+  for i in $(rows "$1"); do
+    [ "${T_LABEL[i]}" = "$2" ] && { echo "$i"; return; }
+  done
+}
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+
+# target_auto SC IDEAL FACTOR [MOST]: the target line of convoy (auto) in SC: its median
+# wall at most FACTOR x IDEAL s, and at most MOST connections open at once (the most of
+# any run, in nginx's log and by its own count).
+target_auto() {
+  local k
+  k="$1/$(row_of "$1" 'convoy (auto)')"
+  awk -v w="$(median "${K_WALL[$k]:-}")" -v ideal="$2" -v f="$3" -v most="${4:-}" \
+    -v o="$(maxof "${K_ATONCE[$k]:-}")" -v j="$(maxof "${K_JMAX[$k]:-}")" 'BEGIN {
+      printf "Target for convoy (auto): at most %.2f × ideal = %.3f s", f, f * ideal
+      if (most != "") printf ", and at most %d connections open at once", most
+      if (w == "") {printf "; no run succeeded: **not met**.\n\n"; exit}
+      ok = (w <= f * ideal)
+      printf ". Measured: median %.3f s = %.2f × ideal", w, w / ideal
+      if (most != "") {
+        printf "; at most %s open at once in the access log, %s by its own count in the trace run", (o == "" ? "?" : o), (j == "" ? "?" : j)
+        ok = ok && o != "" && o <= most && (j == "" || j <= most)
+      }
+      printf ": **%s**.\n\n", (ok ? "met" : "not met")
+    }'
+}
+
+# S9: no -n against a server that gives each connection 1 MiB/s behind a 32 MiB/s link:
+# it takes 32 connections to fill the link.
+s9() {
+  local runs=$1 size ideal rate
+  ns_start || { printf '### S9: not run\n\nNo network namespace: %s.\n\n' "$ns_why"; return 0; }
+  ns_link 32mibps
+  rate=$(curl_rate "http://127.0.0.1:$port_nsfast/256m.bin" 3)
+  size=$(stat -c %s "$work/www/256m.bin")
+  ideal=$(awk -v s="$size" 'BEGIN {printf "%.3f", s / (32 * 1048576)}')
+  conn_runs s9 "$runs" "http://127.0.0.1:$port_ns1/256m.bin" 256m.bin "$work/logs/ns-1m.log"
+  echo "### S9: no -n, slow connections: 256 MiB at 1 MiB/s per connection (limit_rate 1m, sendfile_max_chunk 64k) behind a 32 MiB/s link (tc tbf on the loopback of the namespace $ns_name)"
+  echo
+  conn_table s9 "$size" "$ideal" "ideal ($ideal s)"
+  echo "Ideal: 256 MiB / 32 MiB/s = $ideal s; it takes 32 connections. Link check: one curl from an unthrottled server in the namespace got $(mib "$rate") MiB/s over 3 s. aria2c stops at 16 connections (its most)."
+  echo
+  target_auto s9 "$ideal" 1.10 40
+}
+
+# S10: no -n where the link, not the connections, is the limit: 5 MiB/s per
+# connection behind 20 MiB/s; 4 connections fill it.
+s10() {
+  local runs=$1 size ideal rate
+  ns_start || { printf '### S10: not run\n\nNo network namespace: %s.\n\n' "$ns_why"; return 0; }
+  ns_link 20mibps
+  rate=$(curl_rate "http://127.0.0.1:$port_nsfast/256m.bin" 3)
+  size=$(stat -c %s "$work/www/256m.bin")
+  ideal=$(awk -v s="$size" 'BEGIN {printf "%.3f", s / (20 * 1048576)}')
+  conn_runs s10 "$runs" "http://127.0.0.1:$port_ns5/256m.bin" 256m.bin "$work/logs/ns-5m.log"
+  echo "### S10: no -n, link-capped: 256 MiB at 5 MiB/s per connection (limit_rate 5m, sendfile_max_chunk 64k) behind a 20 MiB/s link (tc tbf on the loopback of the namespace $ns_name)"
+  echo
+  conn_table s10 "$size" "$ideal" "ideal ($ideal s)"
+  echo "Ideal: 256 MiB / 20 MiB/s = $ideal s; 4 connections fill the link. Link check: one curl from an unthrottled server in the namespace got $(mib "$rate") MiB/s over 3 s."
+  echo
+  target_auto s10 "$ideal" 1.05 6
+}
+
+# S11: no -n on S1's unthrottled loopback, against convoy's fixed counts in the same run.
+s11() {
+  local runs=$1 size i w best='' bestname=''
+  conn_runs s11 "$runs" "http://127.0.0.1:$port_fast/1g.bin" 1g.bin "$work/logs/fast.log"
+  size=$(stat -c %s "$work/www/1g.bin")
+  for i in $(rows s11); do
+    [[ ${T_LABEL[i]} == "convoy -n "* ]] || continue
+    w=$(median "${K_WALL[s11/$i]:-}")
+    [ -n "$w" ] || continue
+    if [ -z "$best" ] || awk -v a="$w" -v b="$best" 'BEGIN {exit !(a < b)}'; then best=$w bestname=${T_LABEL[i]}; fi
+  done
+  echo "### S11: no -n on S1's setup: 1 GiB from nginx on loopback, unthrottled, to disk, against convoy -n 4, 8 and 16"
+  echo
+  conn_table s11 "$size" "${best:-0}" "the best fixed -n (${bestname:-none}, ${best:-?} s)"
+  if [ -z "$best" ]; then
+    echo "Target for convoy (auto): at most 1.05 × the best fixed -n; no fixed -n run succeeded: **not met**."
+  else
+    echo "Best fixed -n: the least median wall of convoy -n 4, -n 8 and -n 16 in this run, $bestname."
+    echo
+    target_auto s11 "$best" 1.05 | sed 's/× ideal/× the best fixed -n/g'
+  fi
+  echo
+}
+
+# S12: no -n against a lone server that takes 6 connections at once (S5's mechanism).
+s12() {
+  local runs=$1 size ideal k m
+  conn_runs s12 "$runs" "http://127.0.0.16:$port_fast/256m.bin" 256m.bin "$work/logs/m6.log"
+  size=$(stat -c %s "$work/www/256m.bin")
+  ideal=$(awk -v s="$size" 'BEGIN {printf "%.3f", s / (6 * 2 * 1048576)}')
+  echo "### S12: no -n, a lone server that caps connections: 256 MiB at 2 MiB/s per connection (limit_rate 2m, sendfile_max_chunk 64k), at most 6 at once (limit_conn 6, 503 beyond, 127.0.0.16)"
+  echo
+  conn_table s12 "$size" "$ideal" "ideal ($ideal s)"
+  echo "Ideal: 256 MiB / (6 × 2 MiB/s) = $ideal s. aria2c and axel ask for 16."
+  echo
+  k="s12/$(row_of s12 'convoy (auto)')"
+  m=$(maxof "${K_503[$k]:-}")
+  target_auto s12 "$ideal" 1.05 | sed "s/\\. Measured:/, and at most 12 answers of 503 in every run. Measured: at most ${m:-?} answers of 503;/; s/: \\*\\*met\\*\\*/: **$(awk -v m="${m:-99}" 'BEGIN {print (m <= 12 ? "met" : "not met")}')**/"
+}
+
+# S13: a slow mirror first on the command line (40 KiB/s in all, whatever the number of
+# connections), a fast one second, against the fast one alone, each tool in turn.
+s13_pre() { ns_slow; } # each run meets an empty queue at the slow mirror
+s13() {
+  local runs=$1 size slow fast i k f w over pre_run=s13_pre trace_hosts=1
+  ns_start || { printf '### S13: not run\n\nNo network namespace: %s.\n\n' "$ns_why"; return 0; }
+  ns_slow
+  slow=$(curl_rate "http://127.0.0.1:$port_nsslow/256m.bin" 6 2)
+  fast=$(curl_rate "http://127.0.0.1:$port_nsfast/256m.bin" 30)
+  ns_slow
+  size=$(stat -c %s "$work/www/256m.bin")
+  conn_runs s13 "$runs" '' 256m.bin "$work/logs/ns-slow.log" "$work/logs/ns-fast.log"
+  echo "### S13: a slow mirror first: 256 MiB from a mirror that sends 40 KiB/s in all (tc htb on the port of the namespace $ns_name) given first, and an unthrottled one second, against the unthrottled one alone"
+  echo
+  echo "| tool | runs ok | wall s, median (min–max) | over the same tool's fast alone, s | CPU s (user+sys) | peak RSS MiB | sent by the slow mirror, bytes, median | by the fast, bytes, median | open at once to the slow / the fast, median | convoy's own largest count for one server (--json, trace run) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  for i in $(rows s13); do
+    k="s13/$i"
+    w=$(stats "${K_WALL[$k]:-}")
+    f=$(median "${K_WALL[s13/$(row_of s13 "${T_LABEL[i]%, *}, fast alone")]:-}")
+    over="–"
+    if [[ ${T_LABEL[i]} == *"slow first" ]] && [ -n "$w" ] && [ -n "$f" ]; then
+      over=$(awk -v w="$w" -v f="$f" 'BEGIN {split(w, a, " "); printf "%+.3f", a[1] - f}')
+    fi
+    awk -v w="$w" -v l="${T_LABEL[i]}" -v ok="${K_OK[$k]:-0}" -v n="${K_RUNS[$k]:-0}" -v over="$over" \
+      -v c="$(median "${K_CPU[$k]:-}")" -v r="$(maxof "${K_RSS[$k]:-}")" \
+      -v s1="$(or_dash "$(imedian "${K_LOGSENT[$k/1]:-}")")" -v s2="$(or_dash "$(imedian "${K_LOGSENT[$k/2]:-}")")" \
+      -v o1="$(or_dash "$(median "${K_ATONCE[$k/1]:-}")")" -v o2="$(or_dash "$(median "${K_ATONCE[$k/2]:-}")")" \
+      -v j="$(or_dash "$(maxof "${K_JMAX[$k]:-}")")" 'BEGIN {
+        split(w, a, " ")
+        printf "| %s | %d/%d | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n", l, ok, n,
+          (w == "" ? "–" : sprintf("%.3f (%.3f–%.3f)", a[1], a[2], a[3])), over,
+          (c == "" ? "–" : sprintf("%.2f", c)), (r == "" ? "–" : sprintf("%.1f", r / 1024)), s1, s2, o1, o2, j }'
+  done
+  echo
+  echo "Slow mirror check: two curls at once got $(awk -v b="$slow" 'BEGIN {printf "%.1f", b / 1024}') KiB/s from it in all over 6 s; one curl got $(mib "$fast") MiB/s from the fast one. Before every run the slow mirror's queue is emptied. Runs are bounded to $limit s; a tool that times out is not run again."
+  echo
+  conn_notes s13 | sed -e "s/127\.0\.0\.1:$port_nsslow /slow: /g" -e "s/127\.0\.0\.1:$port_nsfast /fast: /g"
+  w=$(median "${K_WALL[s13/$(row_of s13 'convoy (auto), slow first')]:-}")
+  f=$(median "${K_WALL[s13/$(row_of s13 'convoy (auto), fast alone')]:-}")
+  awk -v w="$w" -v f="$f" 'BEGIN {
+    printf "Target for convoy (auto): slow first at most its fast alone + 2 s"
+    if (w == "" || f == "") {printf "; a run did not succeed: **not met**.\n\n"; exit}
+    printf " = %.3f s. Measured: median %.3f s, %+.3f s over fast alone: **%s**.\n\n", f + 2, w, w - f, (w <= f + 2 ? "met" : "not met") }'
+}
+
+# S14: convoy's peak RSS for a sparse 1 GiB file and a sparse 64 GiB one (big_gib). The
+# sparse files hold a random MiB every STEP MiB and at their end, zeros between.
+big_step=1024
+sparse() { # NAME MIB STEP: makes www/NAME unless it is there
+  local f="$work/www/$1" o
+  [ "$(stat -c %s "$f" 2>/dev/null || echo 0)" = $(($2 * MiB)) ] && return 0
+  rm -f "$f"
+  truncate -s "$2M" "$f"
+  for o in $(seq 0 "$3" $(($2 - 1))) $(($2 - 1)); do
+    dd if=/dev/urandom of="$f" bs=1M count=1 seek="$o" conv=notrunc status=none
+  done
+}
+
+# check_sampled FILE TAG: S14's big file is too big to hash after every run: the
+# output must have FILE's size, and be FILE's in every MiB at a multiple of half of
+# big_step (the random MiB, and a hole between each two) and in the last MiB. Sets
+# R_STATUS to CORRUPT otherwise (and deletes the output: no room to keep it).
+check_sampled() {
+  local src="$work/www/$1" out="$out_dir/$out_name" o n bad=''
+  n=$(($(stat -c %s "$src") / MiB))
+  if [ "$(stat -c %s "$out" 2>/dev/null || echo none)" != "$(stat -c %s "$src")" ]; then
+    bad="size $(stat -c %s "$out" 2>/dev/null || echo none), want $(stat -c %s "$src")"
+  else
+    for o in $(seq 0 $((big_step / 2)) $((n - 1))) $((n - 1)); do
+      cmp -s -n "$MiB" -i "$((o * MiB)):$((o * MiB))" "$src" "$out" || { bad="MiB $o differs"; break; }
+    done
+  fi
+  if [ -n "$bad" ]; then
+    R_STATUS=CORRUPT
+    corrupt+=("$2: $bad (sampled check; output deleted)")
+    rm -f "$out"
+    echo "bench: CORRUPT output: $2" >&2
+  fi
+}
+
+s14_room() { # KEY: false, with a note, when the output folder has no room for the big file + 2 GiB
+  local free
+  free=$(df --output=avail -B1 "$out_dir" | tail -n 1)
+  if [ "$free" -lt $(((big_gib + 2) * 1024 * MiB)) ]; then
+    K_NOTE[$1]+="not run: $(awk -v f="$free" 'BEGIN {printf "%.1f", f / 2^30}') GiB free under $out_dir, $((big_gib + 2)) GiB needed; "
+    K_SKIP[$1]=1
+    return 1
+  fi
+}
+s14_rm() { rm -rf "${out_dir:?}"/* "$out_dir"/.[!.]* 2>/dev/null || true; }
+
+s14() {
+  local runs=$1 i k sc file r j
+  sparse sparse-1g.bin 1024 64
+  sparse "sparse-${big_gib}g.bin" $((big_gib * 1024)) "$big_step"
+  (cd "$work/www" && sha256sum sparse-1g.bin >>"$work/sums")
+  conn_runs s14 "$runs" "http://127.0.0.1:$port_fast/sparse-1g.bin" sparse-1g.bin "$work/logs/fast.log"
+  local limit=$big_limit pre_run=s14_room post_run=s14_rm
+  conn_runs s14big "$big_runs" "http://127.0.0.1:$port_fast/sparse-${big_gib}g.bin" "sparse-${big_gib}g.bin" "$work/logs/fast.log"
+  pre_run='' post_run=''
+  echo "### S14: peak RSS for a sparse 1 GiB file ($runs runs) and a sparse $big_gib GiB file ($big_runs run(s), convoy only), from nginx on loopback, unthrottled, to disk"
+  echo
+  echo "| tool | file | runs ok | wall s, median (min–max) | MiB/s | CPU s (user+sys) | peak RSS MiB, max (median) | open at once, max | at most 20 MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for sc in s14 s14big; do
+    [ "$sc" = s14 ] && file="1 GiB" || file="$big_gib GiB"
+    for i in $(rows "$sc"); do
+      k="$sc/$i"
+      r=$(maxof "${K_RSS[$k]:-}")
+      j=$(or_dash "$(maxof "${K_ATONCE[$k]:-}")")
+      awk -v w="$(stats "${K_WALL[$k]:-}")" -v l="${T_LABEL[i]}" -v f="$file" -v ok="${K_OK[$k]:-0}" \
+        -v n="${K_RUNS[$k]:-0}" -v c="$(median "${K_CPU[$k]:-}")" -v r="$r" -v rm="$(median "${K_RSS[$k]:-}")" \
+        -v j="$j" -v size="$(stat -c %s "$work/www/sparse-$([ "$sc" = s14 ] && echo 1 || echo "$big_gib")g.bin")" 'BEGIN {
+          split(w, a, " ")
+          printf "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n", l, f, ok, n,
+            (w == "" ? "–" : sprintf("%.3f (%.3f–%.3f)", a[1], a[2], a[3])),
+            (w == "" ? "–" : sprintf("%.1f", size / 1048576 / a[1])), (c == "" ? "–" : sprintf("%.2f", c)),
+            (r == "" ? "–" : sprintf("%.1f (%.1f)", r / 1024, rm / 1024)), j,
+            (l !~ /^convoy/ ? "" : r == "" ? "–" : (r <= 20480 ? "yes" : "no") (l == "convoy -n 16" || l == "convoy (auto)" ? "" : " (not a target row)")) }'
+    done
+  done
+  echo
+  echo "The served files are sparse (a random MiB every 64 MiB, every GiB in the $big_gib GiB one, and at the end; zeros between); the outputs are written in full (convoy reserves the whole file first), and the $big_gib GiB one is deleted right after its run. 1 GiB outputs: SHA-256 checked; $big_gib GiB outputs: size, and every MiB at a multiple of 512 MiB and the last compared (check_sampled). The $big_gib GiB runs are bounded to $big_limit s (BENCH_BIG_TIMEOUT). aria2c and axel run on the 1 GiB file only. convoy -n 32: the most connections convoy opens without -n (--max-connections 32)."
+  echo
+  echo "On the 1 GiB file:"
+  echo
+  conn_notes s14
+  echo "On the $big_gib GiB file:"
+  echo
+  conn_notes s14big | sed -n '3,$p' # the counting note once
+  awk -v l="$(for sc in s14 s14big; do for i in $(rows "$sc"); do
+      [[ ${T_LABEL[i]} == 'convoy -n 16' || ${T_LABEL[i]} == 'convoy (auto)' ]] || continue
+      echo "${T_LABEL[i]}, $([ "$sc" = s14 ] && echo '1 GiB' || echo "$big_gib GiB"): $(or_dash "$(maxof "${K_RSS[$sc/$i]:-}")")"
+    done; done | paste -sd';')" 'BEGIN {
+      n = split(l, a, ";"); ok = 1; any = 0
+      for (i = 1; i <= n; i++) { split(a[i], b, ": "); if (b[2] == "–") ok = 0; else { any = 1; if (b[2] + 0 > 20480) ok = 0 }
+        s = s (i > 1 ? "; " : "") b[1] " " (b[2] == "–" ? "–" : sprintf("%.1f MiB", b[2] / 1024)) }
+      printf "Target for convoy -n 16 and convoy (auto): peak RSS at most 20 MiB in every run. Measured (max over runs): %s: **%s**.\n\n", s, (ok && any ? "met" : "not met") }'
+  k="s14big/$(row_of s14big 'convoy (auto)')"
+  j=$(maxof "${K_ATONCE[$k]:-} ${K_ATONCE[s14/$(row_of s14 'convoy (auto)')]:-} ${K_JMAX[s14/$(row_of s14 'convoy (auto)')]:-}")
+  r=$(maxof "${K_RSS[s14/$(row_of s14 'convoy -n 32')]:-}")
+  echo "Without -n convoy had at most ${j:-?} connections open at once here (access log; its own count in the trace run); its ceiling is 32 (--max-connections). $([ "${j:-0}" -ge 32 ] && echo "So its RSS above is at the ceiling." || echo "So its RSS above is not at the ceiling's: at 32 connections (convoy -n 32, 1 GiB) the peak RSS was $(or_dash "$(awk -v r="$r" 'BEGIN {if (r != "") printf "%.1f MiB", r / 1024}')")$(awk -v r="${r:-0}" 'BEGIN {if (r > 20480) printf ", over 20 MiB"}').")"
+  echo
+}
+
 # micro: the Go micro-benchmarks of the hot paths (make bench-go), 3 counts each.
 micro() {
   echo "### Go micro-benchmarks of the hot paths"
@@ -1019,6 +1595,7 @@ versions() {
   echo "- axel: \`$(axel --version 2>&1 | head -1)\`"
   echo "- lftp: \`$(lftp --version | head -1 | cut -d'|' -f1-2 | tr -s ' ')\`"
   echo "- nginx: \`$(nginx -v 2>&1)\`"
+  echo "- tc: \`$(tc -V 2>&1 | head -1)\` (S9, S10, S13)"
   echo "- fault proxy: bench/faultproxy (stdlib Go, built with the same toolchain)"
   echo "- $(go version), GNU time $(dpkg-query -W -f='${Version}' time 2>/dev/null || echo '?')"
 }
@@ -1046,6 +1623,7 @@ header() { # RUNS COMMAND
   echo "- Server sent: the sum of \`\$body_bytes_sent\` in nginx's access log for that run (median over runs)."
   echo "- After every run the output's SHA-256 is compared with the served file's; any mismatch fails the harness."
   echo "- Only runs that exited 0 with the right SHA-256 count in the numbers; the others are listed under their table."
+  echo "- S9, S10 and S13: nginx (a second one, bench/nginx-ns.conf.in) and the tools run in the network namespace $ns_name (\`{NS}\` in the commands: \`ip netns exec $ns_name\`), whose loopback tc shapes: a tbf for S9 and S10's link, an htb class for S13's slow mirror. Connections open at once (S9-S14): from nginx's access log."
   echo
   echo "## Commands"
   echo
@@ -1053,7 +1631,7 @@ header() { # RUNS COMMAND
   echo "|---|---|---|"
   local i
   for i in "${!T_SC[@]}"; do
-    echo "| $(trim "${T_SC[i]}")$([ "${T_KIND[i]}" = again ] && echo ' (restarts)') | ${T_LABEL[i]} | \`$(trim "${T_CMD[i]}")\` |"
+    echo "| $(trim "${T_SC[i]}")$([ "${T_KIND[i]}" = again ] && echo ' (restarts)')$([ "${T_KIND[i]}" = trace ] && echo ' (trace run, once)') | ${T_LABEL[i]} | \`$(trim "${T_CMD[i]}")\` |"
   done
   echo
   echo "## Results"
@@ -1073,7 +1651,7 @@ load_tools
 cmd=${1:-}
 runs=${2:-3}
 case "$cmd" in
-  s1 | s2 | s3 | s3m | s4 | s5 | s7 | s8)
+  s1 | s2 | s3 | s3m | s4 | s5 | s7 | s8 | s9 | s10 | s11 | s12 | s13 | s14)
     setup
     "$cmd" "$runs"
     finish
@@ -1089,13 +1667,13 @@ case "$cmd" in
   all)
     setup
     repro="bench/bench.sh all $runs"
-    for v in BENCH_WORK BENCH_PORT BENCH_TIMEOUT BENCH_SEED BENCH_FUZZ_WAIT; do
+    for v in BENCH_WORK BENCH_PORT BENCH_TIMEOUT BENCH_SEED BENCH_FUZZ_WAIT BENCH_BIG_RUNS BENCH_BIG_TIMEOUT BENCH_BIG_GIB; do
       [ -n "${!v:-}" ] && repro="$v=${!v} $repro"
     done
     tmp="$work/RESULTS.md"
     t_start=$SECONDS
     header "$runs" "$repro" >"$tmp"
-    for s in s1 s2 s3 s3m s4 s5 s7 s8 repair micro; do
+    for s in s1 s2 s3 s3m s4 s5 s7 s8 s9 s10 s11 s12 s13 s14 repair micro; do
       "$s" "$runs" >"$work/$s.md" # not in a pipe: the results must stay in this shell
       tee -a "$tmp" <"$work/$s.md"
     done
@@ -1107,7 +1685,7 @@ case "$cmd" in
     echo "bench: wrote $here/RESULTS.md" >&2
     ;;
   *)
-    sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,65p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
