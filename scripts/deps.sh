@@ -22,5 +22,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 echo "deps: installing nginx-light" >&2
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+# Releases without nginx-light have nginx itself.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null ||
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
 have_nginx || { echo "deps: nginx-light was installed, but no nginx binary is found" >&2; exit 1; }
