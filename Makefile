@@ -10,7 +10,7 @@ BENCH_PKGS    := ./segment ./manifest ./merge
 
 PREFIX        ?= /usr/local
 
-.PHONY: all build man install test test-short lint fmt-check vet staticcheck demo fuzz soak bench-go bench clean
+.PHONY: all build man install deps test test-short lint fmt-check vet staticcheck demo fuzz soak bench-go bench clean
 
 all: build
 
@@ -22,15 +22,21 @@ VERSION       ?= $(shell git describe --tags --dirty 2>/dev/null || echo "$(BASE
 build:
 	$(GO) build -ldflags "-X github.com/convoy-dl/convoy.Version=$(VERSION)" -o $(BIN)/convoy ./cmd/convoy
 
-# The default test run: formatting, vet, staticcheck, then every test with the
-# race detector (fuzz seed corpora run as ordinary tests), then each Go
-# micro-benchmark once, so a broken one fails here rather than in bench-go.
-test: lint
+# What the tests need beyond Go: nginx, for the integration tests on
+# loopback (installed from Debian as root when missing; quick when there).
+deps:
+	./scripts/deps.sh
+
+# The default test run: formatting, vet, staticcheck, nginx if missing, then
+# every test with the race detector (fuzz seed corpora run as ordinary
+# tests), then each Go micro-benchmark once, so a broken one fails here
+# rather than in bench-go.
+test: lint deps
 	$(GO) test -race -count=1 -timeout 8m ./...
 	$(GO) test -run '^$$' -bench . -benchtime 1x $(BENCH_PKGS)
 
 # Unit and integration tests without the process tests that build the binary.
-test-short:
+test-short: deps
 	$(GO) test -race -count=1 -short ./...
 
 lint: fmt-check vet staticcheck
