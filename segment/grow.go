@@ -126,6 +126,11 @@ func (g *growth) set(n int, reason string, now time.Time) change {
 // is incomplete, since connections joined or left during it).
 func (g *growth) sample(now time.Time, rate float64, complete bool) (change, bool) {
 	if !complete || rate <= 0 {
+		// The connections that joined or left are settled by the end of
+		// this one: the next complete sample counts.
+		if !g.found && (g.phase == measuring || g.phase == growing) {
+			g.skip = 0
+		}
 		return change{}, false
 	}
 	if g.skip > 0 {

@@ -338,3 +338,19 @@ func TestGrowthOneAtATimeAfterThePlateau(t *testing.T) {
 		t.Errorf("the count ended at %d after the cap was lifted: %+v", last, tr.changes)
 	}
 }
+
+// In the first ramp, an incomplete sample after a change (connections
+// joined during it) stands for the skipped one: the next complete sample
+// decides.
+func TestGrowthRampCountsAnIncompleteSampleAsTheSkip(t *testing.T) {
+	g := newGrowth(4, 32, hold)
+	if c, ok := g.sample(at(time.Second), 4, true); !ok || c.Count != 6 {
+		t.Fatalf("first measurement: %+v %v, want growth to 6", c, ok)
+	}
+	if _, ok := g.sample(at(1500*time.Millisecond), 5, false); ok {
+		t.Fatal("an incomplete sample decided")
+	}
+	if c, ok := g.sample(at(2*time.Second), 6, true); !ok || c.Count != 24 {
+		t.Fatalf("the next complete sample: %+v %v, want growth to 24", c, ok)
+	}
+}
