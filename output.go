@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/convoy-dl/convoy/internal/fsx"
+	"github.com/convoy-dl/convoy/internal/names"
 	"github.com/convoy-dl/convoy/internal/units"
 	"github.com/convoy-dl/convoy/manifest"
 	"github.com/convoy-dl/convoy/merge"
@@ -200,4 +201,22 @@ func fileHasChecksum(path string, want merge.Checksum) (ok bool, err error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// RemoteName picks a local file name for a download: the filename of the
+// Content-Disposition header, else the last segment of the URL path. The
+// result is a single, printable path element: no folder, no "..", no control
+// characters, at most 240 bytes.
+func RemoteName(contentDisposition, rawURL string) string {
+	return names.Remote(contentDisposition, rawURL)
+}
+
+// CheckRelativeName says why name, given by a list or a document rather than
+// typed as -o, cannot name a file inside the download's folder, or returns
+// nil. It must be relative, without "." or ".." elements, empty elements, a
+// trailing slash, control characters or device names (NUL, COM1, ...), and
+// each element at most 255 bytes: subfolders are fine, a way out of the
+// folder is not.
+func CheckRelativeName(name string) error {
+	return names.CheckRelative(name)
 }

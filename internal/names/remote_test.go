@@ -1,4 +1,4 @@
-package convoy
+package names
 
 import (
 	"path/filepath"
@@ -9,14 +9,14 @@ import (
 	"unicode/utf8"
 )
 
-// checkRemoteName fails t unless name is a safe local file name: one
+// checkRemote fails t unless name is a safe local file name: one
 // printable path element, not hidden, not "." or "..", at most
-// maxNameBytes of valid UTF-8.
-func checkRemoteName(t *testing.T, cd, rawURL, name string) {
+// maxBytes of valid UTF-8.
+func checkRemote(t *testing.T, cd, rawURL, name string) {
 	t.Helper()
 	fail := func(why string) {
 		t.Helper()
-		t.Fatalf("RemoteName(%q, %q) = %q: %s", cd, rawURL, name, why)
+		t.Fatalf("Remote(%q, %q) = %q: %s", cd, rawURL, name, why)
 	}
 	switch {
 	case name == "":
@@ -31,8 +31,8 @@ func checkRemoteName(t *testing.T, cd, rawURL, name string) {
 		fail("absolute")
 	case strings.HasPrefix(name, "."):
 		fail("hidden (leading dot)")
-	case len(name) > maxNameBytes:
-		fail("longer than " + strconv.Itoa(maxNameBytes) + " bytes")
+	case len(name) > maxBytes:
+		fail("longer than " + strconv.Itoa(maxBytes) + " bytes")
 	case !utf8.ValidString(name):
 		fail("not valid UTF-8")
 	}
@@ -43,7 +43,7 @@ func checkRemoteName(t *testing.T, cd, rawURL, name string) {
 	}
 }
 
-func TestRemoteName(t *testing.T) {
+func TestRemote(t *testing.T) {
 	long := strings.Repeat("a", 1000) + ".iso"
 	longUTF8 := "x" + strings.Repeat("é", 500) // the 240-byte cut falls inside a rune
 	tests := []struct {
@@ -75,7 +75,7 @@ func TestRemoteName(t *testing.T) {
 		{"cd/bidi-override", `attachment; filename*=UTF-8''evil%E2%80%AEtxt.exe`, "https://example.com/dl", "evil_txt.exe"},
 		{"cd/hidden", `attachment; filename=".bashrc"`, "https://example.com/dl", "bashrc"},
 		{"cd/spaces-around", `attachment; filename="  spaced.txt  "`, "https://example.com/dl", "spaced.txt"},
-		{"cd/1000-bytes", `attachment; filename="` + long + `"`, "https://example.com/dl", strings.Repeat("a", maxNameBytes-len(".iso")) + ".iso"},
+		{"cd/1000-bytes", `attachment; filename="` + long + `"`, "https://example.com/dl", strings.Repeat("a", maxBytes-len(".iso")) + ".iso"},
 		{"cd/dotdot-alone", `attachment; filename=".."`, "https://example.com/files/real.iso", "real.iso"},
 		{"cd/dot-alone", `attachment; filename="."`, "https://example.com/files/real.iso", "real.iso"},
 		{"cd/dots-and-spaces", `attachment; filename=" ... "`, "https://example.com/files/real.iso", "real.iso"},
@@ -91,49 +91,49 @@ func TestRemoteName(t *testing.T) {
 		{"url/query-and-fragment-ignored", "", "https://example.com/f.tar.gz?token=secret&x=1#part", "f.tar.gz"},
 		{"url/encoded-slashes", "", "https://example.com/a%2F..%2F..%2Fetc%2Fpasswd", "passwd"},
 		{"url/encoded-backslashes", "", "https://example.com/a%5C..%5Cwin.ini", "win.ini"},
-		{"url/encoded-dotdot", "", "https://example.com/%2E%2E", fallbackName},
+		{"url/encoded-dotdot", "", "https://example.com/%2E%2E", fallback},
 		{"url/encoded-nul", "", "https://example.com/a%00b", "a_b"},
 		{"url/invalid-utf8", "", "https://example.com/%FF%FE.bin", "__.bin"},
 		{"url/hidden", "", "https://example.com/.env", "env"},
-		{"url/root", "", "https://example.com/", fallbackName},
-		{"url/no-path", "", "https://example.com", fallbackName},
-		{"url/unparsable", "", "http://[::1", fallbackName},
-		{"url/empty", "", "", fallbackName},
-		{"url/1000-bytes", "", "https://example.com/" + long, strings.Repeat("a", maxNameBytes-len(".iso")) + ".iso"},
+		{"url/root", "", "https://example.com/", fallback},
+		{"url/no-path", "", "https://example.com", fallback},
+		{"url/unparsable", "", "http://[::1", fallback},
+		{"url/empty", "", "", fallback},
+		{"url/1000-bytes", "", "https://example.com/" + long, strings.Repeat("a", maxBytes-len(".iso")) + ".iso"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := RemoteName(tt.cd, tt.url)
-			checkRemoteName(t, tt.cd, tt.url, got)
+			got := Remote(tt.cd, tt.url)
+			checkRemote(t, tt.cd, tt.url, got)
 			if got != tt.want {
-				t.Fatalf("RemoteName(%q, %q) = %q, want %q", tt.cd, tt.url, got, tt.want)
+				t.Fatalf("Remote(%q, %q) = %q, want %q", tt.cd, tt.url, got, tt.want)
 			}
 		})
 	}
 
 	t.Run("cd/1000-bytes-utf8", func(t *testing.T) {
 		cd := `attachment; filename="` + longUTF8 + `"`
-		got := RemoteName(cd, "")
-		checkRemoteName(t, cd, "", got)
-		if !strings.HasPrefix(longUTF8, got) || len(got) < maxNameBytes-utf8.UTFMax {
-			t.Fatalf("RemoteName cut the long name to %d bytes %q, want a prefix of at most %d", len(got), got, maxNameBytes)
+		got := Remote(cd, "")
+		checkRemote(t, cd, "", got)
+		if !strings.HasPrefix(longUTF8, got) || len(got) < maxBytes-utf8.UTFMax {
+			t.Fatalf("RemoteName cut the long name to %d bytes %q, want a prefix of at most %d", len(got), got, maxBytes)
 		}
 	})
 }
 
-// TestRemoteNameFolderURL: a URL naming a folder ("/files/") has no file
+// TestRemoteFolderURL: a URL naming a folder ("/files/") has no file
 // name of its own; the folder's name is not the file's.
-func TestRemoteNameFolderURL(t *testing.T) {
+func TestRemoteFolderURL(t *testing.T) {
 	for _, u := range []string{"https://example.com/files/", "https://example.com/a/b//"} {
-		got := RemoteName("", u)
-		checkRemoteName(t, "", u, got)
-		if got != fallbackName {
-			t.Errorf("RemoteName(\"\", %q) = %q, want %q: path.Base drops the trailing slash and takes the folder's name", u, got, fallbackName)
+		got := Remote("", u)
+		checkRemote(t, "", u, got)
+		if got != fallback {
+			t.Errorf("Remote(\"\", %q) = %q, want %q: path.Base drops the trailing slash and takes the folder's name", u, got, fallback)
 		}
 	}
 }
 
-func FuzzRemoteName(f *testing.F) {
+func FuzzRemote(f *testing.F) {
 	seeds := [][2]string{
 		{`attachment; filename="report.pdf"`, "https://example.com/dl"},
 		{`attachment; filename*=UTF-8''%E2%82%AC%20rates.txt`, ""},
@@ -152,19 +152,19 @@ func FuzzRemoteName(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, cd, rawURL string) {
-		checkRemoteName(t, cd, rawURL, RemoteName(cd, rawURL))
+		checkRemote(t, cd, rawURL, Remote(cd, rawURL))
 	})
 }
 
-func TestCheckRelativeName(t *testing.T) {
+func TestCheckRelativeNames(t *testing.T) {
 	for _, ok := range []string{"a.iso", "sub/a.iso", "deep/er/a.iso", "..a", "a..", "名前.bin", "with space.bin"} {
-		if err := CheckRelativeName(ok); err != nil {
-			t.Errorf("CheckRelativeName(%q) = %v, want nil", ok, err)
+		if err := CheckRelative(ok); err != nil {
+			t.Errorf("CheckRelative(%q) = %v, want nil", ok, err)
 		}
 	}
 	for _, bad := range []string{"", "/etc/passwd", "../escape.bin", "a/../../b", "sub/..", "a//b", "./a", "a/", "a\\b", "a\x00b", "a\nb", "\xff", strings.Repeat("x", 256)} {
-		if err := CheckRelativeName(bad); err == nil {
-			t.Errorf("CheckRelativeName(%q) = nil, want an error", bad)
+		if err := CheckRelative(bad); err == nil {
+			t.Errorf("CheckRelative(%q) = nil, want an error", bad)
 		}
 	}
 }

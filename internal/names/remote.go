@@ -1,4 +1,4 @@
-package convoy
+package names
 
 import (
 	"mime"
@@ -7,41 +7,39 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/convoy-dl/convoy/internal/names"
 )
 
-// maxNameBytes bounds a file name taken from the server (most file systems
+// maxBytes bounds a file name taken from the server (most file systems
 // allow 255 bytes; room is left for ".convoy").
-const maxNameBytes = 240
+const maxBytes = 240
 
-// fallbackName is used when neither the server nor the URL offers a name.
-const fallbackName = "download"
+// fallback is used when neither the server nor the URL offers a name.
+const fallback = "download"
 
-// RemoteName picks a local file name for a download: the filename of the
+// Remote picks a local file name for a download: the filename of the
 // Content-Disposition header, else the last segment of the URL path. The
 // result is a single, printable path element: no folder, no "..", no control
 // characters, at most 240 bytes.
-func RemoteName(contentDisposition, rawURL string) string {
+func Remote(contentDisposition, rawURL string) string {
 	if contentDisposition != "" {
 		if _, params, err := mime.ParseMediaType(contentDisposition); err == nil {
-			if n := sanitizeName(params["filename"]); n != "" {
+			if n := sanitize(params["filename"]); n != "" {
 				return n
 			}
 		}
 	}
 	if u, err := url.Parse(rawURL); err == nil {
 		// The last element only: a URL of a folder ("/files/") has none.
-		if n := sanitizeName(u.Path[strings.LastIndexByte(u.Path, '/')+1:]); n != "" {
+		if n := sanitize(u.Path[strings.LastIndexByte(u.Path, '/')+1:]); n != "" {
 			return n
 		}
 	}
-	return fallbackName
+	return fallback
 }
 
-// sanitizeName reduces name to a safe base name, or "" when nothing usable
+// sanitize reduces name to a safe base name, or "" when nothing usable
 // is left.
-func sanitizeName(name string) string {
+func sanitize(name string) string {
 	name = strings.ReplaceAll(name, "\\", "/")
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		name = name[i+1:]
@@ -57,12 +55,12 @@ func sanitizeName(name string) string {
 	}
 	// No hidden files, no "." or "..", no leading or trailing blanks.
 	name = strings.TrimRight(strings.TrimLeft(b.String(), ". "), " ")
-	if len(name) > maxNameBytes {
+	if len(name) > maxBytes {
 		ext := path.Ext(name)
 		if len(ext) > 16 || !utf8.ValidString(ext) {
 			ext = ""
 		}
-		name = cutUTF8(name[:len(name)-len(ext)], maxNameBytes-len(ext)) + ext
+		name = cutUTF8(name[:len(name)-len(ext)], maxBytes-len(ext)) + ext
 	}
 	return name
 }
@@ -76,14 +74,4 @@ func cutUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
-}
-
-// CheckRelativeName says why name, given by a list or a document rather than
-// typed as -o, cannot name a file inside the download's folder, or returns
-// nil. It must be relative, without "." or ".." elements, empty elements, a
-// trailing slash, control characters or device names (NUL, COM1, ...), and
-// each element at most 255 bytes: subfolders are fine, a way out of the
-// folder is not.
-func CheckRelativeName(name string) error {
-	return names.CheckRelative(name)
 }
