@@ -357,6 +357,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	}
 	sent := time.Now()
 	resp, err := f.Client.Do(req)
+	if c.pool != nil {
+		c.pool.answered(c.slot)
+	}
 	if err != nil {
 		return 0, transportError(rctx, err)
 	}

@@ -234,11 +234,12 @@ func (g *growth) shrank(now time.Time, rate float64) (change, bool) {
 	return change{}, false
 }
 
-// refused records that the server refused a connection while others
-// worked: that one is gone, and the server never gets more than what is
-// left unless it accepts a probe.
-func (g *growth) refused(now time.Time) (change, bool) {
-	n := max(g.count-1, 1)
+// refused records that the server refused a connection while working
+// others worked: that one is gone, the count falls to those the server
+// took (a step that added several is undone at its first refusal), and
+// the server never gets more unless it accepts a probe.
+func (g *growth) refused(now time.Time, working int) (change, bool) {
+	n := max(min(g.count-1, working), 1)
 	g.limit, g.found = n, true
 	g.phase, g.refCount, g.refRate = steady, 0, 0
 	if n == g.count {

@@ -171,3 +171,23 @@ func TestAutoHoldsWithoutWork(t *testing.T) {
 		t.Errorf("the count changed with no work to spread: %+v", changes)
 	}
 }
+
+// Places are taken one after another: a step of the count that a server
+// refuses costs one refusal, not one for every connection it added. A
+// server that takes 6 connections while each brings its worth gets the
+// ramp's big step (6 to 24) and refuses the 7th alone.
+func TestAutoBigStepCostsOneRefusal(t *testing.T) {
+	t.Parallel() // mostly waiting for the throttled bodies
+	srv := testserver.New(t, testserver.Size(16*mib), testserver.Rate(mib), testserver.MaxConcurrent(6, ""))
+	changes, _ := autoRun(t, srv, 4, 32)
+	big := false
+	for _, c := range changes {
+		big = big || c.Count > 6
+	}
+	if !big {
+		t.Skipf("the ramp did not step above 6 (changes %+v): nothing to refuse", changes)
+	}
+	if n := srv.Stats().Refused; n > 2 {
+		t.Errorf("%d answers of 503 after a step above the cap, want 1 or 2; changes %+v", n, changes)
+	}
+}

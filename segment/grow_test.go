@@ -53,7 +53,7 @@ func simulate(t *testing.T, g *growth, m model, samples int) trace {
 	for i := range samples {
 		now := t0.Add(time.Duration(i+1) * sampleEvery)
 		for m.accept > 0 && g.count > m.accept {
-			c, ok := g.refused(now)
+			c, ok := g.refused(now, m.accept)
 			note(c, ok, now)
 		}
 		r := m.rate(g.count)
@@ -209,7 +209,7 @@ func TestGrowthRefusedStaysBelow(t *testing.T) {
 func TestGrowthAcceptedProbeRaisesTheCap(t *testing.T) {
 	g := newGrowth(4, 32, hold)
 	now := t0
-	if c, ok := g.refused(now); !ok || c != (change{Count: 3, Was: 4, Reason: ReasonRefused}) {
+	if c, ok := g.refused(now, 3); !ok || c != (change{Count: 3, Was: 4, Reason: ReasonRefused}) {
 		t.Fatalf("refused: %+v %v", c, ok)
 	}
 	if c, ok := g.accepted(now); !ok || c != (change{Count: 4, Was: 3, Reason: ReasonAccepted}) {

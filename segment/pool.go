@@ -45,6 +45,7 @@ type meter struct {
 	writing atomic.Int64 // nanoseconds spent in WriteAt
 	// The rest is guarded by the pool's mu.
 	place, probe bool  // holds a place; outside the count, as a probe
+	fresh        bool  // took its place and has had no answer yet
 	idled        bool  // it ran out of work since the last sample
 	lastBytes    int64 // bytes and writing at the last sample
 	lastWriting  int64
@@ -82,7 +83,10 @@ func (p *pool) tell(c change, ok bool) {
 	}
 }
 
-// enter gives connection k a place if the count has one free.
+// enter gives connection k a place if the count has one free, and no
+// other connection that took one is still waiting for its first answer:
+// places are taken one after another, so that a server that refuses one
+// more connection refuses one, not all those a step of the count added.
 func (p *pool) enter(k int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -90,9 +94,22 @@ func (p *pool) enter(k int) bool {
 	if m.place || p.working-p.probing >= p.g.count {
 		return m.place
 	}
+	for _, o := range p.meters {
+		if o.fresh {
+			return false
+		}
+	}
 	p.working++
-	m.place, p.moved = true, true
+	m.place, m.fresh, p.moved = true, true, true
 	return true
+}
+
+// answered records that connection k had an answer (or none is coming: it
+// found no work): the next connection may take a place.
+func (p *pool) answered(k int) {
+	p.mu.Lock()
+	p.meters[k].fresh = false
+	p.mu.Unlock()
 }
 
 // leave gives connection k's place back. Caller holds mu.
@@ -105,7 +122,7 @@ func (p *pool) leave(k int) {
 		p.probing--
 	}
 	p.working--
-	m.place, m.probe, p.moved = false, false, true
+	m.place, m.probe, m.fresh, p.moved = false, false, false, true
 }
 
 // over reports whether connection k is to give its place back because the
@@ -154,8 +171,8 @@ func (p *pool) unprobe(k int, keep bool) {
 }
 
 // parked records that the server refused connection k while others work:
-// it gives its place back and, unless it was a probe, the count drops by
-// one for good (see growth.refused).
+// it gives its place back and, unless it was a probe, the count drops to
+// the connections working, for good (see growth.refused).
 func (p *pool) parked(k int, now time.Time) {
 	p.mu.Lock()
 	m := p.meters[k]
@@ -164,7 +181,7 @@ func (p *pool) parked(k int, now time.Time) {
 	var c change
 	var ok bool
 	if !probe {
-		c, ok = p.g.refused(now)
+		c, ok = p.g.refused(now, p.working-p.probing)
 	}
 	p.tell(c, ok)
 	p.mu.Unlock()
@@ -190,6 +207,7 @@ func (p *pool) accepted(k int, now time.Time) {
 func (p *pool) idle(k int) {
 	p.mu.Lock()
 	p.meters[k].idled = true
+	p.meters[k].fresh = false
 	p.mu.Unlock()
 }
 

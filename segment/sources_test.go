@@ -190,7 +190,9 @@ func TestConnectionLeavesMidAnswerWhenTheCountDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	pl := newPool(2, 2, time.Now(), time.Hour, nil)
-	if !pl.enter(0) || !pl.enter(1) {
+	ok := pl.enter(0)
+	pl.answered(0)
+	if !ok || !pl.enter(1) {
 		t.Fatal("test setup: no places")
 	}
 	c := &conn{id: 0, lim: newConnLimit(2, time.Hour), slot: 0, chunk: size, pool: pl, meter: pl.meters[0]}
