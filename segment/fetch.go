@@ -152,7 +152,7 @@ type Aborter interface {
 // refused, its tries without progress (MaxTries) fail the run. OnLimit is
 // told how many connections are in use.
 func (f *Fetcher) Run(ctx context.Context, plan *Plan, w io.WriterAt, connections int) error {
-	return runSources(ctx, plan, w, []Source{{Fetcher: f, Connections: max(connections, 1)}}, nil)
+	return RunSources(ctx, plan, w, []Source{{Fetcher: f, Connections: max(connections, 1)}}, nil)
 }
 
 // Request sizing: a connection asks for at most chunk bytes at a time, so

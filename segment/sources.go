@@ -53,12 +53,6 @@ func RunSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source
 	return r.Wait()
 }
 
-// runSources is RunSources; with one source it is Run: the first error of
-// a connection ends the run.
-func runSources(ctx context.Context, plan *Plan, w io.WriterAt, sources []Source, onDrop func(source int, err error)) error {
-	return RunSources(ctx, plan, w, sources, onDrop)
-}
-
 // Sources is a run of RunSources whose set of sources may change while it
 // runs: Add brings in a server found good after the run started, Drop
 // takes out one found bad, and Close says that no more will come. Until
@@ -89,7 +83,7 @@ type Sources struct {
 	failed   error // why the run ended: its last source dropped from outside
 	// unwatch stops watching the sources' Stop, waiting for a drop under
 	// way; watching counts the drops under way.
-	unwatch  []func() bool
+	unwatch  []func()
 	watching sync.WaitGroup
 }
 
@@ -196,11 +190,10 @@ func (r *Sources) add(i int, src Source, joined bool) {
 			defer r.watching.Done()
 			r.Drop(i, context.Cause(src.Stop))
 		})
-		r.unwatch = append(r.unwatch, func() bool {
+		r.unwatch = append(r.unwatch, func() {
 			if stop() {
 				r.watching.Done() // it never ran
 			}
-			return true
 		})
 	}
 	f := src.Fetcher
