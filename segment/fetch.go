@@ -296,7 +296,10 @@ func (f *Fetcher) fetchSpan(ctx context.Context, s *Span, w io.WriterAt, c *conn
 			if err != nil {
 				s.failed()
 				if f.park(c, err) {
-					return backoff.Permanent(errShed)
+					return backoff.Permanent(errShed) // its place is given back
+				}
+				if c.pool != nil {
+					c.pool.answered(c.slot, false)
 				}
 				return f.classify(ctx, err, pol)
 			}
@@ -357,15 +360,15 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	}
 	sent := time.Now()
 	resp, err := f.Client.Do(req)
-	if c.pool != nil {
-		c.pool.answered(c.slot)
-	}
 	if err != nil {
 		return 0, transportError(rctx, err)
 	}
 	defer resp.Body.Close()
 	if err := f.checkRange(resp, off, end); err != nil {
 		return 0, f.refreshAfter(ctx, err, gen)
+	}
+	if c.pool != nil {
+		c.pool.answered(c.slot, true)
 	}
 	if c.lim != nil {
 		f.tell(c.lim.accepted(c.slot, time.Now()))

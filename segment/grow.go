@@ -26,7 +26,7 @@ const (
 	exploreAfter = 15
 	// perMeasure is how many complete samples are averaged into one
 	// measurement of the throughput.
-	perMeasure = 2
+	perMeasure = 4
 	// rampBy is how many connections the first ramp adds for each one it
 	// has, once a step showed that each added one brings its worth.
 	rampBy = 3
@@ -67,14 +67,16 @@ const (
 // Hill climbing: from the start count it measures, adds half as many
 // again, then, while each added one brings nearly a connection's worth,
 // four times the count (the first ramp: one sample decides each of its
-// steps), until the first plateau or refusal; one at a time after it, or
-// when less. On a plateau it goes back to where the gain stopped. When steady it tries, now and then, one connection
-// fewer (kept while the throughput does not drop, given back otherwise)
-// and then one more. Each judgement takes the average of perMeasure
-// complete samples; after every change the next sample is skipped (the new
-// connections are still starting), so the count changes at most every
-// third sample, and never faster than hold. A refusal lowers the count at
-// once and caps it for good; only an accepted probe raises the cap.
+// steps), until the first plateau or refusal, or until the disk sets the
+// pace (diskBound); one at a time after that, or when less. On a plateau
+// it goes back to where the gain stopped. When steady it tries, now and
+// then, one connection fewer (kept while the throughput does not drop,
+// given back otherwise) and then one more. Each judgement takes the
+// average of perMeasure complete samples; after every change the next
+// sample is skipped (the new connections are still starting), so outside
+// the first ramp the count changes at most every perMeasure+1 samples, and
+// never faster than hold. A refusal lowers the count at once and caps it
+// for good; only an accepted probe raises the cap.
 type growth struct {
 	ceiling int           // never more connections than this
 	limit   int           // the most the server accepted after refusing some; 0 before
@@ -233,6 +235,12 @@ func (g *growth) shrank(now time.Time, rate float64) (change, bool) {
 	g.phase = steady
 	return change{}, false
 }
+
+// diskBound records that the connections spent much of a sample blocked
+// in WriteAt: the disk sets the pace, and a sample's throughput over
+// network time swings with its writeback, so the first ramp ends and the
+// count grows one connection at a time, as after a plateau.
+func (g *growth) diskBound() { g.found = true }
 
 // refused records that the server refused a connection while working
 // others worked: that one is gone, the count falls to those the server

@@ -8,7 +8,7 @@ import (
 )
 
 // The tests of growth feed it numbers: a model server gives the throughput
-// of n connections, samples come every second, and the test checks the
+// of n connections, samples come every sampleEvery, and the test checks the
 // counts the controller chooses. No server, no clock.
 
 // Samples come as often as in a download, and changes are held as long.
@@ -33,10 +33,10 @@ type trace struct {
 	at      []time.Time
 }
 
-// simulate feeds g samples samples of m and returns what it did. Refused
+// simulate feeds g the samples of m over d and returns what it did. Refused
 // connections are reported one by one, as the runner does, in the sample
 // where the count exceeds what the server accepts.
-func simulate(t *testing.T, g *growth, m model, samples int) trace {
+func simulate(t *testing.T, g *growth, m model, d time.Duration) trace {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(1, 2))
 	var tr trace
@@ -50,7 +50,7 @@ func simulate(t *testing.T, g *growth, m model, samples int) trace {
 		tr.changes = append(tr.changes, c)
 		tr.at = append(tr.at, now)
 	}
-	for i := range samples {
+	for i := range int(d / sampleEvery) {
 		now := t0.Add(time.Duration(i+1) * sampleEvery)
 		for m.accept > 0 && g.count > m.accept {
 			c, ok := g.refused(now, m.accept)
@@ -109,7 +109,7 @@ func TestGrowthLinearGrowsToTheCeiling(t *testing.T) {
 	for _, ceiling := range []int{1, 4, 10, 32} {
 		t.Run(fmt.Sprint("ceiling=", ceiling), func(t *testing.T) {
 			g := newGrowth(StartConnections, ceiling, hold)
-			tr := simulate(t, g, model{rate: linear}, 60)
+			tr := simulate(t, g, model{rate: linear}, 30*time.Second)
 			checkSpacing(t, tr, hold)
 			reached := -1
 			for i, n := range tr.counts {
@@ -139,7 +139,7 @@ func TestGrowthPlateauAtTheTotalCap(t *testing.T) {
 	for _, total := range []float64{6, 8, 13} {
 		t.Run(fmt.Sprint("total=", total), func(t *testing.T) {
 			g := newGrowth(StartConnections, 32, hold)
-			tr := simulate(t, g, model{rate: capped(total)}, 120)
+			tr := simulate(t, g, model{rate: capped(total)}, time.Minute)
 			checkSpacing(t, tr, hold)
 			want := int(total)
 			var plateau int
@@ -181,7 +181,7 @@ func TestGrowthRefusedStaysBelow(t *testing.T) {
 	for _, accept := range []int{1, 3, 6} {
 		t.Run(fmt.Sprint("accept=", accept), func(t *testing.T) {
 			g := newGrowth(StartConnections, 32, hold)
-			tr := simulate(t, g, model{rate: linear, accept: accept}, 80)
+			tr := simulate(t, g, model{rate: linear, accept: accept}, 40*time.Second)
 			refusedAt := -1
 			for i, c := range tr.changes {
 				if c.Reason == ReasonRefused {
@@ -230,18 +230,19 @@ func TestGrowthNoisyDoesNotOscillate(t *testing.T) {
 	for _, noise := range []float64{0.02, 0.05, 0.1} {
 		t.Run(fmt.Sprint("noise=", noise), func(t *testing.T) {
 			g := newGrowth(StartConnections, 32, hold)
-			const samples = 300
-			tr := simulate(t, g, model{rate: capped(8), noise: noise}, samples)
+			tr := simulate(t, g, model{rate: capped(8), noise: noise}, 150*time.Second)
+			settled := int(10 * time.Second / sampleEvery)
 			checkSpacing(t, tr, hold)
-			for i, n := range tr.counts[20:] {
+			for i, n := range tr.counts[settled:] {
 				if n < 5 || n > 11 {
-					t.Fatalf("sample %d: count %d strayed from 8 (changes %+v)", 20+i, n, tr.changes)
+					t.Fatalf("sample %d: count %d strayed from 8 (changes %+v)", settled+i, n, tr.changes)
 				}
 			}
-			// An exploration every exploreAfter steady samples costs at
-			// most a few changes; flapping would cost one every two
-			// samples.
-			if most := 4 * samples / exploreAfter; len(tr.changes) > most {
+			// An exploration every exploreAfter steady measurements costs
+			// at most a few changes; flapping would cost one every two
+			// measurements.
+			samples := len(tr.counts)
+			if most := 8 * samples / (perMeasure * exploreAfter); len(tr.changes) > most {
 				t.Errorf("%d changes in %d samples, want at most %d", len(tr.changes), samples, most)
 			}
 		})
@@ -288,7 +289,7 @@ func TestGrowthShrinks(t *testing.T) {
 	// Four connections carry all this server gives: from 8, explorations
 	// give back connections one at a time down to 4 and keep 4.
 	g := newGrowth(8, 8, hold)
-	tr := simulate(t, g, model{rate: capped(4)}, 120)
+	tr := simulate(t, g, model{rate: capped(4)}, time.Minute)
 	checkSpacing(t, tr, hold)
 	if last := tr.counts[len(tr.counts)-1]; last < 4 || last > 5 {
 		t.Errorf("ended at %d connections, want 4 (or 5 while exploring); changes %+v", last, tr.changes)
@@ -315,7 +316,7 @@ func TestGrowthOneAtATimeAfterThePlateau(t *testing.T) {
 		}
 		return capped(8)(n)
 	}}
-	tr := simulate(t, g, m, 40)
+	tr := simulate(t, g, m, 20*time.Second)
 	plateau := false
 	for _, c := range tr.changes {
 		plateau = plateau || c.Reason == ReasonPlateau
@@ -324,7 +325,7 @@ func TestGrowthOneAtATimeAfterThePlateau(t *testing.T) {
 		t.Fatalf("no plateau: %+v", tr.changes)
 	}
 	lifted = true
-	tr = simulate(t, g, m, 200)
+	tr = simulate(t, g, m, 100*time.Second)
 	grown := 0
 	for _, c := range tr.changes {
 		if c.Count > c.Was+1 {

@@ -298,13 +298,13 @@ const recheckEvery = 100 * time.Millisecond
 // ctx ends. It returns false when no span is being fetched or waiting: the
 // plan is done for this connection.
 func (p *Plan) Wait(ctx context.Context) bool {
-	return p.waitUntil(ctx, nil)
+	return p.waitUntil(ctx, nil, nil)
 }
 
 // waitUntil is Wait, except that a plan found done is waited on until
-// bytes are reopened (true) or hold is closed (false); a nil hold waits
-// for nothing.
-func (p *Plan) waitUntil(ctx context.Context, hold <-chan struct{}) bool {
+// bytes are reopened (true) or hold is closed (false), a nil hold waiting
+// for nothing; and that it also returns (true) when wake is closed.
+func (p *Plan) waitUntil(ctx context.Context, hold, wake <-chan struct{}) bool {
 	select {
 	case <-hold: // closed: waits for nothing
 		hold = nil
@@ -334,6 +334,7 @@ func (p *Plan) waitUntil(ctx context.Context, hold <-chan struct{}) bool {
 	case <-hold:
 		return busy
 	case <-changed:
+	case <-wake:
 	case <-tick:
 	}
 	return true

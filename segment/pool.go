@@ -7,12 +7,21 @@ import (
 	"time"
 )
 
-// DefaultGrowEvery is how often the throughput of a source whose
-// connection count adapts is sampled. Its count changes at most every
-// growHold samples: about 2 s.
+// DefaultGrowEvery is the length of a sample of the throughput of a source
+// whose connection count adapts. Its count changes at most every growHold
+// samples (about 2 s), except in the first ramp, where one complete sample
+// decides each step (see growth). The pool looks samplesPerWindow times a
+// sample, so that a sample starts again soon after the connections
+// settle.
 const (
-	DefaultGrowEvery = 500 * time.Millisecond
-	growHold         = 4
+	DefaultGrowEvery = 250 * time.Millisecond
+	growHold         = 8
+	samplesPerWindow = 5
+	// diskShare is the share of a sample's time that its connections spent
+	// blocked in WriteAt from which the disk, not the network, sets the
+	// pace: the count then grows one connection at a time (see
+	// growth.diskBound).
+	diskShare = 0.2
 )
 
 // errYield ends the fetch of a span by a connection that gives its place
@@ -29,13 +38,24 @@ var errYield = errors.New("connection given back: the source's connection count 
 // writing, and turns them into the source's throughput every interval.
 // Safe for concurrent use.
 type pool struct {
-	mu       sync.Mutex
-	g        *growth
-	working  int // connections holding a place, probes included
-	probing  int // of them, probes outside the count
-	meters   []*meter
-	last     time.Time // the end of the last sample
-	moved    bool      // a place was taken or given back since the last sample
+	mu      sync.Mutex
+	g       *growth
+	working int // connections holding a place, probes included
+	probing int // of them, probes outside the count
+	meters  []*meter
+	window  time.Duration // the length of a sample
+	last    time.Time     // the start of the sample under way
+	// moved is set when a place was taken or given back, or a connection
+	// that took one had its first answer, since the sample under way
+	// started: the sample then starts again.
+	moved bool
+	// took is how many connections had their first answer since the count
+	// last changed: 1 + took of them may wait for one at once (see enter).
+	took int
+	// turned is closed, and replaced, when a connection waiting for a
+	// place may find one: a place was given back, a connection had its
+	// first answer, or the count changed.
+	turned   chan struct{}
 	onChange func(change)
 }
 
@@ -66,27 +86,51 @@ func (m *meter) wrote(d time.Duration) {
 }
 
 // newPool returns the pool of slots connections, start of them admitted at
-// first, at most ceiling, whose count changes are told to onChange.
-func newPool(slots, start int, now time.Time, hold time.Duration, onChange func(change)) *pool {
-	p := &pool{g: newGrowth(start, slots, hold), meters: make([]*meter, slots), last: now, onChange: onChange}
+// first, whose throughput is sampled over windows of window, whose count
+// changes at most every hold (see growth) and are told to onChange.
+func newPool(slots, start int, now time.Time, window, hold time.Duration, onChange func(change)) *pool {
+	p := &pool{g: newGrowth(start, slots, hold), meters: make([]*meter, slots), window: window, last: now, turned: make(chan struct{}), onChange: onChange}
 	for i := range p.meters {
 		p.meters[i] = &meter{}
 	}
 	return p
 }
 
+// turn returns a channel closed when a connection not admitted now may be
+// (see enter): take it before asking.
+func (p *pool) turn() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.turned
+}
+
+// wake closes the turn of the connections waiting for a place. Caller
+// holds mu.
+func (p *pool) wake() {
+	close(p.turned)
+	p.turned = make(chan struct{})
+}
+
 // tell passes c to onChange. Caller holds mu, so that changes are told one
 // at a time and in order.
 func (p *pool) tell(c change, ok bool) {
-	if ok && p.onChange != nil {
+	if !ok {
+		return
+	}
+	p.took = 0
+	p.wake()
+	if p.onChange != nil {
 		p.onChange(c)
 	}
 }
 
-// enter gives connection k a place if the count has one free, and no
-// other connection that took one is still waiting for its first answer:
-// places are taken one after another, so that a server that refuses one
-// more connection refuses one, not all those a step of the count added.
+// enter gives connection k a place if the count has one free and fewer
+// than 1 + took connections that took one are still waiting for their
+// first answer. Places are taken as a slow start takes packets: one, then
+// two more for the one answered, and so on. A step of the count that
+// adds many is taken in a few round trips, not one per connection, and a
+// server that refuses one more connection refuses about as many as it
+// accepted since the change, not all the step added.
 func (p *pool) enter(k int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -94,21 +138,34 @@ func (p *pool) enter(k int) bool {
 	if m.place || p.working-p.probing >= p.g.count {
 		return m.place
 	}
+	waiting := 0
 	for _, o := range p.meters {
 		if o.fresh {
-			return false
+			waiting++
 		}
+	}
+	if waiting > p.took {
+		return false
 	}
 	p.working++
 	m.place, m.fresh, p.moved = true, true, true
 	return true
 }
 
-// answered records that connection k had an answer (or none is coming: it
-// found no work): the next connection may take a place.
-func (p *pool) answered(k int) {
+// answered records that connection k had its answer, a good one (took) or
+// a failure other than a refusal (a refused connection gives its place
+// back instead): more connections may take a place, and after a good one,
+// one more at once.
+func (p *pool) answered(k int, took bool) {
 	p.mu.Lock()
-	p.meters[k].fresh = false
+	if m := p.meters[k]; m.fresh {
+		m.fresh = false
+		if took {
+			p.took++
+		}
+		p.moved = true
+		p.wake()
+	}
 	p.mu.Unlock()
 }
 
@@ -123,6 +180,7 @@ func (p *pool) leave(k int) {
 	}
 	p.working--
 	m.place, m.probe, m.fresh, p.moved = false, false, false, true
+	p.wake()
 }
 
 // over reports whether connection k is to give its place back because the
@@ -206,22 +264,43 @@ func (p *pool) accepted(k int, now time.Time) {
 // idle records that connection k found no work.
 func (p *pool) idle(k int) {
 	p.mu.Lock()
-	p.meters[k].idled = true
-	p.meters[k].fresh = false
+	m := p.meters[k]
+	m.idled = true
+	if m.fresh {
+		m.fresh = false
+		p.wake()
+	}
 	p.mu.Unlock()
 }
 
-// sample measures the source's throughput since the last sample and feeds
-// it to the controller. The throughput is the sum over the connections
-// with a place of bytes over network time (the interval less the time the
-// connection spent in WriteAt). The sample is complete when every place of
-// the count was held through the whole interval by a connection that never
-// ran out of work.
+// sample is called often (a fraction of window apart). It measures the
+// source's throughput over the sample under way once that is window long,
+// and feeds it to the controller; a sample during which a place moved
+// starts again, as an incomplete one. The throughput is the sum over the
+// connections with a place of bytes over network time (the window less
+// the time the connection spent in WriteAt). The sample is complete when
+// every place of the count was held through the whole window by a
+// connection that never ran out of work.
 func (p *pool) sample(now time.Time) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.moved {
+		for _, m := range p.meters {
+			m.lastBytes, m.lastWriting, m.idled = m.bytes.Load(), m.writing.Load(), false
+		}
+		p.last, p.moved = now, false
+		c, ok := p.g.sample(now, 0, false)
+		p.tell(c, ok)
+		return
+	}
 	window := now.Sub(p.last)
-	complete := !p.moved && window > 0 && p.working-p.probing == p.g.count
+	if window < p.window {
+		return
+	}
+	complete := p.working-p.probing == p.g.count
 	var rate float64
+	var writing time.Duration
+	places := 0
 	for _, m := range p.meters {
 		b, w := m.bytes.Load(), m.writing.Load()
 		db, dw := b-m.lastBytes, time.Duration(w-m.lastWriting)
@@ -231,15 +310,19 @@ func (p *pool) sample(now time.Time) {
 		if !m.place || m.probe {
 			continue
 		}
-		if idled { // a place taken mid-window already set p.moved
+		if idled {
 			complete = false
 		}
 		if net := window - dw; net > 0 {
 			rate += float64(db) / net.Seconds()
 		}
+		writing += dw
+		places++
 	}
-	p.last, p.moved = now, false
+	p.last = now
+	if places > 0 && writing >= time.Duration(diskShare*float64(window*time.Duration(places))) {
+		p.g.diskBound()
+	}
 	c, ok := p.g.sample(now, rate, complete)
 	p.tell(c, ok)
-	p.mu.Unlock()
 }

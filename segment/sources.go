@@ -203,7 +203,7 @@ func (r *Sources) add(i int, src Source, joined bool) {
 		if start <= 0 {
 			start = StartConnections
 		}
-		pl = newPool(n, start, time.Now(), growHold*r.every, f.tellConnections)
+		pl = newPool(n, start, time.Now(), r.every, growHold*r.every, f.tellConnections)
 		r.pools = append(r.pools, pl)
 	}
 	lim := newConnLimit(n, f.probeEvery)
@@ -342,13 +342,19 @@ func (r *Sources) isDropped(i int) bool {
 // reports false when the connection is to end (the plan is done and the
 // run closed, or ctx ended).
 func (r *Sources) idle(ctx context.Context) bool {
-	return r.plan.waitUntil(ctx, r.closed)
+	return r.plan.waitUntil(ctx, r.closed, nil)
+}
+
+// waitTurn is idle for a connection waiting for a place in its pool: it
+// also returns when turn is closed (see pool.turn).
+func (r *Sources) waitTurn(ctx context.Context, turn <-chan struct{}) bool {
+	return r.plan.waitUntil(ctx, r.closed, turn)
 }
 
 // sample feeds the adaptive sources their throughput every interval,
 // until the run ends.
 func (r *Sources) sample() {
-	t := time.NewTicker(r.every)
+	t := time.NewTicker(r.every / samplesPerWindow)
 	defer t.Stop()
 	for {
 		select {
@@ -382,15 +388,18 @@ func (f *Fetcher) tellConnections(c change) {
 func (f *Fetcher) connection(ctx context.Context, plan *Plan, w io.WriterAt, c *conn, i int, r *Sources) error {
 	parked := false
 	for !r.isDropped(i) {
-		if c.pool != nil && !parked && !c.admitted() {
-			// Not admitted by the source's connection count: wait, holding
-			// no copy buffer meanwhile.
-			c.buf = nil
-			f.report(c, nil, 0)
-			if !r.idle(ctx) {
-				return context.Cause(ctx)
+		if c.pool != nil && !parked {
+			turn := c.pool.turn()
+			if !c.admitted() {
+				// Not admitted by the source's connection count: wait,
+				// holding no copy buffer meanwhile.
+				c.buf = nil
+				f.report(c, nil, 0)
+				if !r.waitTurn(ctx, turn) {
+					return context.Cause(ctx)
+				}
+				continue
 			}
-			continue
 		}
 		if parked {
 			if !r.idle(ctx) {

@@ -189,9 +189,9 @@ func TestConnectionLeavesMidAnswerWhenTheCountDrops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl := newPool(2, 2, time.Now(), time.Hour, nil)
+	pl := newPool(2, 2, time.Now(), time.Hour, time.Hour, nil)
 	ok := pl.enter(0)
-	pl.answered(0)
+	pl.answered(0, true)
 	if !ok || !pl.enter(1) {
 		t.Fatal("test setup: no places")
 	}
