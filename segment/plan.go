@@ -105,17 +105,18 @@ func (p *Plan) pending() int {
 func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
 	victim, from, most := p.largest(func(s *Span) int64 { return max(s.start+s.reserved, s.requested) }, t)
 	mid := from + most/2
+	floor := p.splitFloor(victim)
 	if victim != nil && t.Rate > 0 && victim.rate > 0 {
 		// Each part goes at its fetcher's pace, so that both end together:
-		// a much slower thief gets less than minSplit, which is nothing.
+		// a much slower thief gets less than the floor, which is nothing.
 		share := int64(float64(most) * t.Rate / (t.Rate + victim.rate))
-		if share < p.minSplit {
+		if share < floor {
 			most = 0
 		} else {
-			mid = min(max(victim.end-share, from+p.minSplit), victim.end-p.minSplit)
+			mid = min(max(victim.end-share, from+floor), victim.end-floor)
 		}
 	}
-	if most < 2*p.minSplit {
+	if most < 2*floor {
 		if t.Probe {
 			return nil, false
 		}
@@ -130,6 +131,22 @@ func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
 	p.spans = slices.Insert(p.spans, i+1, back)
 	return back, true
 }
+
+// splitFloor is the fewest bytes not yet requested that a split of s
+// leaves either part: minSplit, or less when s's answer in flight comes
+// slowly, down to what it fetches in splitTime (at least endFloor). Near
+// the end, the last mebibytes of a span fetched at a throttled rate would
+// otherwise hold the tail while other connections idle. Caller holds mu.
+func (p *Plan) splitFloor(s *Span) int64 {
+	if s == nil || s.rate <= 0 {
+		return p.minSplit
+	}
+	return min(p.minSplit, max(int64(s.rate*splitTime.Seconds()), endFloor))
+}
+
+// splitTime is how long a slow answer's owner must have left to fetch for a
+// split to be worth it (see splitFloor).
+const splitTime = 250 * time.Millisecond
 
 // largest finds the span with the most bytes between from(span) and its
 // end, of those t may take.
@@ -438,10 +455,35 @@ func (s *Span) request(chunk int64) (offset, end int64) {
 	s.plan.mu.Lock()
 	defer s.plan.mu.Unlock()
 	offset = s.start + s.reserved
-	end = min(s.end, offset+chunk)
+	end = min(s.end, offset+min(chunk, s.plan.endShare()))
+	if s.end-end < min(endFloor, s.plan.minSplit) {
+		end = s.end // a rest this small is not worth a request of its own
+	}
 	s.requested = end
 	s.askedAt, s.rate = time.Now(), 0
 	return offset, end
+}
+
+// endFloor is the least endShare asks for: below it, the pause between
+// two requests would cost more than the tail it evens out.
+const endFloor = 256 << 10
+
+// endShare is the most one request asks for near the end: an even share,
+// among the connections fetching a span, of the bytes not yet received (at least
+// endFloor, or minSplit if less). Requests then shrink as the plan nears
+// its end, and the connections finish together instead of some idling
+// while others fetch the last long answers, which only a cut could
+// shorten. Caller holds mu.
+func (p *Plan) endShare() int64 {
+	var left int64
+	conns := 0
+	for _, s := range p.spans {
+		left += s.end - s.start - s.reserved
+		if s.active {
+			conns++
+		}
+	}
+	return max(left/int64(max(conns, 1)), min(endFloor, p.minSplit))
 }
 
 // observe records the throughput of the answer in flight.

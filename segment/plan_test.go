@@ -1177,3 +1177,66 @@ func TestReopenAvoidingLoneSource(t *testing.T) {
 		t.Fatal("bytes reopened without a source to avoid were kept from source 0")
 	}
 }
+
+// Near the end, a request asks for no more than an even share of the bytes
+// not yet received among the connections fetching, so that they finish
+// together; a rest too small for a request of its own joins the last one.
+func TestRequestTakesAnEvenShareNearTheEnd(t *testing.T) {
+	segs := []Segment{{Start: 0, End: 8 * mib}, {Start: 8 * mib, End: 12 * mib}, {Start: 12 * mib, End: 16 * mib}}
+	p, err := NewPlan(16*mib, segs, 3, mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := p.Next()
+	p.Next()
+	p.Next()
+	if off, end := a.request(64 * mib); off != 0 || end != 16*mib/3 {
+		t.Fatalf("request = [%d,%d), want [0,%d): a third of what is left", off, end, 16*mib/3)
+	}
+	// a keeps 4 MiB and three quarters of a floor: a share, a third of
+	// that and the others' 8 MiB, would leave half a floor behind.
+	a.reserve(4*mib - endFloor*3/4)
+	if off, end := a.request(64 * mib); off != 4*mib-endFloor*3/4 || end != 8*mib {
+		t.Fatalf("request = [%d,%d), want the rest of the span, up to %d", off, end, 8*mib)
+	}
+	checkPlan(t, p)
+}
+
+// A slow answer's bytes not yet requested are split finer than minSplit,
+// down to what it fetches in splitTime: near the end, a throttled
+// connection's last mebibyte would otherwise hold the tail alone. A fast
+// answer's are not: its owner fetches them sooner than a new request.
+func TestSplitFloorFollowsTheOwnersRate(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		rate  float64
+		steal bool
+	}{
+		{"slow", mib, true},        // 1.5 MiB left: 1.5 s at 1 MiB/s
+		{"fast", 100 * mib, false}, // 15 ms at 100 MiB/s
+		{"unknown", 0, false},      // no rate yet: minSplit holds
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPlan(2*mib, nil, 1, mib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := p.Next()
+			a.request(mib / 2) // 1.5 MiB not requested
+			a.observe(tt.rate)
+			b, ok := p.NextFor(Thief{Source: 0})
+			if ok != tt.steal {
+				t.Fatalf("steal = %v, want %v", ok, tt.steal)
+			}
+			if ok {
+				if s, e := spanRange(b); e != 2*mib || e-s < endFloor || s < mib/2+endFloor {
+					t.Fatalf("stolen [%d,%d): want the back of the unrequested 1.5 MiB, each part %d or more", s, e, endFloor)
+				}
+				if p.cuts != 0 {
+					t.Fatal("the answer in flight was cut: the bytes not yet requested were enough")
+				}
+			}
+			checkPlan(t, p)
+		})
+	}
+}
