@@ -5,7 +5,9 @@ const DefaultBufferSize = 256 << 10
 
 // BufferBudget bounds the copy buffers of one source's connections
 // together: with more than BufferBudget / DefaultBufferSize connections,
-// each buffer grows to an equal share of it at most.
+// each buffer grows to an equal share of it at most. When the source's
+// count adapts, the share is for the connections the count allows, and a
+// buffer over it comes down at the connection's next answer.
 const BufferBudget = 2 << 20
 
 // Copy buffers start at startBuffer and never shrink below minBuffer.
@@ -44,6 +46,19 @@ func (f *Fetcher) firstBuffer(limit int) int {
 		return f.BufferSize
 	}
 	return min(startBuffer, limit)
+}
+
+// bufferMax is the largest copy buffer c may hold now: when its source's
+// count adapts, its share for the connections the count allows, else its
+// share for all of the source's connections.
+func (f *Fetcher) bufferMax(c *conn) int {
+	if c.pool != nil {
+		return f.bufferLimit(c.pool.size())
+	}
+	if c.bufMax > 0 {
+		return c.bufMax
+	}
+	return f.bufferLimit(1)
 }
 
 // nextBuffer is the size a copy buffer of size bytes, at most limit,

@@ -1,11 +1,13 @@
 package segment
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/convoy-dl/convoy/internal/testserver"
 )
@@ -140,4 +142,46 @@ func TestCopyBufferGrows(t *testing.T) {
 			}
 		})
 	}
+}
+
+// When the count adapts, a connection's buffer grows to its share for the
+// count, and comes down at its next answer once the count has grown.
+func TestCopyBufferFollowsCount(t *testing.T) {
+	const size = 2 * mib
+	srv := testserver.New(t, testserver.Size(size))
+	f := newFetcher(t, srv, 32)
+	f.Client.Transport = shapedReads{f.Client.Transport, 0}
+	var (
+		mu   sync.Mutex
+		most int64
+	)
+	f.OnWrite = func(_, n int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		most = max(most, n)
+	}
+	plan, err := NewPlan(size, nil, 1, 64*kib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := newPool(32, 4, time.Now(), time.Hour, nil)
+	if !pl.enter(0) {
+		t.Fatal("test setup: no place")
+	}
+	c := &conn{lim: newConnLimit(32, time.Hour), chunk: mib, pool: pl, meter: pl.meters[0]}
+	span, _ := plan.Next()
+	w := newMemWriter(t, size)
+	for _, count := range []int{4, 32} {
+		pl.mu.Lock()
+		pl.g.count = count // as the growth would
+		pl.mu.Unlock()
+		most = 0
+		if _, err := f.fetchOnce(context.Background(), span, w, c); err != nil {
+			t.Fatal(err)
+		}
+		if want := bufferShare(count); most != int64(want) || len(c.buf) != want {
+			t.Errorf("count %d: largest write %d bytes, buffer %d, want %d", count, most, len(c.buf), want)
+		}
+	}
+	w.check(t, srv.Content())
 }

@@ -213,7 +213,7 @@ type conn struct {
 	meter   *meter
 	written int64
 	buf     []byte
-	// bufMax is the largest buf may grow to.
+	// bufMax is the largest buf may grow to when the count is fixed.
 	bufMax int
 	chunk  int64
 	// last is the throughput and latency of the connection's last answer.
@@ -375,11 +375,12 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	body := newStallReader(resp.Body, f.stallTimeout(), cancel)
 	defer body.stop()
 
-	if c.buf == nil { // a connection takes its buffer when it first works
-		if c.bufMax <= 0 {
-			c.bufMax = f.bufferLimit(1)
-		}
-		c.buf = make([]byte, f.firstBuffer(c.bufMax))
+	limit := f.bufferMax(c)
+	switch {
+	case c.buf == nil: // a connection takes its buffer when it first works
+		c.buf = make([]byte, f.firstBuffer(limit))
+	case len(c.buf) > limit: // the count grew: down to the new share
+		c.buf = make([]byte, limit)
 	}
 	buf := c.buf
 	grow := len(buf) // the size buf takes once it is empty
@@ -397,7 +398,7 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 		}
 		n, rerr := body.Read(buf[filled : filled+room])
 		if filled == 0 {
-			grow = nextBuffer(len(buf), c.bufMax, room, n)
+			grow = nextBuffer(len(buf), limit, room, n)
 		}
 		c.credit += room - n
 		c.meter.read(n)

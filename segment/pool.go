@@ -104,6 +104,14 @@ func (p *pool) enter(k int) bool {
 	return true
 }
 
+// size is the number of connections the pool holds places for: the count,
+// or more while connections over it have yet to give theirs back.
+func (p *pool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(p.g.count, p.working)
+}
+
 // answered records that connection k had an answer (or none is coming: it
 // found no work): the next connection may take a place.
 func (p *pool) answered(k int) {
