@@ -80,7 +80,7 @@ func NewClient(o ClientOptions) *http.Client {
 		MaxIdleConns:           conns * 2,
 		MaxIdleConnsPerHost:    conns * 2,
 		IdleConnTimeout:        90 * time.Second,
-		ReadBufferSize:         64 << 10,
+		ReadBufferSize:         16 << 10, // reads into a copy buffer as large go past it
 		MaxResponseHeaderBytes: maxHeaderBytes,
 		WriteBufferSize:        16 << 10,
 		TLSClientConfig: &tls.Config{

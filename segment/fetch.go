@@ -29,9 +29,6 @@ var ErrRangeIgnored = errors.New("the server ignored the range request")
 // range this time (as some backends behind one name do). It is retried.
 var ErrRangeSkipped = errors.New("the server skipped the range this time")
 
-// DefaultBufferSize is the copy buffer of one connection.
-const DefaultBufferSize = 256 << 10
-
 // flushAfter bounds how long received bytes wait in a connection's buffer
 // before they are written: on a slow link a full buffer would take long, and
 // bytes not yet written are not in the next checkpoint.
@@ -72,7 +69,9 @@ type Fetcher struct {
 	// RetryInitial and RetryMax shape the exponential backoff between
 	// attempts (0: 500ms and 30s).
 	RetryInitial, RetryMax time.Duration
-	// BufferSize is the copy buffer of each connection (0: DefaultBufferSize).
+	// BufferSize fixes the copy buffer of each connection (0: each starts
+	// small and grows while its reads fill it, up to DefaultBufferSize or
+	// its share of BufferBudget).
 	BufferSize int
 	// OnWrite, if set, is called after every successful WriteAt, from the
 	// fetching goroutines concurrently, once the plan counts the bytes.
@@ -214,7 +213,9 @@ type conn struct {
 	meter   *meter
 	written int64
 	buf     []byte
-	chunk   int64
+	// bufMax is the largest buf may grow to when the count is fixed.
+	bufMax int
+	chunk  int64
 	// last is the throughput and latency of the connection's last answer.
 	last Thief
 	// credit is limiter tokens taken for a read that returned fewer bytes.
@@ -377,10 +378,15 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 	body := newStallReader(resp.Body, f.stallTimeout(), cancel)
 	defer body.stop()
 
-	if c.buf == nil { // a connection takes its buffer when it first works
-		c.buf = make([]byte, f.bufferSize())
+	limit := f.bufferMax(c)
+	switch {
+	case c.buf == nil: // a connection takes its buffer when it first works
+		c.buf = make([]byte, f.firstBuffer(limit))
+	case len(c.buf) > limit: // the count grew: down to the new share
+		c.buf = make([]byte, limit)
 	}
 	buf := c.buf
+	grow := len(buf) // the size buf takes once it is empty
 	want := end - off
 	var (
 		got     int64         // bytes of the answer read so far
@@ -394,6 +400,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 			return written, err
 		}
 		n, rerr := body.Read(buf[filled : filled+room])
+		if filled == 0 {
+			grow = nextBuffer(len(buf), limit, room, n)
+		}
 		c.credit += room - n
 		c.meter.read(n)
 		if n > 0 {
@@ -437,6 +446,10 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 				return written, nil // another connection took the rest
 			}
 			filled = 0
+			if grow > len(buf) {
+				c.buf = make([]byte, grow)
+				buf = c.buf
+			}
 			if d := time.Since(answered); d > 0 {
 				f.report(c, s, float64(got)/d.Seconds())
 			}
@@ -579,13 +592,6 @@ func (f *Fetcher) newRequest(ctx context.Context) (*http.Request, error) {
 	}
 	req.Header.Set("Accept-Encoding", "identity")
 	return req, nil
-}
-
-func (f *Fetcher) bufferSize() int {
-	if f.BufferSize > 0 {
-		return f.BufferSize
-	}
-	return DefaultBufferSize
 }
 
 func (f *Fetcher) stallTimeout() time.Duration {

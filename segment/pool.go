@@ -152,6 +152,14 @@ func (p *pool) enter(k int) bool {
 	return true
 }
 
+// size is the number of connections the pool holds places for: the count,
+// or more while connections over it have yet to give theirs back.
+func (p *pool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(p.g.count, p.working)
+}
+
 // answered records that connection k had its answer, a good one (took) or
 // a failure other than a refusal (a refused connection gives its place
 // back instead): more connections may take a place, and after a good one,

@@ -207,8 +207,9 @@ func (r *Sources) add(i int, src Source, joined bool) {
 		r.pools = append(r.pools, pl)
 	}
 	lim := newConnLimit(n, f.probeEvery)
+	bufMax := f.bufferLimit(n)
 	for k := range n {
-		c := &conn{id: r.nextID, lim: lim, slot: k, chunk: minChunk, pool: pl} // buf: at its first request
+		c := &conn{id: r.nextID, lim: lim, slot: k, chunk: minChunk, pool: pl, bufMax: bufMax} // buf: at its first request
 		if pl != nil {
 			c.meter = pl.meters[k]
 		}

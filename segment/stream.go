@@ -18,7 +18,7 @@ import (
 // starts again from offset 0. It returns the number of bytes in the file.
 func (f *Fetcher) Stream(ctx context.Context, w io.WriterAt) (int64, error) {
 	pol := f.newPolicy()
-	c := &conn{buf: make([]byte, f.bufferSize())}
+	c := &conn{buf: make([]byte, f.bufferLimit(1))}
 	var size int64
 	op := func() error {
 		n, err := f.streamOnce(ctx, w, c)

@@ -5,15 +5,22 @@ import (
 	"runtime/debug"
 
 	"github.com/convoy-dl/convoy"
+	"github.com/convoy-dl/convoy/segment"
 )
 
 // Memory a download holds on purpose: a base for the runtime, the HTTP
-// client and the bookkeeping, and for each connection its copy buffer and
-// its socket's read buffer.
+// client and the bookkeeping, for each connection its socket's read and
+// write buffers and the stacks of the goroutines that serve it, and the
+// connections' copy buffers, which share a budget (segment.BuffersHeld).
 const (
 	memoryBase    = 8 << 20
-	memoryPerConn = 320 << 10
+	memoryPerConn = 64 << 10
 )
+
+// memoryFor is what conns connections hold on purpose besides the base.
+func memoryFor(conns int) int64 {
+	return segment.BuffersHeld(conns) + int64(conns)*memoryPerConn
+}
 
 // limitMemory sets the Go runtime's soft memory limit to what the download
 // cfg holds on purpose, so that garbage is collected before it adds up: the
@@ -30,20 +37,20 @@ func limitMemory(cfg *convoy.Config) {
 	if cfg.Writer != nil {
 		held += cfg.Buffer // held out of order on purpose
 	}
-	set := func(conns int) { debug.SetMemoryLimit(held + int64(max(conns, 8))*memoryPerConn) }
+	set := func(forConns int64) { debug.SetMemoryLimit(held + max(forConns, memoryFor(8))) }
 	if cfg.Connections > 0 {
-		set(cfg.Connections)
+		set(memoryFor(cfg.Connections))
 		return
 	}
-	set(connectionsAtMost(*cfg) / 2) // until the first count is known
+	set(memoryFor(connectionsAtMost(*cfg) / 2)) // until the first count is known
 	perHost := map[string]int{}
 	next := cfg.OnEvent
 	cfg.OnEvent = func(e convoy.Event) { // called one at a time
 		if e.Type == "connections" {
 			perHost[e.Host] = e.Connections
-			total := 0
+			var total int64
 			for _, n := range perHost {
-				total += n
+				total += memoryFor(n) // each server's connections share a buffer budget
 			}
 			set(total)
 		}

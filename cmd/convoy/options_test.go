@@ -11,6 +11,7 @@ import (
 
 	"github.com/convoy-dl/convoy"
 	"github.com/convoy-dl/convoy/internal/testserver"
+	"github.com/convoy-dl/convoy/segment"
 )
 
 // TestOptionRanges checks that a numeric option out of its range is a usage
@@ -206,11 +207,11 @@ func TestLimitMemory(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	os.Unsetenv("GOMEMLIMIT")
 	limitMemory(&convoy.Config{Connections: 16})
-	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+16*memoryPerConn); got != want {
+	if got, want := debug.SetMemoryLimit(-1), memoryBase+segment.BuffersHeld(16)+16*memoryPerConn; got != want {
 		t.Errorf("limit %d for 16 connections, want %d", got, want)
 	}
 	limitMemory(&convoy.Config{Connections: 4, Writer: io.Discard, Buffer: 64 << 20})
-	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+8*memoryPerConn+64<<20); got != want {
+	if got, want := debug.SetMemoryLimit(-1), memoryBase+segment.BuffersHeld(8)+8*memoryPerConn+64<<20; got != want {
 		t.Errorf("limit %d for a stream with a 64 MiB buffer, want %d", got, want)
 	}
 	var seen []string
@@ -223,7 +224,7 @@ func TestLimitMemory(t *testing.T) {
 	} {
 		cfg.OnEvent(e)
 	}
-	if got, want := debug.SetMemoryLimit(-1), int64(memoryBase+22*memoryPerConn); got != want {
+	if got, want := debug.SetMemoryLimit(-1), memoryBase+segment.BuffersHeld(10)+segment.BuffersHeld(12)+22*memoryPerConn; got != want {
 		t.Errorf("limit %d after the counts 10 and 12 of two hosts, want %d", got, want)
 	}
 	if len(seen) != 3 {
