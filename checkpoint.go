@@ -126,7 +126,7 @@ const checkpointBytes = 1 << 20
 // held back.
 const (
 	earlySpacingShare = 10
-	earlySpacingCost  = 8
+	earlySpacingCost  = 4
 )
 
 // earlySpacing decides when an early checkpoint may come; its zero value

@@ -22,7 +22,7 @@ func TestEarlySpacing(t *testing.T) {
 		interval, took, gap time.Duration
 	}{
 		{250 * time.Millisecond, 2 * time.Millisecond, 25 * time.Millisecond},
-		{250 * time.Millisecond, 10 * time.Millisecond, 80 * time.Millisecond},
+		{250 * time.Millisecond, 10 * time.Millisecond, 40 * time.Millisecond},
 		{time.Hour, time.Millisecond, 6 * time.Minute},
 	} {
 		ended := t0.Add(tt.took)
