@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/convoy-dl/convoy/internal/redact"
@@ -39,37 +40,60 @@ func (d *download) withCheckpoints(ctx context.Context, size int64, cp *checkpoi
 	loopDone := make(chan struct{})
 	go func() {
 		defer close(loopDone)
-		checkpoints := time.NewTicker(d.cfg.CheckpointInterval)
+		interval := d.cfg.CheckpointInterval
+		checkpoints := time.NewTicker(interval)
 		defer checkpoints.Stop()
 		progress := time.NewTicker(d.cfg.ProgressInterval)
 		defer progress.Stop()
+		var due <-chan struct{}
+		if cp != nil {
+			due = cp.due
+		}
+		var spacing earlySpacing
+		// checkpoint saves cp; false when the fetch must stop.
+		checkpoint := func() bool {
+			if cp.hash != nil {
+				if err := cp.hash.failed(); err != nil {
+					cancel(err) // the file cannot be verified: stop fetching it
+					return false
+				}
+			}
+			if cp.pieces != nil {
+				if err := cp.pieces.v.Err(); err != nil {
+					cancel(err) // the pieces cannot be verified
+					return false
+				}
+			}
+			began := time.Now()
+			if err := cp.save(); err != nil {
+				cancel(fmt.Errorf("%w: %w", errSaveFailed, describeFileError(err, cp.path)))
+				return false
+			}
+			spacing.saved(began, time.Now(), interval)
+			checkpoints.Reset(interval) // the interval counts from the last checkpoint
+			d.emit(Event{Type: "checkpoint", Size: size, Done: cp.durable})
+			return true
+		}
 		for {
 			select {
 			case <-stopped:
 				return
 			case <-progress.C:
 				report()
+			case <-due:
+				if cp.unsaved.Load() < checkpointBytes || !spacing.allows(time.Now()) {
+					continue // a checkpoint since took them, or the next write asks again
+				}
+				if !checkpoint() {
+					return
+				}
 			case <-checkpoints.C:
 				if cp == nil {
 					continue
 				}
-				if cp.hash != nil {
-					if err := cp.hash.failed(); err != nil {
-						cancel(err) // the file cannot be verified: stop fetching it
-						return
-					}
-				}
-				if cp.pieces != nil {
-					if err := cp.pieces.v.Err(); err != nil {
-						cancel(err) // the pieces cannot be verified
-						return
-					}
-				}
-				if err := cp.save(); err != nil {
-					cancel(fmt.Errorf("%w: %w", errSaveFailed, describeFileError(err, cp.path)))
+				if !checkpoint() {
 					return
 				}
-				d.emit(Event{Type: "checkpoint", Size: size, Done: cp.durable})
 			}
 		}
 	}()
@@ -87,6 +111,39 @@ func (d *download) withCheckpoints(ctx context.Context, size int64, cp *checkpoi
 	report()
 	return err
 }
+
+// checkpointBytes is how many bytes written since the last checkpoint make
+// the next one due before its interval is up, so that on a fast link a kill
+// loses about this much rather than a whole interval of every connection's
+// bytes.
+const checkpointBytes = 1 << 20
+
+// Early checkpoints (those checkpointBytes asks for) keep their cost
+// bounded: one comes no sooner than a tenth of the interval after the last
+// checkpoint ended, nor sooner than earlySpacingCost times as long as that
+// checkpoint took, so saving takes at most about 1/earlySpacingCost of the
+// time however fast the bytes come. The interval's own checkpoints are not
+// held back.
+const (
+	earlySpacingShare = 10
+	earlySpacingCost  = 4
+)
+
+// earlySpacing decides when an early checkpoint may come; its zero value
+// allows one at once.
+type earlySpacing struct {
+	next time.Time // no early checkpoint before
+}
+
+// saved records a checkpoint of the given interval that ran from began to
+// ended.
+func (e *earlySpacing) saved(began, ended time.Time, interval time.Duration) {
+	gap := max(interval/earlySpacingShare, earlySpacingCost*ended.Sub(began))
+	e.next = ended.Add(gap)
+}
+
+// allows reports whether an early checkpoint may start at now.
+func (e *earlySpacing) allows(now time.Time) bool { return !now.Before(e.next) }
 
 // errSaveFailed marks a checkpoint that could not be written: the progress
 // since the previous one is not kept.
@@ -109,13 +166,36 @@ type checkpointer struct {
 	sourcesMu sync.Mutex
 	// durable counts the bytes the last saved manifest claims.
 	durable int64
+	// unsaved counts the bytes written (see wrote) since the snapshot of
+	// the last save; due, if not nil, receives a signal (buffered, never
+	// blocking) once they reach checkpointBytes.
+	unsaved atomic.Int64
+	due     chan struct{}
+}
+
+// wrote counts n bytes just written to the part file, and asks for an early
+// checkpoint once checkpointBytes or more are not in the last one. It is
+// safe for concurrent use and never blocks.
+func (c *checkpointer) wrote(n int64) {
+	if c.unsaved.Add(n) < checkpointBytes {
+		return
+	}
+	select {
+	case c.due <- struct{}{}:
+	default: // one is pending already, or no one listens (due is nil)
+	}
 }
 
 // save snapshots the plan, makes the part file durable, and only then
 // replaces the manifest with the snapshot: the manifest never claims a byte
 // that is not on disk.
 func (c *checkpointer) save() error {
+	// Bytes written between the load and the snapshot are in the snapshot
+	// and still counted as unsaved: the next early checkpoint comes a
+	// little sooner, never later.
+	unsaved := c.unsaved.Load()
 	segs := c.claimable()
+	c.unsaved.Add(-unsaved)
 	c.sourcesMu.Lock()
 	m := c.base
 	m.Sources = slices.Clone(m.Sources)

@@ -398,7 +398,7 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 	if err != nil {
 		return Result{}, errors.Join(err, part.Close())
 	}
-	cp := &checkpointer{plan: plan, part: part, path: f.manifest, base: base, served: prov}
+	cp := &checkpointer{plan: plan, part: part, path: f.manifest, base: base, served: prov, due: make(chan struct{}, 1)}
 	var vet *vetting
 	if vetted {
 		vet = &vetting{trial: map[string]bool{}, prov: prov}
@@ -427,7 +427,10 @@ func (d *download) pass(ctx context.Context, remote segment.Remote, f files, fre
 		Connections: d.startConnections(), Segments: len(plan.Snapshot())})
 
 	var fetched atomic.Int64
-	countFetched := func(_, n int64) { fetched.Add(n) }
+	countFetched := func(_, n int64) {
+		fetched.Add(n)
+		cp.wrote(n)
+	}
 	fetcher := d.newFetcher(remote)
 	// From here the download can resume: an outage is waited out for the
 	// budget's time, counted from now.

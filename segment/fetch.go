@@ -30,9 +30,13 @@ var ErrRangeIgnored = errors.New("the server ignored the range request")
 var ErrRangeSkipped = errors.New("the server skipped the range this time")
 
 // flushAfter bounds how long received bytes wait in a connection's buffer
-// before they are written: on a slow link a full buffer would take long, and
-// bytes not yet written are not in the next checkpoint.
-const flushAfter = 100 * time.Millisecond
+// before they are written: the first read that returns flushAfter or more
+// after the oldest of them arrived writes them, full buffer or not. On a
+// slow link a full buffer would take long, and bytes not yet written are in
+// no checkpoint: a kill loses them. A read blocks while nothing comes, so
+// on a slow link the bytes of one read wait for the next; on a fast one the
+// buffer fills first.
+const flushAfter = 10 * time.Millisecond
 
 // Fetcher fetches byte ranges of one remote file into an io.WriterAt. Its
 // fields are read-only once a fetch has started.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -1064,9 +1065,108 @@ func TestRunWritesBeforeBufferFills(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	// The whole answer fits the 256 KiB buffer; at 256 KiB/s it takes
-	// about 600 ms, and bytes wait at most about 100 ms.
+	// about 600 ms, and bytes wait about flushAfter.
 	if len(writes) < 2 {
 		t.Errorf("the answer was written in %d pieces %v; bytes waited for the buffer to fill", len(writes), writes)
+	}
+}
+
+// readSignal wraps every response body of its client so that reads, once
+// a body has returned bytes, are told on read (without blocking).
+type readSignal struct {
+	next http.RoundTripper
+	read chan struct{}
+}
+
+func (rs readSignal) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := rs.next.RoundTrip(r)
+	if err == nil {
+		resp.Body = signalBody{ReadCloser: resp.Body, read: rs.read}
+	}
+	return resp, err
+}
+
+type signalBody struct {
+	io.ReadCloser
+	read chan struct{}
+}
+
+func (b signalBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		select {
+		case b.read <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
+}
+
+// Bytes that have waited 50 ms in the buffer are written by the next read
+// that returns, however little the buffer holds (a kill loses the bytes
+// not yet written): a server sends a piece, pauses 50 ms once the client
+// has read it, sends a second piece, and then sees both written before it
+// sends the rest.
+func TestRunWritesWaitingBytesAfterAPause(t *testing.T) {
+	const (
+		size  = 256 * kib
+		piece = 4 * kib
+		pause = 50 * time.Millisecond
+	)
+	srv := testserver.New(t, testserver.Size(size))
+	content := srv.Content()
+	read := make(chan struct{}, 1)
+	written := make(chan struct{}, 1)
+	var early atomic.Bool // both pieces were written before the rest was sent
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var first, last int64
+		if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last); err != nil || first != 0 || last < 2*piece {
+			http.Error(w, "one range from 0 only", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
+		w.Header().Set("Content-Length", strconv.FormatInt(last+1-first, 10))
+		w.WriteHeader(http.StatusPartialContent)
+		rc := http.NewResponseController(w)
+		w.Write(content[:piece])
+		rc.Flush()
+		select {
+		case <-read: // the client holds the first piece
+		case <-r.Context().Done():
+			return
+		}
+		time.Sleep(pause)
+		w.Write(content[piece : 2*piece])
+		rc.Flush()
+		select {
+		case <-written:
+			early.Store(true)
+		case <-time.After(10 * time.Second): // a bound on the wait, not a measurement
+		case <-r.Context().Done():
+			return
+		}
+		w.Write(content[2*piece : last+1])
+	}))
+	t.Cleanup(ts.Close)
+	client := newTestClient(t, ClientOptions{Connections: 1})
+	client.Transport = readSignal{next: client.Transport, read: read}
+	f := &Fetcher{Client: client, URL: ts.URL, Size: size, StallTimeout: time.Minute, MaxTries: 1}
+	var got atomic.Int64
+	f.OnWrite = func(_, n int64) {
+		if got.Add(n) >= 2*piece {
+			select {
+			case written <- struct{}{}:
+			default:
+			}
+		}
+	}
+	w, _, err := runPlan(t, f, 1, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.check(t, content)
+	if !early.Load() {
+		t.Errorf("two pieces %v apart waited in the buffer for more bytes (flushAfter %v)", pause, flushAfter)
 	}
 }
 

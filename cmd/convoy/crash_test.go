@@ -99,9 +99,9 @@ func TestCrashAndResume(t *testing.T) {
 		}
 		t.Errorf("left beside the file: %v", names)
 	}
-	// Each kill may lose what arrived since the last checkpoint: one
-	// interval of every connection's throughput, plus the 100 ms a received
-	// byte may wait in a buffer before it is written.
+	// Each kill may lose what arrived since the last checkpoint: at most one
+	// interval of every connection's throughput, plus 100 ms of it for the
+	// bytes that wait in a buffer before they are written.
 	twice := srv.Stats().BodyBytes - size - int64(len(kills)+1) // one probe byte per run
 	perKill := int64(float64(conns*rate) * (interval + 100*time.Millisecond).Seconds())
 	t.Logf("bytes fetched twice: %d over %d kills (bound %d per kill)", twice, len(kills), perKill)

@@ -64,7 +64,7 @@ func getCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.IntFlag{Name: "max-tries", Usage: "tries of one range without progress before giving up; 0 for no bound (default: none while --retry-for runs, 10 for a download that cannot resume)"},
 			&cli.DurationFlag{Name: "retry-for", Usage: "how long a download that can resume waits out an outage without progress before giving up; 0 for --max-tries alone", Value: convoy.DefaultRetryFor},
 			&cli.BoolFlag{Name: "retry-connrefused", Usage: "retry a server that refuses connections or does not resolve, even before the download began (by default that fails at once)"},
-			&cli.DurationFlag{Name: "checkpoint-interval", Usage: "how often progress is made durable", Value: convoy.DefaultCheckpointInterval},
+			&cli.DurationFlag{Name: "checkpoint-interval", Usage: "the longest time between two checkpoints of progress (one also comes after each MiB written)", Value: convoy.DefaultCheckpointInterval},
 		},
 		Action: func(c *cli.Context) error { return get(c, stdout, stderr) },
 	}
