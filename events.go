@@ -38,8 +38,8 @@ type Event struct {
 	Done int64 `json:"done,omitempty"`
 	// Connections and Segments, on start. On connections, Connections is
 	// the new connection count of server Host and Reason why it changed:
-	// "grew", "plateau", "shrank", "refused" or "accepted" (see segment's
-	// Reason constants).
+	// "grew", "plateau", "shrank", "refused", "accepted" or "yielded" (see
+	// segment's Reason constants).
 	Connections int    `json:"connections,omitempty"`
 	Segments    int    `json:"segments,omitempty"`
 	Host        string `json:"host,omitempty"`

@@ -581,11 +581,18 @@ func (d *download) shareConnections(remotes []segment.Remote) []int {
 
 // source is the segment.Source of f with its share of connections: all of
 // them at once with a fixed count, a few at first when the count adapts.
+// Without -x, the adaptive servers share the ceiling as they go (see
+// segment.Source.Ceiling) rather than split it once: each starts within
+// its share, and may grow past it into connections the others leave.
 func (d *download) source(f *segment.Fetcher, share int) segment.Source {
 	if !d.adaptive() || share == 0 {
 		return segment.Source{Fetcher: f, Connections: share}
 	}
-	return segment.Source{Fetcher: f, Connections: min(segment.StartConnections, share), Max: share}
+	src := segment.Source{Fetcher: f, Connections: min(segment.StartConnections, share), Max: share}
+	if d.cfg.MaxPerHost == 0 {
+		src.Max, src.Ceiling = d.mostConnections(), d.mostConnections()
+	}
+	return src
 }
 
 // A server is named slow when it sent at slowBy times less than the

@@ -95,6 +95,10 @@ type growth struct {
 	// found is set once the count met a plateau or a refusal: from then on
 	// connections are added one at a time, never doubled.
 	found bool
+	// room is how many connections a budget shared with other servers
+	// lets this one add, -1 for no such budget; its pool sets it before
+	// each sample.
+	room int
 }
 
 // newGrowth returns the controller of a server that starts at start
@@ -102,7 +106,7 @@ type growth struct {
 // decided from samples are at least hold apart.
 func newGrowth(start, ceiling int, hold time.Duration) *growth {
 	ceiling = max(ceiling, 1)
-	return &growth{ceiling: ceiling, count: min(max(start, 1), ceiling), hold: hold}
+	return &growth{ceiling: ceiling, count: min(max(start, 1), ceiling), hold: hold, room: -1}
 }
 
 // top is the most connections the server may get now.
@@ -185,6 +189,9 @@ func (g *growth) sample(now time.Time, rate float64, complete bool) (change, boo
 // The caller has set the reference.
 func (g *growth) grow(now time.Time, step int) (change, bool) {
 	n := min(g.count+step, g.top())
+	if g.room >= 0 {
+		n = min(n, g.count+g.room)
+	}
 	if n <= g.count {
 		g.phase = steady
 		return change{}, false
@@ -236,6 +243,14 @@ func (g *growth) shrank(now time.Time, rate float64) (change, bool) {
 	return change{}, false
 }
 
+// forced sets the count to n for reason from outside (a shared ceiling
+// moved a connection): the count holds as after a plateau, and the next
+// judgement starts from a new measurement.
+func (g *growth) forced(n int, reason string, now time.Time) change {
+	g.phase, g.found, g.refCount, g.refRate = steady, true, 0, 0
+	return g.set(n, reason, now)
+}
+
 // diskBound records that the connections spent much of a sample blocked
 // in WriteAt: the disk sets the pace, and a sample's throughput over
 // network time swings with its writeback, so the first ramp ends and the
@@ -259,7 +274,7 @@ func (g *growth) refused(now time.Time, working int) (change, bool) {
 // accepted records that the server took a probe connection after it had
 // refused some: the cap rises by one, and so does the count.
 func (g *growth) accepted(now time.Time) (change, bool) {
-	if g.count >= g.ceiling {
+	if g.count >= g.ceiling || g.room == 0 {
 		return change{}, false
 	}
 	g.limit = max(g.limit, g.count+1)

@@ -57,6 +57,11 @@ type pool struct {
 	// first answer, or the count changed.
 	turned   chan struct{}
 	onChange func(change)
+	// ceil, when set, is the budget the pool shares with other sources'.
+	ceil *ceiling
+	// perConn is the throughput per connection of the last complete
+	// sample, 0 before one.
+	perConn float64
 }
 
 // meter counts what one connection did, for the samples of its pool.
@@ -119,6 +124,9 @@ func (p *pool) tell(c change, ok bool) {
 	}
 	p.took = 0
 	p.wake()
+	if p.ceil != nil {
+		p.ceil.set(p, c.Count)
+	}
 	if p.onChange != nil {
 		p.onChange(c)
 	}
@@ -264,6 +272,7 @@ func (p *pool) accepted(k int, now time.Time) {
 	}
 	m.probe = false
 	p.probing--
+	p.g.room = p.room()
 	c, ok := p.g.accepted(now)
 	p.tell(c, ok)
 	p.mu.Unlock()
@@ -331,6 +340,55 @@ func (p *pool) sample(now time.Time) {
 	if places > 0 && writing >= time.Duration(diskShare*float64(window*time.Duration(places))) {
 		p.g.diskBound()
 	}
+	if complete && places > 0 {
+		p.perConn = rate / float64(places)
+	}
+	p.g.room = p.room()
 	c, ok := p.g.sample(now, rate, complete)
 	p.tell(c, ok)
+}
+
+// room is how many connections the pool may add: -1 for any number
+// within its own ceiling. Caller holds mu.
+func (p *pool) room() int {
+	if p.ceil == nil {
+		return -1
+	}
+	return p.ceil.room()
+}
+
+// share makes p one of the pools that share c, at its current count.
+func (p *pool) share(c *ceiling) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ceil = c
+	c.set(p, p.g.count)
+}
+
+// perConnection returns the count and the throughput per connection of
+// the last complete sample.
+func (p *pool) perConnection() (int, float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.g.count, p.perConn
+}
+
+// canGrow reports whether the count is below the pool's own cap.
+func (p *pool) canGrow() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.g.count < p.g.top()
+}
+
+// force changes the count by d for reason, from outside the controller
+// (see ceiling.rebalance); the controller holds it as after a plateau.
+func (p *pool) force(d int, reason string, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := min(max(p.g.count+d, 1), p.g.top())
+	if n == p.g.count {
+		return
+	}
+	p.perConn = 0 // measured again at the new count
+	p.tell(p.g.forced(n, reason, now), true)
 }

@@ -23,6 +23,12 @@ type Source struct {
 	// the throughput does not miss them, and drops when the server refuses
 	// some (see growth). Fetcher.OnConnections is told each change.
 	Max int
+	// Ceiling, when above 0 with Max, bounds the counts of every such
+	// source of the run together (the largest Ceiling given): a server
+	// grows only into connections the others leave, and at the ceiling
+	// the one that brings the least per connection gives one every few
+	// seconds to one that brings fasterBy times as much.
+	Ceiling int
 	// Stop, if set, drops the source once it ends, as Sources.Drop does,
 	// with context.Cause(Stop): onDrop is told, its requests in flight are
 	// cancelled, its connections return, and the bytes they wrote stay
@@ -80,7 +86,9 @@ type Sources struct {
 	nextID   int     // the id of the next connection
 	pools    []*pool // of adaptive sources, sampled every `every`
 	every    time.Duration
-	failed   error // why the run ended: its last source dropped from outside
+	ceil     *ceiling  // shared by the sources with a Ceiling, or nil
+	moved    time.Time // when ceil last moved a connection
+	failed   error     // why the run ended: its last source dropped from outside
 	// unwatch stops watching the sources' Stop, waiting for a drop under
 	// way; watching counts the drops under way.
 	unwatch  []func()
@@ -90,6 +98,7 @@ type Sources struct {
 // running is the state of one source of a Sources.
 type running struct {
 	cancel  context.CancelCauseFunc // ends the source's connections
+	pool    *pool                   // with an adaptive count
 	conns   sync.WaitGroup
 	dropped bool
 	outside bool // dropped by Drop, not for an error of its own
@@ -205,6 +214,14 @@ func (r *Sources) add(i int, src Source, joined bool) {
 		}
 		pl = newPool(n, start, time.Now(), r.every, growHold*r.every, f.tellConnections)
 		r.pools = append(r.pools, pl)
+		rs.pool = pl
+		if src.Ceiling > 0 {
+			if r.ceil == nil {
+				r.ceil = newCeiling(src.Ceiling)
+			}
+			r.ceil.raise(src.Ceiling)
+			pl.share(r.ceil)
+		}
 	}
 	lim := newConnLimit(n, f.probeEvery)
 	bufMax := f.bufferLimit(n)
@@ -322,6 +339,9 @@ func (r *Sources) dropNews(i int, err error) (news, last bool) {
 		return false, false
 	}
 	rs.dropped = true
+	if rs.pool != nil && r.ceil != nil {
+		r.ceil.remove(rs.pool)
+	}
 	r.alive--
 	r.lastErr = err
 	last = r.alive == 0 && r.isClosed
@@ -363,10 +383,13 @@ func (r *Sources) sample() {
 			return
 		case now := <-t.C:
 			r.mu.Lock()
-			pools := r.pools
+			pools, ceil := r.pools, r.ceil
 			r.mu.Unlock()
 			for _, pl := range pools {
 				pl.sample(now)
+			}
+			if ceil != nil {
+				ceil.rebalance(now, &r.moved, growHold*r.every)
 			}
 		}
 	}
