@@ -365,6 +365,17 @@ func (p *pool) share(c *ceiling) {
 	c.set(p, p.g.count)
 }
 
+// unshare takes p out of the budget it shares, for good: its source was
+// dropped, and whatever its count does next takes nothing from the others.
+func (p *pool) unshare() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ceil != nil {
+		p.ceil.remove(p)
+		p.ceil = nil
+	}
+}
+
 // perConnection returns the count and the throughput per connection of
 // the last complete sample.
 func (p *pool) perConnection() (int, float64) {

@@ -60,3 +60,23 @@ func TestSharedCeilingMovesConnectionsToTheFasterServer(t *testing.T) {
 		t.Errorf("counts fast %d, slow %d after %d yielded: want connections moved to the fast server", counts[0], counts[1], yielded)
 	}
 }
+
+// A dropped source's pool leaves the shared budget for good: a later
+// change of its count takes no room from the others.
+func TestUnsharedPoolTakesNoRoom(t *testing.T) {
+	c := newCeiling(8)
+	a := newPool(8, 4, t0, time.Hour, time.Hour, nil)
+	b := newPool(8, 4, t0, time.Hour, time.Hour, nil)
+	a.share(c)
+	b.share(c)
+	if n := c.room(); n != 0 {
+		t.Fatalf("room %d with 4 + 4 of 8", n)
+	}
+	b.unshare()
+	b.mu.Lock()
+	b.tell(b.g.set(3, ReasonRefused, t0), true) // as a parked connection would
+	b.mu.Unlock()
+	if n := c.room(); n != 4 {
+		t.Fatalf("room %d after the drop, want 4", n)
+	}
+}

@@ -339,8 +339,8 @@ func (r *Sources) dropNews(i int, err error) (news, last bool) {
 		return false, false
 	}
 	rs.dropped = true
-	if rs.pool != nil && r.ceil != nil {
-		r.ceil.remove(rs.pool)
+	if rs.pool != nil {
+		rs.pool.unshare()
 	}
 	r.alive--
 	r.lastErr = err
