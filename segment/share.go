@@ -18,6 +18,7 @@ type ceiling struct {
 	mu     sync.Mutex
 	most   int
 	counts map[*pool]int
+	moved  time.Time // when rebalance last moved a connection; its caller's alone
 }
 
 func newCeiling(most int) *ceiling {
@@ -72,8 +73,8 @@ func (c *ceiling) pools() []*pool {
 // the most, when that one brings fasterBy times as much or more: the
 // ceiling's connections end where they bring the most. It moves at most
 // one connection every hold, and it is called by the run's sampler only.
-func (c *ceiling) rebalance(now time.Time, last *time.Time, hold time.Duration) {
-	if now.Sub(*last) < hold || c.room() > 0 {
+func (c *ceiling) rebalance(now time.Time, hold time.Duration) {
+	if now.Sub(c.moved) < hold || c.room() > 0 {
 		return
 	}
 	var slow, fast *pool
@@ -95,5 +96,5 @@ func (c *ceiling) rebalance(now time.Time, last *time.Time, hold time.Duration) 
 	}
 	slow.force(-1, ReasonYielded, now)
 	fast.force(+1, ReasonGrew, now)
-	*last = now
+	c.moved = now
 }

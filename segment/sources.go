@@ -86,9 +86,8 @@ type Sources struct {
 	nextID   int     // the id of the next connection
 	pools    []*pool // of adaptive sources, sampled every `every`
 	every    time.Duration
-	ceil     *ceiling  // shared by the sources with a Ceiling, or nil
-	moved    time.Time // when ceil last moved a connection
-	failed   error     // why the run ended: its last source dropped from outside
+	ceil     *ceiling // shared by the sources with a Ceiling, or nil
+	failed   error    // why the run ended: its last source dropped from outside
 	// unwatch stops watching the sources' Stop, waiting for a drop under
 	// way; watching counts the drops under way.
 	unwatch  []func()
@@ -389,7 +388,7 @@ func (r *Sources) sample() {
 				pl.sample(now)
 			}
 			if ceil != nil {
-				ceil.rebalance(now, &r.moved, growHold*r.every)
+				ceil.rebalance(now, growHold*r.every)
 			}
 		}
 	}
