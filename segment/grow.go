@@ -27,9 +27,6 @@ const (
 	// perMeasure is how many complete samples are averaged into one
 	// measurement of the throughput.
 	perMeasure = 4
-	// rampBy is how many connections the first ramp adds for each one it
-	// has, once a step showed that each added one brings its worth.
-	rampBy = 3
 )
 
 // Reasons for a change of the connection count.
@@ -65,11 +62,12 @@ const (
 // no goroutine; it is not safe for concurrent use.
 //
 // Hill climbing: from the start count it measures, adds half as many
-// again, then, while each added one brings nearly a connection's worth,
-// four times the count (the first ramp: one sample decides each of its
-// steps), until the first plateau or refusal, or until the disk sets the
-// pace (diskBound); one at a time after that, or when less. On a plateau
-// it goes back to where the gain stopped. When steady it tries, now and
+// again, then, when each added one brought nearly a connection's worth,
+// goes to the top at once (the first ramp: one sample decides each of its
+// steps); one at a time after the first plateau or refusal, or once the
+// disk sets the pace (diskBound). On a plateau it goes back to where the
+// gain stopped: a top too high costs one hold at it, while every step
+// below the top costs a sample at a fraction of the throughput. When steady it tries, now and
 // then, one connection fewer (kept while the throughput does not drop,
 // given back otherwise) and then one more. Each judgement takes the
 // average of perMeasure complete samples; after every change the next
@@ -211,7 +209,7 @@ func (g *growth) grew(now time.Time, rate float64) (change, bool) {
 		if g.found {
 			return g.grow(now, 1)
 		}
-		return g.grow(now, rampBy*g.count)
+		return g.grow(now, g.top())
 	case worth >= usefulGain && added == 1:
 		g.refCount, g.refRate = g.count, rate
 		return g.grow(now, 1)

@@ -175,7 +175,7 @@ func TestAutoHoldsWithoutWork(t *testing.T) {
 // Places are taken one after another: a step of the count that a server
 // refuses costs one refusal, not one for every connection it added. A
 // server that takes 6 connections while each brings its worth gets the
-// ramp's big step (6 to 24) and refuses the 7th alone.
+// ramp's big step (6 to the top) and refuses the 7th alone.
 func TestAutoBigStepCostsOneRefusal(t *testing.T) {
 	t.Parallel() // mostly waiting for the throttled bodies
 	srv := testserver.New(t, testserver.Size(16*mib), testserver.Rate(mib), testserver.MaxConcurrent(6, ""))

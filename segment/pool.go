@@ -16,7 +16,7 @@ import (
 const (
 	DefaultGrowEvery = 250 * time.Millisecond
 	growHold         = 8
-	samplesPerWindow = 5
+	samplesPerWindow = 25
 	// diskShare is the share of a sample's time that its connections spent
 	// blocked in WriteAt from which the disk, not the network, sets the
 	// pace: the count then grows one connection at a time (see
