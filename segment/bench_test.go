@@ -50,7 +50,7 @@ func BenchmarkPlanCycle(b *testing.B) {
 			b.Fatal(err)
 		}
 		span, _ = plan.Next()
-		span.request(1 << 30)
+		span.request(1<<30, Thief{})
 	}
 	fresh()
 	b.SetBytes(256 << 10)
@@ -61,7 +61,7 @@ func BenchmarkPlanCycle(b *testing.B) {
 			if span, _ = span.plan.Next(); span == nil {
 				fresh()
 			} else {
-				span.request(1 << 30)
+				span.request(1<<30, Thief{})
 			}
 			continue
 		}

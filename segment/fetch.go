@@ -345,7 +345,7 @@ func (f *Fetcher) tell(u usage) {
 // fetchOnce sends one ranged GET for the next chunk of s and copies the
 // answer into w. It returns the number of bytes written.
 func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn) (written int64, err error) {
-	off, end := s.request(c.chunk)
+	off, end := s.request(c.chunk, c.last)
 	if off >= end {
 		return 0, nil
 	}

@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -96,27 +97,14 @@ func (p *Plan) pending() int {
 
 // splitLargest cuts a span in two and returns the new back part, marked
 // active when take is set. It prefers the span with the most bytes that no
-// request in flight covers, and splits those in half, or by rate when both
-// the thief's and the owner's are known, so the owner's answer is never cut
-// short; only when no span has enough of them does it split the
-// answer in flight that would finish last (see slowest), and then the owner
-// stops reading at the new end. The first kind of split leaves neither half
-// with fewer than minSplit bytes to fetch.
+// request in flight covers and splits those (see splitPoint), so the
+// owner's answer is never cut short; only when no span has enough of them
+// does it split the answer in flight that would finish last (see slowest),
+// and then the owner stops reading at the new end.
 func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
 	victim, from, most := p.largest(func(s *Span) int64 { return max(s.start+s.reserved, s.requested) }, t)
-	mid := from + most/2
-	floor := p.splitFloor(victim)
-	if victim != nil && t.Rate > 0 && victim.rate > 0 {
-		// Each part goes at its fetcher's pace, so that both end together:
-		// a much slower thief gets less than the floor, which is nothing.
-		share := int64(float64(most) * t.Rate / (t.Rate + victim.rate))
-		if share < floor {
-			most = 0
-		} else {
-			mid = min(max(victim.end-share, from+floor), victim.end-floor)
-		}
-	}
-	if most < 2*floor {
+	mid, ok := p.splitPoint(victim, from, most, t)
+	if !ok {
 		if t.Probe {
 			return nil, false
 		}
@@ -130,6 +118,45 @@ func (p *Plan) splitLargest(take bool, t Thief) (*Span, bool) {
 	i := slices.Index(p.spans, victim)
 	p.spans = slices.Insert(p.spans, i+1, back)
 	return back, true
+}
+
+// splitPoint is where thief t splits the most bytes that victim has not
+// requested yet, from offset from on, and false when no split is worth it.
+// Without both paces known, it halves them, leaving each part at least the
+// split floor. With them, it cuts so that both end together: the owner
+// after its answer in flight and then its part, at its pace; the thief
+// after one request latency, at its own. A thief's part under the floor is
+// not worth its request; an owner's part under it goes to the thief too,
+// when the thief has had an answer (its latency is known), the rest is
+// stealFloor or more, and the thief finishes it sooner than the owner
+// would. Caller holds mu.
+func (p *Plan) splitPoint(victim *Span, from, most int64, t Thief) (int64, bool) {
+	if victim == nil {
+		return 0, false
+	}
+	floor := p.splitFloor(victim)
+	rv, rt := victim.rate, t.Rate
+	if rv <= 0 || rt <= 0 {
+		return from + most/2, most >= 2*floor
+	}
+	inFlight := float64(max(victim.requested-(victim.start+victim.reserved), 0))
+	lat := t.Latency.Seconds()
+	// (inFlight + keep)/rv = lat + (most - keep)/rt
+	keep := int64(math.Round((lat + float64(most)/rt - inFlight/rv) / (1/rv + 1/rt)))
+	switch {
+	case most-keep < floor && keep > 0:
+		return 0, false
+	case keep >= floor:
+		return from + keep, true
+	}
+	whole := lat+float64(most)/rt < (inFlight+float64(most))/rv
+	if t.Latency > 0 && most >= stealFloor && whole {
+		return from, true
+	}
+	if most >= 2*floor {
+		return from + floor, true
+	}
+	return 0, false
 }
 
 // splitFloor is the fewest bytes not yet requested that a split of s
@@ -450,13 +477,19 @@ func (p *Plan) Cuts() int {
 func (p *Plan) Size() int64 { return p.size }
 
 // request starts a request of at most chunk bytes at the next byte to fetch
-// and returns its range [offset, end).
-func (s *Span) request(chunk int64) (offset, end int64) {
+// and returns its range [offset, end). t is the pace of the connection's
+// last answer, zero when unknown: a rest of the span smaller than endFloor
+// joins the request unless fetching it takes that connection more than
+// restLatencies request latencies, in which case it is left for another
+// connection to take (see takesWhole) so that both finish sooner.
+func (s *Span) request(chunk int64, t Thief) (offset, end int64) {
 	s.plan.mu.Lock()
 	defer s.plan.mu.Unlock()
 	offset = s.start + s.reserved
-	end = min(s.end, offset+min(chunk, s.plan.endShare()))
-	if s.end-end < min(endFloor, s.plan.minSplit) {
+	end = min(s.end, offset+min(chunk, s.plan.endShare(s, t)))
+	rest := s.end - end
+	alone := t.Rate > 0 && float64(rest)/t.Rate > restLatencies*t.Latency.Seconds()
+	if rest < min(endFloor, s.plan.minSplit) && !alone {
 		end = s.end // a rest this small is not worth a request of its own
 	}
 	s.requested = end
@@ -464,26 +497,69 @@ func (s *Span) request(chunk int64) (offset, end int64) {
 	return offset, end
 }
 
+// restLatencies is how many request latencies a rest of a span must take
+// its owner to fetch for it to be left to another connection (see
+// request): one latency is the thief's pause before its answer.
+const restLatencies = 1
+
 // endFloor is the least endShare asks for: below it, the pause between
 // two requests would cost more than the tail it evens out.
 const endFloor = 256 << 10
 
-// endShare is the most one request asks for near the end: an even share,
-// among the connections fetching a span, of the bytes not yet received (at least
-// endFloor, or minSplit if less). Requests then shrink as the plan nears
-// its end, and the connections finish together instead of some idling
-// while others fetch the last long answers, which only a cut could
-// shorten. Caller holds mu.
-func (p *Plan) endShare() int64 {
-	var left int64
-	conns := 0
-	for _, s := range p.spans {
-		left += s.end - s.start - s.reserved
-		if s.active {
-			conns++
+// endShare is the most a request of span s by a connection at pace t
+// asks for: what that connection fetches until the moment when all the
+// plan's connections, each fetching the bytes not yet requested once its
+// answer in flight ends, would finish together (at least endFloor, or
+// minSplit if less). Far from the end that is more than any chunk; near
+// it, requests shrink so that the connections finish together instead of
+// some idling while others fetch the last long answers, which only a cut
+// could shorten. Each new request starts after t's latency. A pace not
+// known counts as the mean of those known, or all as one when none is.
+// Caller holds mu.
+func (p *Plan) endShare(s *Span, t Thief) int64 {
+	var known, sum float64
+	for _, o := range p.spans {
+		if o.active && o.rate > 0 {
+			known, sum = known+1, sum+o.rate
 		}
 	}
-	return max(left/int64(max(conns, 1)), min(endFloor, p.minSplit))
+	if t.Rate > 0 {
+		known, sum = known+1, sum+t.Rate
+	}
+	mean := 1.0
+	if known > 0 {
+		mean = sum / known
+	}
+	lat := t.Latency.Seconds()
+	// The moment each connection may start on bytes not yet requested,
+	// and its pace.
+	type free struct{ at, rate float64 }
+	frees := []free{{lat, cmp.Or(t.Rate, mean)}}
+	var open float64 // bytes not yet requested
+	for _, o := range p.spans {
+		from := max(o.start+o.reserved, o.requested)
+		open += float64(o.end - from)
+		if !o.active || o == s {
+			continue
+		}
+		r := cmp.Or(o.rate, mean)
+		frees = append(frees, free{lat + float64(from-(o.start+o.reserved))/r, r})
+	}
+	slices.SortFunc(frees, func(a, b free) int { return cmp.Compare(a.at, b.at) })
+	// Fill: the end is where the connections free by then fetch open.
+	var rate, owed float64
+	end := math.Inf(1)
+	for i, f := range frees {
+		rate, owed = rate+f.rate, owed+f.rate*f.at
+		if end = (open + owed) / rate; i+1 == len(frees) || end <= frees[i+1].at {
+			break
+		}
+	}
+	share := (end - lat) * cmp.Or(t.Rate, mean)
+	if share >= math.MaxInt64/2 {
+		return math.MaxInt64 / 2
+	}
+	return max(int64(share), min(endFloor, p.minSplit))
 }
 
 // observe records the throughput of the answer in flight.

@@ -370,7 +370,7 @@ func TestNextSparesRequestInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, _ := p.Next()
-	if off, end := a.request(300); off != 0 || end != 300 {
+	if off, end := a.request(300, Thief{}); off != 0 || end != 300 {
 		t.Fatalf("request(300) = [%d,%d)", off, end)
 	}
 	a.reserve(100)
@@ -408,7 +408,7 @@ func TestNextSplitsOnlySlowRequestInFlight(t *testing.T) {
 				t.Fatal(err)
 			}
 			a, _ := p.Next()
-			a.request(1000)
+			a.request(1000, Thief{})
 			a.observe(tt.rate)
 			b, ok := p.Next()
 			if ok != tt.wantSteal {
@@ -766,7 +766,7 @@ func FuzzPlan(f *testing.F) {
 				fs.s.release()
 				free(fs)
 			case op == 5:
-				off, end := fs.s.request(amount(arg))
+				off, end := fs.s.request(amount(arg), Thief{})
 				if off != fs.rEnd || end < off {
 					t.Fatalf("step %d: request = [%d,%d), reserved prefix ends at %d", i, off, end, fs.rEnd)
 				}
@@ -941,7 +941,7 @@ func TestNextForCutsByRate(t *testing.T) {
 				t.Fatal(err)
 			}
 			a, _ := p.Next()
-			a.request(1000)
+			a.request(1000, Thief{})
 			a.observe(tt.ownerRate)
 			b, ok := p.NextFor(tt.thief)
 			if ok != (tt.wantCut >= 0) {
@@ -1066,9 +1066,10 @@ func TestReopenWholeSpanInFlight(t *testing.T) {
 	}
 }
 
-// A thief gets a share of the bytes not yet requested in proportion to its
-// rate, so that it and the owner end together: a much slower one gets
-// nothing, a much faster one all but minSplit.
+// A thief gets a share of the bytes not yet requested by its rate and the
+// owner's, so that both end together, the owner after its answer in
+// flight: a much slower thief gets nothing, a much faster one all but
+// minSplit.
 func TestNextSharesByRate(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -1076,8 +1077,11 @@ func TestNextSharesByRate(t *testing.T) {
 		wantSteal bool
 		wantStart int64
 	}{
-		{"as fast", 1000, true, 600},             // half of the 800 unrequested
-		{"three times as fast", 3000, true, 400}, // three quarters
+		// The owner has 200 bytes in flight (0.2 s) before the 800
+		// not requested: it keeps what it fetches in the time the thief
+		// takes for the rest.
+		{"as fast", 1000, true, 500},             // both end at 0.5 s
+		{"three times as fast", 3000, true, 250}, // both at 0.25 s
 		{"much faster", 1e9, true, 210},          // all but minSplit
 		{"much slower", 1, false, 0},             // less than minSplit
 		{"unknown rate", 0, true, 600},           // half
@@ -1089,7 +1093,7 @@ func TestNextSharesByRate(t *testing.T) {
 				t.Fatal(err)
 			}
 			a, _ := p.Next()
-			a.request(200)
+			a.request(200, Thief{})
 			a.observe(1000)
 			b, ok := p.NextFor(Thief{Rate: tt.thief, Source: 1})
 			if ok != tt.wantSteal {
@@ -1180,24 +1184,66 @@ func TestReopenAvoidingLoneSource(t *testing.T) {
 
 // Near the end, a request asks for no more than an even share of the bytes
 // not yet received among the connections fetching, so that they finish
-// together; a rest too small for a request of its own joins the last one.
+// together; a rest too small for a request of its own joins the last one,
+// unless the connection would take longer over it than over a request.
 func TestRequestTakesAnEvenShareNearTheEnd(t *testing.T) {
+	segs := []Segment{{Start: 0, End: 8 * mib}, {Start: 8 * mib, End: 12 * mib}, {Start: 12 * mib, End: 16 * mib}}
+	for _, tt := range []struct {
+		name string
+		pace Thief
+		rest bool // the half floor is left for another connection
+	}{
+		{"pace unknown", Thief{}, false},
+		{"fast", Thief{Rate: 100 * mib, Latency: 10 * time.Millisecond}, false}, // 1.25 ms < 10 ms
+		{"slow", Thief{Rate: mib, Latency: 10 * time.Millisecond}, true},        // 125 ms > 10 ms
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPlan(16*mib, segs, 3, mib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := p.Next()
+			p.Next()
+			p.Next()
+			if off, end := a.request(16*mib/3, Thief{}); off != 0 || end != 16*mib/3 {
+				t.Fatalf("request = [%d,%d), want [0,%d): a third of what is left", off, end, 16*mib/3)
+			}
+			// Once a has 4 MiB and three quarters of a floor left, its
+			// share, a third of that and the others' 8 MiB, would leave
+			// half a floor behind.
+			a.request(4*mib-endFloor*3/4, Thief{})
+			a.reserve(4*mib - endFloor*3/4)
+			want := int64(8 * mib)
+			if tt.rest {
+				want -= endFloor / 2
+			}
+			off, end := a.request(64*mib, tt.pace)
+			if off != 4*mib-endFloor*3/4 || end < want-2 || end > want+2 {
+				t.Fatalf("request = [%d,%d), want it to end at %d", off, end, want)
+			}
+			checkPlan(t, p)
+		})
+	}
+}
+
+// An answer in flight that ends late keeps its connection from the bytes
+// not yet requested: the others' shares are larger than an even split.
+func TestRequestShareCountsAnswersInFlight(t *testing.T) {
 	segs := []Segment{{Start: 0, End: 8 * mib}, {Start: 8 * mib, End: 12 * mib}, {Start: 12 * mib, End: 16 * mib}}
 	p, err := NewPlan(16*mib, segs, 3, mib)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, _ := p.Next()
+	b, _ := p.Next()
 	p.Next()
-	p.Next()
-	if off, end := a.request(64 * mib); off != 0 || end != 16*mib/3 {
-		t.Fatalf("request = [%d,%d), want [0,%d): a third of what is left", off, end, 16*mib/3)
-	}
-	// a keeps 4 MiB and three quarters of a floor: a share, a third of
-	// that and the others' 8 MiB, would leave half a floor behind.
-	a.reserve(4*mib - endFloor*3/4)
-	if off, end := a.request(64 * mib); off != 4*mib-endFloor*3/4 || end != 8*mib {
-		t.Fatalf("request = [%d,%d), want the rest of the span, up to %d", off, end, 8*mib)
+	b.request(4*mib, Thief{})
+	b.observe(mib / 2) // 8 s in flight
+	// Free now: a at 1 MiB/s, c at the mean pace, 0.75 MiB/s; they share
+	// a's 8 MiB and c's 4 MiB and end at 12/1.75 s, before b.
+	want := int64(12 * mib * 4 / 7)
+	if off, end := a.request(64*mib, Thief{Rate: mib}); off != 0 || end < want-2 || end > want+2 {
+		t.Fatalf("request = [%d,%d), want [0,%d) (an even share would be %d)", off, end, want, 16*mib/3)
 	}
 	checkPlan(t, p)
 }
@@ -1222,7 +1268,7 @@ func TestSplitFloorFollowsTheOwnersRate(t *testing.T) {
 				t.Fatal(err)
 			}
 			a, _ := p.Next()
-			a.request(mib / 2) // 1.5 MiB not requested
+			a.request(mib/2, Thief{}) // 1.5 MiB not requested
 			a.observe(tt.rate)
 			b, ok := p.NextFor(Thief{Source: 0})
 			if ok != tt.steal {
@@ -1234,6 +1280,43 @@ func TestSplitFloorFollowsTheOwnersRate(t *testing.T) {
 				}
 				if p.cuts != 0 {
 					t.Fatal("the answer in flight was cut: the bytes not yet requested were enough")
+				}
+			}
+			checkPlan(t, p)
+		})
+	}
+}
+
+// A rest of a span too small to split goes whole to an idle connection
+// while its owner is busy with a long answer in flight, without cutting
+// that answer; not when the owner would fetch it sooner.
+func TestThiefTakesAWholeRestWhileTheOwnerIsBusy(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		owner float64 // the pace of the owner's answer in flight
+		whole bool
+	}{
+		{"slow owner", mib, true},        // 1.75 s in flight; the thief needs 0.26 s
+		{"fast owner", 100 * mib, false}, // it ends everything in 20 ms
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPlan(2*mib, nil, 1, mib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := p.Next()
+			a.request(7*mib/4, Thief{}) // a quarter MiB not requested: under two floors
+			a.observe(tt.owner)
+			b, ok := p.NextFor(Thief{Rate: mib, Latency: 10 * time.Millisecond})
+			if ok != tt.whole {
+				t.Fatalf("steal = %v, want %v", ok, tt.whole)
+			}
+			if ok {
+				if s, e := spanRange(b); s != 7*mib/4 || e != 2*mib {
+					t.Fatalf("stolen [%d,%d), want the whole rest [%d,%d)", s, e, 7*mib/4, 2*mib)
+				}
+				if p.cuts != 0 {
+					t.Fatal("the answer in flight was cut")
 				}
 			}
 			checkPlan(t, p)
