@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -129,6 +130,9 @@ type Fetcher struct {
 	mu        sync.Mutex // guards current and refreshes
 	current   string     // the URL in use: URL, or what Refresh gave
 	refreshes int
+	// left is when (Unix nanoseconds) a connection last left an answer
+	// before its end (see leftAnswer).
+	left atomic.Int64
 	// OnRetry, if set, is called before each wait for another attempt, from
 	// the fetching goroutines concurrently.
 	OnRetry func(err error, wait time.Duration)
@@ -330,9 +334,31 @@ func (f *Fetcher) park(c *conn, err error) bool {
 		c.lim.failed(c.slot)
 		return false
 	}
+	if f.leftLately() {
+		// The server may still count the answer left: not a refusal of
+		// one connection too many, but a try to make again.
+		c.lim.failed(c.slot)
+		return false
+	}
 	park, u := c.lim.refused(c.slot, time.Now(), se.RetryAfter)
 	f.tell(u)
 	return park
+}
+
+// A connection that leaves an answer before its end (a cut, or a place
+// given back) closes its TCP connection, and the server goes on counting
+// that answer until it notices, on a later write. A refusal within
+// leftGrace of that may be the server counting it: it is retried as a
+// transient failure and lowers no count.
+const leftGrace = time.Second
+
+// leftAnswer records that a connection left an answer before its end.
+func (f *Fetcher) leftAnswer() { f.left.Store(time.Now().UnixNano()) }
+
+// leftLately reports whether a connection left an answer within leftGrace.
+func (f *Fetcher) leftLately() bool {
+	at := f.left.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < leftGrace
 }
 
 // tell passes a settled change of the connections in use to OnLimit.
@@ -447,6 +473,9 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 				if f.OnDiscard != nil {
 					f.OnDiscard(int64(filled) - granted)
 				}
+				if got < want {
+					f.leftAnswer()
+				}
 				return written, nil // another connection took the rest
 			}
 			filled = 0
@@ -462,6 +491,7 @@ func (f *Fetcher) fetchOnce(ctx context.Context, s *Span, w io.WriterAt, c *conn
 				// while yet: the connection leaves now, and the rest of
 				// its range goes back to the plan.
 				c.lim.hold(c.slot)
+				f.leftAnswer()
 				return written, errYield
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -229,5 +230,27 @@ func TestRunEveryRequestRefused(t *testing.T) {
 	}
 	if reports, retries := log.get(); len(reports) > 0 || len(retries) != tries-1 {
 		t.Errorf("OnLimit told %v, %d retries; want nothing and %d", reports, len(retries), tries-1)
+	}
+}
+
+// A refusal soon after a connection left an answer before its end may be
+// the server still counting that answer: it parks no connection and lowers
+// no count; the same refusal without it parks the connection.
+func TestRefusalAfterALeftAnswerIsRetried(t *testing.T) {
+	for _, left := range []bool{false, true} {
+		t.Run(fmt.Sprint("left=", left), func(t *testing.T) {
+			l := newConnLimit(3, 0)
+			l.accepted(0, time.Now())
+			l.accepted(1, time.Now())
+			l.sending(2)
+			f := &Fetcher{}
+			if left {
+				f.leftAnswer()
+			}
+			c := &conn{lim: l, slot: 2}
+			if park := f.park(c, &StatusError{Code: http.StatusServiceUnavailable}); park == left {
+				t.Fatalf("park = %v, want %v", park, !left)
+			}
+		})
 	}
 }
