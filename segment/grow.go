@@ -132,7 +132,7 @@ func (g *growth) sample(now time.Time, rate float64, complete bool) (change, boo
 	if !complete || rate <= 0 {
 		// The connections that joined or left are settled by the end of
 		// this one: the next complete sample counts.
-		if !g.found && (g.phase == measuring || g.phase == growing) {
+		if g.ramping() {
 			g.skip = 0
 		}
 		return change{}, false
@@ -143,7 +143,7 @@ func (g *growth) sample(now time.Time, rate float64, complete bool) (change, boo
 	}
 	g.acc += rate
 	need, hold := perMeasure, g.hold
-	if !g.found && (g.phase == measuring || g.phase == growing) {
+	if g.ramping() {
 		// The first ramp only ever adds connections (a plateau is held
 		// as long as any change): one sample after the skipped one says
 		// enough, and every second of it is a second below the top.
@@ -181,6 +181,12 @@ func (g *growth) sample(now time.Time, rate float64, complete bool) (change, boo
 	}
 	g.quiet = 0
 	return change{}, false
+}
+
+// ramping reports whether the count is in its first ramp: growing, and
+// neither a plateau, a refusal nor the disk has stopped it yet.
+func (g *growth) ramping() bool {
+	return !g.found && (g.phase == measuring || g.phase == growing)
 }
 
 // grow adds up to step connections, within the cap; at the cap it holds.

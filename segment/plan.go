@@ -497,6 +497,10 @@ func (s *Span) request(chunk int64, t Thief) (offset, end int64) {
 	return offset, end
 }
 
+// paceAge is how long an answer has come before endShare takes its pace
+// for the pace of its connection.
+const paceAge = 250 * time.Millisecond
+
 // restLatencies is how many request latencies a rest of a span must take
 // its owner to fetch for it to be left to another connection (see
 // request): one latency is the thief's pause before its answer.
@@ -514,13 +518,21 @@ const endFloor = 256 << 10
 // it, requests shrink so that the connections finish together instead of
 // some idling while others fetch the last long answers, which only a cut
 // could shorten. Each new request starts after t's latency. A pace not
-// known counts as the mean of those known, or all as one when none is.
+// known, or of an answer younger than paceAge (its first bytes may come in
+// a burst), counts as the mean of those known, or all as one when none is.
 // Caller holds mu.
 func (p *Plan) endShare(s *Span, t Thief) int64 {
+	now := time.Now()
+	pace := func(o *Span) float64 {
+		if o.rate > 0 && now.Sub(o.askedAt) >= paceAge {
+			return o.rate
+		}
+		return 0
+	}
 	var known, sum float64
 	for _, o := range p.spans {
-		if o.active && o.rate > 0 {
-			known, sum = known+1, sum+o.rate
+		if r := pace(o); o.active && r > 0 {
+			known, sum = known+1, sum+r
 		}
 	}
 	if t.Rate > 0 {
@@ -542,7 +554,7 @@ func (p *Plan) endShare(s *Span, t Thief) int64 {
 		if !o.active || o == s {
 			continue
 		}
-		r := cmp.Or(o.rate, mean)
+		r := cmp.Or(pace(o), mean)
 		frees = append(frees, free{lat + float64(from-(o.start+o.reserved))/r, r})
 	}
 	slices.SortFunc(frees, func(a, b free) int { return cmp.Compare(a.at, b.at) })

@@ -1227,25 +1227,39 @@ func TestRequestTakesAnEvenShareNearTheEnd(t *testing.T) {
 }
 
 // An answer in flight that ends late keeps its connection from the bytes
-// not yet requested: the others' shares are larger than an even split.
+// not yet requested: the others' shares are larger than an even split. The
+// pace of an answer younger than paceAge is not its own yet: its first
+// bytes may come in a burst.
 func TestRequestShareCountsAnswersInFlight(t *testing.T) {
-	segs := []Segment{{Start: 0, End: 8 * mib}, {Start: 8 * mib, End: 12 * mib}, {Start: 12 * mib, End: 16 * mib}}
-	p, err := NewPlan(16*mib, segs, 3, mib)
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name string
+		age  time.Duration // of b's answer
+		want int64
+	}{
+		// Free now: a at 1 MiB/s, c at the mean pace, 0.75 MiB/s; they
+		// share a's 8 MiB and c's 4 MiB and end at 12/1.75 s, before b.
+		{"settled", time.Second, 12 * mib * 4 / 7},
+		// b's pace counts as a's: all three end together, at 16/3 s.
+		{"young", 0, 16 * mib / 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			segs := []Segment{{Start: 0, End: 8 * mib}, {Start: 8 * mib, End: 12 * mib}, {Start: 12 * mib, End: 16 * mib}}
+			p, err := NewPlan(16*mib, segs, 3, mib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := p.Next()
+			b, _ := p.Next()
+			p.Next()
+			b.request(4*mib, Thief{})
+			b.askedAt = b.askedAt.Add(-tt.age)
+			b.observe(mib / 2) // 8 s in flight, at its own pace
+			if off, end := a.request(64*mib, Thief{Rate: mib}); off != 0 || end < tt.want-2 || end > tt.want+2 {
+				t.Fatalf("request = [%d,%d), want [0,%d)", off, end, tt.want)
+			}
+			checkPlan(t, p)
+		})
 	}
-	a, _ := p.Next()
-	b, _ := p.Next()
-	p.Next()
-	b.request(4*mib, Thief{})
-	b.observe(mib / 2) // 8 s in flight
-	// Free now: a at 1 MiB/s, c at the mean pace, 0.75 MiB/s; they share
-	// a's 8 MiB and c's 4 MiB and end at 12/1.75 s, before b.
-	want := int64(12 * mib * 4 / 7)
-	if off, end := a.request(64*mib, Thief{Rate: mib}); off != 0 || end < want-2 || end > want+2 {
-		t.Fatalf("request = [%d,%d), want [0,%d) (an even share would be %d)", off, end, want, 16*mib/3)
-	}
-	checkPlan(t, p)
 }
 
 // A slow answer's bytes not yet requested are split finer than minSplit,

@@ -10,12 +10,14 @@ import (
 // DefaultGrowEvery is the length of a sample of the throughput of a source
 // whose connection count adapts. Its count changes at most every growHold
 // samples (about 2 s), except in the first ramp, where one complete sample
-// decides each step (see growth). The pool looks samplesPerWindow times a
+// of a rampShare of that length decides each step (see growth): each is
+// time spent below the top. The pool looks samplesPerWindow times a
 // sample, so that a sample starts again soon after the connections
 // settle.
 const (
 	DefaultGrowEvery = 250 * time.Millisecond
 	growHold         = 8
+	rampShare        = 2
 	samplesPerWindow = 25
 	// diskShare is the share of a sample's time that its connections spent
 	// blocked in WriteAt from which the disk, not the network, sets the
@@ -291,8 +293,8 @@ func (p *pool) idle(k int) {
 }
 
 // sample is called often (a fraction of window apart). It measures the
-// source's throughput over the sample under way once that is window long,
-// and feeds it to the controller; a sample during which a place moved
+// source's throughput over the sample under way once that is window long
+// (in the first ramp, a rampShare of it), and feeds it to the controller; a sample during which a place moved
 // starts again, as an incomplete one. The throughput is the sum over the
 // connections with a place of bytes over network time (the window less
 // the time the connection spent in WriteAt). The sample is complete when
@@ -311,7 +313,11 @@ func (p *pool) sample(now time.Time) {
 		return
 	}
 	window := now.Sub(p.last)
-	if window < p.window {
+	due := p.window
+	if p.g.ramping() {
+		due /= rampShare
+	}
+	if window < due {
 		return
 	}
 	complete := p.working-p.probing == p.g.count

@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -158,6 +159,34 @@ func TestPoolDiskBoundEndsTheRamp(t *testing.T) {
 			}
 			if len(changes) != 2 || changes[1].Count != tt.want {
 				t.Fatalf("changes %+v, want the second to %d", changes, tt.want)
+			}
+		})
+	}
+}
+
+// In the first ramp a sample is a rampShare of the window: each step's
+// sample is time below the top. Once the ramp ended, a sample is the
+// whole window again.
+func TestPoolRampSamplesAreShorter(t *testing.T) {
+	for _, ramp := range []bool{true, false} {
+		t.Run(fmt.Sprint("ramp=", ramp), func(t *testing.T) {
+			const window = 100 * time.Millisecond
+			var changes []change
+			p := newPool(8, 2, t0, window, 0, func(c change) { changes = append(changes, c) })
+			if !ramp {
+				p.g.diskBound()
+			}
+			for k := range 2 {
+				p.enter(k)
+				p.answered(k, true)
+			}
+			p.sample(t0) // the places moved: the sample starts here
+			for _, m := range p.meters[:2] {
+				m.read(1 << 20)
+			}
+			p.sample(at(window / rampShare))
+			if got := len(changes) == 1; got != ramp {
+				t.Fatalf("changes %+v after a sample of %v, want a step: %v", changes, window/rampShare, ramp)
 			}
 		})
 	}
