@@ -481,7 +481,7 @@ func (p *Plan) Size() int64 { return p.size }
 // last answer, zero when unknown: a rest of the span smaller than endFloor
 // joins the request unless fetching it takes that connection more than
 // restLatencies request latencies, in which case it is left for another
-// connection to take (see takesWhole) so that both finish sooner.
+// connection to take (see splitPoint) so that both finish sooner.
 func (s *Span) request(chunk int64, t Thief) (offset, end int64) {
 	s.plan.mu.Lock()
 	defer s.plan.mu.Unlock()
