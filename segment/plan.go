@@ -480,15 +480,15 @@ func (p *Plan) Size() int64 { return p.size }
 // and returns its range [offset, end). t is the pace of the connection's
 // last answer, zero when unknown: a rest of the span smaller than endFloor
 // joins the request unless fetching it takes that connection more than
-// restLatencies request latencies, in which case it is left for another
-// connection to take (see splitPoint) so that both finish sooner.
+// restLatencies request latencies and more than restTime; then it is left
+// for another connection to take (see splitPoint), so both finish sooner.
 func (s *Span) request(chunk int64, t Thief) (offset, end int64) {
 	s.plan.mu.Lock()
 	defer s.plan.mu.Unlock()
 	offset = s.start + s.reserved
 	end = min(s.end, offset+min(chunk, s.plan.endShare(s, t)))
 	rest := s.end - end
-	alone := t.Rate > 0 && float64(rest)/t.Rate > restLatencies*t.Latency.Seconds()
+	alone := t.Rate > 0 && float64(rest)/t.Rate > max(restLatencies*t.Latency.Seconds(), restTime.Seconds())
 	if rest < min(endFloor, s.plan.minSplit) && !alone {
 		end = s.end // a rest this small is not worth a request of its own
 	}
@@ -501,10 +501,15 @@ func (s *Span) request(chunk int64, t Thief) (offset, end int64) {
 // for the pace of its connection.
 const paceAge = 250 * time.Millisecond
 
-// restLatencies is how many request latencies a rest of a span must take
-// its owner to fetch for it to be left to another connection (see
-// request): one latency is the thief's pause before its answer.
-const restLatencies = 1
+// restLatencies is how many request latencies, and restTime how long, a
+// rest of a span must take its owner to fetch for it to be left to another
+// connection (see request): one latency is the thief's pause before its
+// answer, and a rest fetched in less than restTime costs more in requests
+// (on a fast link, a few milliseconds each) than it evens out.
+const (
+	restLatencies = 1
+	restTime      = 50 * time.Millisecond
+)
 
 // endFloor is the least endShare asks for: below it, the pause between
 // two requests would cost more than the tail it evens out.

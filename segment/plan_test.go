@@ -1194,8 +1194,9 @@ func TestRequestTakesAnEvenShareNearTheEnd(t *testing.T) {
 		rest bool // the half floor is left for another connection
 	}{
 		{"pace unknown", Thief{}, false},
-		{"fast", Thief{Rate: 100 * mib, Latency: 10 * time.Millisecond}, false}, // 1.25 ms < 10 ms
-		{"slow", Thief{Rate: mib, Latency: 10 * time.Millisecond}, true},        // 125 ms > 10 ms
+		{"fast", Thief{Rate: 100 * mib, Latency: 10 * time.Millisecond}, false},                 // 1.25 ms < 10 ms
+		{"fast, short latency", Thief{Rate: 100 * mib, Latency: 100 * time.Microsecond}, false}, // 1.25 ms < restTime
+		{"slow", Thief{Rate: mib, Latency: 10 * time.Millisecond}, true},                        // 125 ms > 10 ms
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p, err := NewPlan(16*mib, segs, 3, mib)
