@@ -67,9 +67,9 @@ const (
 // steps); one at a time after the first plateau or refusal, or once the
 // disk sets the pace (diskBound). On a plateau it goes back to where the
 // gain stopped: a top too high costs one hold at it, while every step
-// below the top costs a sample at a fraction of the throughput. When steady it tries, now and
-// then, one connection fewer (kept while the throughput does not drop,
-// given back otherwise) and then one more. Each judgement takes the
+// below the top costs a sample at a fraction of the throughput. When
+// steady it tries, now and then, one connection fewer (kept while the
+// throughput does not drop, given back otherwise) and then one more. Each judgement takes the
 // average of perMeasure complete samples; after every change the next
 // sample is skipped (the new connections are still starting), so outside
 // the first ramp the count changes at most every perMeasure+1 samples, and
