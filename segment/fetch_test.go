@@ -939,6 +939,9 @@ func TestRunStealsFromSlowConnection(t *testing.T) {
 	if n := slow.slowBytes.Load(); n >= size/2 {
 		t.Errorf("the slow answer sent all %d bytes of its span", n)
 	}
+	if f.left.Load() == 0 {
+		t.Error("the answer cut short was not recorded as left (see leftLately)")
+	}
 }
 
 // A connection that runs out of work while the only other one has just

@@ -209,6 +209,9 @@ func TestConnectionLeavesMidAnswerWhenTheCountDrops(t *testing.T) {
 	if err := <-done; !errors.Is(err, errYield) {
 		t.Fatalf("fetchSpan = %v, want errYield", err)
 	}
+	if !f.leftLately() {
+		t.Error("the answer left was not recorded (see leftLately)")
+	}
 	if _, n := w.stats(); n >= 2*mib {
 		t.Errorf("the connection wrote %d bytes of its 4 MiB answer before leaving", n)
 	}
